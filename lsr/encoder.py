@@ -1,0 +1,306 @@
+"""SPLADE encoding: text -> tokenizer -> masked-LM transformer -> fused sparse head -> CSR vectors.
+
+Any Hugging Face masked-LM checkpoint works. The model's output projection (the MLM decoder) is swapped for an
+identity, so the transformer returns the transformed hidden states and the vocabulary projection happens only
+inside ``splade_max_pool``, which never materialises (batch, tokens, vocab) logits.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from lsr.head import splade_max_pool, splade_sum_pool
+from lsr.models import DEFAULT_MODEL, available_models, resolve_model, vocab_fingerprint
+from lsr.sparse import SparseBatch
+
+log = logging.getLogger(__name__)
+
+DOCUMENT_MAX_LENGTH = 256
+QUERY_MAX_LENGTH = 64
+
+
+class ModelLoadError(ValueError):
+    """The model could not be found, downloaded, or has no masked-LM head."""
+
+
+@dataclass
+class EncodeStats:
+    """What the last encode call did; ``truncated`` counts texts cut to ``max_length`` tokens."""
+
+    texts: int = 0
+    truncated: int = 0
+    tokens: int = 0
+    max_length: int = 0
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    if texts is None or isinstance(texts, (str, bytes)):
+        raise TypeError(f"texts must be a sequence of strings, got {type(texts).__name__}")
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"texts[{i}] must be a str, got {type(t).__name__}")
+    return texts
+
+
+def _pick_device(device: str | torch.device) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _detach_decoder(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Replaces the MLM output projection by an identity; returns its weight (V, H) and bias (V,)."""
+    decoder = model.get_output_embeddings()
+    if decoder is None or not hasattr(decoder, "weight"):
+        raise ModelLoadError(f"{type(model).__name__} has no masked-LM output projection")
+    for module in model.modules():
+        for child_name, child in module.named_children():
+            if child is decoder:
+                setattr(module, child_name, nn.Identity())
+                return decoder.weight.detach(), None if decoder.bias is None else decoder.bias.detach()
+    raise ModelLoadError(f"could not find the output projection inside {type(model).__name__}")
+
+
+class Encoder:
+    """Turns texts into SPLADE vectors (``SparseBatch``) over the model's vocabulary."""
+
+    def __init__(self, model: nn.Module, tokenizer, *, name: str, device: torch.device, dtype: torch.dtype,
+                 pooling: str = "max", head: str = "auto", batch_size: int = 32,
+                 max_length: int = DOCUMENT_MAX_LENGTH, query_max_length: int = QUERY_MAX_LENGTH,
+                 query_mode: str = "model", idf: np.ndarray | None = None):
+        if pooling not in ("max", "sum"):
+            raise ValueError(f"pooling must be 'max' or 'sum', got {pooling!r}")
+        if query_mode not in ("model", "idf"):
+            raise ValueError(f"query_mode must be 'model' or 'idf', got {query_mode!r}")
+        self.name = name
+        self.tokenizer = tokenizer
+        self.device = device
+        self.dtype = dtype
+        self.pooling = pooling
+        self.head = head
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.query_max_length = query_max_length
+        self.query_mode = query_mode
+        self.model = model.to(device=device, dtype=dtype).eval()
+        self.weight, self.bias = _detach_decoder(self.model)
+        self.vocab_size = int(self.weight.shape[0])
+        self.vocab_fingerprint = vocab_fingerprint(tokenizer)
+        self.idf = None if idf is None else self._check_idf(idf)
+        self.stats = EncodeStats()
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str = DEFAULT_MODEL, device: str | torch.device = "auto",
+                        dtype: torch.dtype | str | None = None, **options) -> "Encoder":
+        """Loads a masked-LM checkpoint: ``splade-tiny`` (embedded), a local folder, or a Hugging Face hub id.
+
+        dtype defaults to bfloat16 on CUDA and float32 elsewhere. ``query_mode="idf"`` reads ``idf.json``
+        from the model folder when it ships one (OpenSearch inference-free models do).
+        """
+        from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+        path = resolve_model(name_or_path)
+        dev = _pick_device(device)
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        if dtype is None:
+            dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True)
+        except ValueError as e:  # an architecture with no masked-LM class
+            raise ModelLoadError(f"{name_or_path!r} is not a masked-LM checkpoint: {e}") from e
+        except OSError as e:  # not found locally and no network, or no such hub repo
+            raise ModelLoadError(
+                f"could not load {name_or_path!r} from the Hugging Face hub or a local folder ({e.__class__.__name__}: "
+                f"{str(e).splitlines()[0]}); embedded models that need no download: {available_models()}") from e
+        head_missing = [k for k in info.get("missing_keys", []) if "decoder" in k or "lm_head" in k or "cls." in k
+                        or "vocab_" in k]
+        if head_missing:
+            raise ModelLoadError(f"{name_or_path!r} has no trained masked-LM head (missing {head_missing[:3]}); "
+                                 "SPLADE needs the MLM head")
+        encoder = cls(model, tokenizer, name=name_or_path, device=dev, dtype=dtype, **options)
+        if encoder.query_mode == "idf" and encoder.idf is None:
+            table = load_idf_json(path, tokenizer, encoder.vocab_size)
+            if table is not None:
+                encoder.set_idf(table)
+        return encoder
+
+    # ---- inference-free queries ---------------------------------------------------------------------------------
+    def _check_idf(self, idf: np.ndarray) -> np.ndarray:
+        idf = np.asarray(idf, dtype=np.float32)
+        if idf.shape != (self.vocab_size,):
+            raise ValueError(f"IDF table must have one weight per vocabulary term ({self.vocab_size}), got {idf.shape}")
+        return idf
+
+    def set_idf(self, idf: np.ndarray) -> None:
+        """Sets the query-token weights used by ``query_mode="idf"`` (e.g. ``idf_from_documents`` of an index)."""
+        self.idf = self._check_idf(idf)
+
+    # ---- encoding -----------------------------------------------------------------------------------------------
+    def encode_documents(self, texts: Sequence[str], **kw) -> SparseBatch:
+        return self.encode(texts, max_length=kw.pop("max_length", None) or self.max_length, **kw)
+
+    def encode_queries(self, texts: Sequence[str], **kw) -> SparseBatch:
+        max_length = kw.pop("max_length", None) or self.query_max_length
+        if self.query_mode == "idf":
+            return self._encode_idf(texts, max_length, **kw)
+        return self.encode(texts, max_length=max_length, **kw)
+
+    def _tokenize(self, texts: list[str], max_length: int) -> tuple[list[list[int]], int]:
+        """Token ids per text (truncated to max_length) and how many texts were truncated."""
+        enc = self.tokenizer(texts, truncation=True, max_length=max_length, return_overflowing_tokens=True,
+                             return_attention_mask=False, return_token_type_ids=False)
+        if "overflow_to_sample_mapping" not in enc:  # slow tokenizers: no overflow mapping
+            enc = self.tokenizer(texts, truncation=False, return_attention_mask=False, return_token_type_ids=False)
+            ids = enc["input_ids"]
+            truncated = sum(len(x) > max_length for x in ids)
+            cut = self.tokenizer(texts, truncation=True, max_length=max_length, return_attention_mask=False,
+                                 return_token_type_ids=False)["input_ids"]
+            return cut, truncated
+        mapping = enc["overflow_to_sample_mapping"]
+        ids: list[list[int] | None] = [None] * len(texts)
+        for row, sample in enumerate(mapping):
+            if ids[sample] is None:
+                ids[sample] = enc["input_ids"][row]
+        return ids, int(np.count_nonzero(np.bincount(mapping, minlength=len(texts)) > 1))
+
+    def _batches(self, ids: list[list[int]], batch_size: int) -> Iterable[tuple[np.ndarray, dict]]:
+        """Length-sorted, padded batches, prepared one ahead on a thread so the model never waits for the CPU."""
+        order = np.array([i for i in np.argsort([-len(x) for x in ids], kind="stable") if ids[i]], dtype=np.int64)
+        chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+        def prepare(chunk):
+            padded = self.tokenizer.pad({"input_ids": [ids[i] for i in chunk]}, return_tensors="pt")
+            pin = self.device.type == "cuda"
+            return chunk, {k: (v.pin_memory() if pin else v).to(self.device, non_blocking=True)
+                           for k, v in padded.items() if k in ("input_ids", "attention_mask")}
+
+        q: queue.Queue = queue.Queue(maxsize=2)
+
+        def producer():
+            try:
+                for c in chunks:
+                    q.put(prepare(c))
+            except BaseException as e:  # surfaced in the consumer
+                q.put(e)
+            q.put(None)
+
+        threading.Thread(target=producer, daemon=True).start()
+        while (item := q.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    @torch.inference_mode()
+    def weights(self, batch: dict) -> torch.Tensor:
+        """Dense (B, V) float32 SPLADE weights of one tokenized batch."""
+        hidden = self.model(**batch).logits  # the decoder is an identity: transformed hidden states (B, L, H)
+        if self.pooling == "sum":
+            return splade_sum_pool(hidden, self.weight, self.bias, batch["attention_mask"])
+        return splade_max_pool(hidden, self.weight, self.bias, batch["attention_mask"], backend=self.head)
+
+    def encode(self, texts: Sequence[str], *, max_length: int, batch_size: int | None = None,
+               top_k: int | None = None, min_weight: float | None = None,
+               progress: Callable[[int], None] | None = None) -> SparseBatch:
+        """Vectors of ``texts`` in input order. Batches are length-sorted to waste no compute on padding.
+
+        top_k keeps the heaviest terms of each vector, min_weight drops smaller weights.
+        progress(n) is called after each batch of n texts.
+        """
+        texts = _check_texts(texts)
+        if top_k is not None and top_k <= 0:
+            raise ValueError(f"top_k must be positive, got {top_k}")
+        batch_size = batch_size or self.batch_size
+        ids, truncated = self._tokenize(texts, max_length) if texts else ([], 0)
+        self.stats = EncodeStats(texts=len(texts), truncated=truncated, tokens=sum(map(len, ids)), max_length=max_length)
+        blank = [i for i, t in enumerate(texts) if not t.strip()]  # empty text -> empty vector, not [CLS] [SEP]
+        if truncated:
+            log.info("%d of %d texts were longer than %d tokens and were truncated", truncated, len(texts), max_length)
+        parts, order = [], []
+        if blank:
+            parts.append(SparseBatch(np.zeros(len(blank) + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32),
+                                     self.vocab_size))
+            order.append(np.array(blank))
+            blank_set = set(blank)
+            ids = [x if i not in blank_set else [] for i, x in enumerate(ids)]
+        for chunk, batch in self._batches(ids, batch_size):
+            w = self.weights(batch)
+            if top_k is not None and top_k < w.shape[1]:
+                top = torch.topk(w, top_k, dim=1)
+                w = torch.zeros_like(w).scatter_(1, top.indices, top.values)
+            if min_weight is not None:
+                w = w.masked_fill(w < min_weight, 0)
+            parts.append(_to_csr(w, self.vocab_size))
+            order.append(chunk)
+            if progress:
+                progress(len(chunk))
+        if not parts:
+            return SparseBatch(np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), self.vocab_size)
+        if progress and blank:
+            progress(len(blank))
+        inverse = np.empty(len(texts), dtype=np.int64)
+        inverse[np.concatenate(order)] = np.arange(len(texts))
+        return SparseBatch.concat(parts).take(inverse)
+
+    def _encode_idf(self, texts: Sequence[str], max_length: int, **_) -> SparseBatch:
+        """Inference-free query vectors: each distinct query token (special tokens excluded) weighted by its IDF."""
+        texts = _check_texts(texts)
+        if self.idf is None:
+            raise ValueError("query_mode='idf' needs an IDF table: ship idf.json with the model, or call set_idf()")
+        ids, truncated = self._tokenize(texts, max_length) if texts else ([], 0)
+        self.stats = EncodeStats(texts=len(texts), truncated=truncated, tokens=sum(map(len, ids)), max_length=max_length)
+        special = set(self.tokenizer.all_special_ids)
+        rows = []
+        for x in ids:
+            terms = np.array(sorted(set(x) - special), dtype=np.int32)
+            w = self.idf[terms]
+            rows.append((terms[w > 0], w[w > 0]))
+        return SparseBatch.from_rows(rows, self.vocab_size)
+
+
+def _to_csr(w: torch.Tensor, vocab_size: int) -> SparseBatch:
+    """Dense (B, V) weights to CSR, compacted on the device so only non-zeros cross to the host."""
+    nz = torch.nonzero(w > 0)  # row-major: term ids come out sorted within each row
+    values = w[nz[:, 0], nz[:, 1]].float().cpu().numpy()
+    rows = nz[:, 0].cpu().numpy()
+    indptr = np.zeros(w.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=w.shape[0]), out=indptr[1:])
+    return SparseBatch(indptr, nz[:, 1].to(torch.int32).cpu().numpy(), values, vocab_size)
+
+
+def idf_from_documents(docs: SparseBatch) -> np.ndarray:
+    """IDF weights, log(1 + (N - df + 0.5) / (df + 0.5)), from the document frequencies of an indexed corpus."""
+    df = np.bincount(docs.indices, minlength=docs.vocab_size).astype(np.float64)
+    n = max(len(docs), 1)
+    idf = np.log1p((n - df + 0.5) / (df + 0.5))
+    idf[df == 0] = 0.0
+    return idf.astype(np.float32)
+
+
+def load_idf_json(model_dir: str, tokenizer, vocab_size: int) -> np.ndarray | None:
+    """The ``idf.json`` ({token: weight}) that inference-free models ship, as a vocabulary-sized array."""
+    import json
+
+    path = os.path.join(model_dir, "idf.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        table = json.load(f)
+    vocab = tokenizer.get_vocab()
+    idf = np.zeros(vocab_size, dtype=np.float32)
+    for token, weight in table.items():
+        if vocab.get(token, vocab_size) < vocab_size and math.isfinite(weight):
+            idf[vocab[token]] = weight
+    return idf
