@@ -44,12 +44,13 @@ def load_encoder(model: str, device: str, **options):
 
 
 def encode_corpus(corpus: str, encoder, *, max_length: int, batch_size: int, top_k: Optional[int],
-                  min_weight: Optional[float], chunk: int = 8192):
+                  min_weight: Optional[float], queries: bool = False, chunk: int = 8192):
     """Streams a corpus through the encoder in chunks (length-sorted within each); returns (vectors, ids, texts)."""
     from lsr.corpus import CorpusError, count_documents, read_corpus
     from lsr.sparse import SparseBatch
 
     parts, ids, texts, truncated = [], [], [], 0
+    encode = encoder.encode_queries if queries else encoder.encode_documents
     try:
         docs = read_corpus(corpus)
         with progress_bar(f"encoding {corpus}", count_documents(corpus)) as advance:
@@ -57,17 +58,15 @@ def encode_corpus(corpus: str, encoder, *, max_length: int, batch_size: int, top
             for doc in docs:
                 buffer.append(doc)
                 if len(buffer) == chunk:
-                    parts.append(encoder.encode_documents([d.full_text for d in buffer], max_length=max_length,
-                                                          batch_size=batch_size, top_k=top_k, min_weight=min_weight,
-                                                          progress=advance))
+                    parts.append(encode([d.full_text for d in buffer], max_length=max_length, batch_size=batch_size,
+                                        top_k=top_k, min_weight=min_weight, progress=advance))
                     truncated += encoder.stats.truncated
                     ids += [d.id for d in buffer]
                     texts += buffer
                     buffer = []
             if buffer or not parts:
-                parts.append(encoder.encode_documents([d.full_text for d in buffer], max_length=max_length,
-                                                      batch_size=batch_size, top_k=top_k, min_weight=min_weight,
-                                                      progress=advance))
+                parts.append(encode([d.full_text for d in buffer], max_length=max_length, batch_size=batch_size,
+                                    top_k=top_k, min_weight=min_weight, progress=advance))
                 truncated += encoder.stats.truncated
                 ids += [d.id for d in buffer]
                 texts += buffer
@@ -97,13 +96,16 @@ def encode(
     min_weight: Optional[float] = typer.Option(None, min=0.0, help="drop weights below this"),
     pooling: str = typer.Option("max", help="max (SPLADE) or sum"),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
+    queries: bool = typer.Option(False, "--queries", help="encode as queries (query encoder, 64 tokens by default)"),
 ) -> None:
     """Encode a corpus into SPLADE vectors (the file `lsr index` reads)."""
     from lsr.vectors import save_vectors
 
     encoder = load_encoder(model, device, pooling=pooling)
+    if queries and max_length == 256:
+        max_length = encoder.query_max_length
     vectors, ids, _ = encode_corpus(corpus, encoder, max_length=max_length, batch_size=batch_size, top_k=top_k,
-                                    min_weight=min_weight)
+                                    min_weight=min_weight, queries=queries)
     save_vectors(output, vectors, ids, {**encoder_meta(encoder, max_length), "corpus": str(corpus)})
     typer.echo(json.dumps({"output": str(output), "documents": len(ids), "nnz": vectors.nnz,
                            "terms_per_doc": round(vectors.nnz / max(len(ids), 1), 1)}))

@@ -1,0 +1,3 @@
+from lsr.cli import app
+
+app(prog_name="lsr")
