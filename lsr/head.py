@@ -2,11 +2,13 @@
 
 Both monotonic functions commute with the max, so the head only needs the running max of the raw logits per
 (sequence, vocabulary column) and the token that reached it. The (batch, tokens, vocab) logits never exist in
-full: the PyTorch path here walks the vocabulary in chunks, the Triton kernel (``lsr.kernels``) in tiles.
-Backward is a gather/scatter through the arg-max token, so no logits are recomputed.
+full: the PyTorch path here walks the vocabulary in chunks, the Triton kernels (``lsr.kernels.fused_head``) in
+tiles. Backward is a gather/scatter through the arg-max token, so no logits are recomputed.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 
@@ -23,45 +25,54 @@ def _mask_bias(attention_mask: torch.Tensor) -> torch.Tensor:
     return torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill_(~mask, float("-inf"))[..., None]
 
 
-def max_logits_torch(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                     attention_mask: torch.Tensor, need_argmax: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Max over unmasked tokens of the float32 logits, and the arg-max token (int32), both (B, V).
+def _half_mm_f32(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor | None:
+    """h @ w.T with float32 output from 16-bit CUDA operands (tensor cores, no rounded logits), if torch can."""
+    try:
+        return torch.mm(h, w.T, out_dtype=torch.float32)
+    except (TypeError, RuntimeError, NotImplementedError):
+        return None
 
-    A row with no unmasked token gets -inf (so its output and gradient are 0) and arg-max 0. One reused chunk
-    buffer: allocating a fresh one per chunk cost as much as the matrix product itself on CPU (page faults).
+
+def max_pool_torch(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                   attention_mask: torch.Tensor, need_argmax: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """SPLADE weights (B, V) float32 and the arg-max token per output (int32), walking the vocabulary in chunks.
+
+    A row with no unmasked token has max logit -inf, so weight 0, gradient 0 and arg-max 0. On the CPU one chunk
+    buffer is reused: allocating a fresh one per chunk cost as much as the matrix product itself (page faults).
+    16-bit CUDA operands are multiplied on the tensor cores with float32 output where torch supports it.
     """
     B, L, H = hidden.shape
     V = weight.shape[0]
-    h = hidden.reshape(B * L, H).float()
     neg = _mask_bias(attention_mask)
     out = torch.empty(B, V, dtype=torch.float32, device=hidden.device)
     arg = torch.empty(B, V, dtype=torch.int64, device=hidden.device) if need_argmax else None
     step = _chunk_size(B * L, V)
-    buf = torch.empty(B * L, step, dtype=torch.float32, device=hidden.device)
+    half_cuda = hidden.is_cuda and hidden.dtype in (torch.float16, torch.bfloat16) and weight.dtype == hidden.dtype
+    h = hidden.reshape(B * L, H)
+    h32 = None if half_cuda else h.float()
+    buf = None if half_cuda else torch.empty(B * L, step, dtype=torch.float32, device=hidden.device)
     for lo in range(0, V, step):
         hi = min(V, lo + step)
-        logits = buf[:, :hi - lo]
-        w = weight[lo:hi].float()
-        if bias is None:
-            torch.mm(h, w.T, out=logits)
-        else:
-            torch.addmm(bias[lo:hi].float(), h, w.T, out=logits)
+        logits = _half_mm_f32(h, weight[lo:hi]) if half_cuda else None
+        if logits is None:
+            h32 = h.float() if h32 is None else h32
+            logits = buf[:, :hi - lo] if buf is not None else torch.empty(B * L, hi - lo, device=hidden.device)
+            torch.mm(h32, weight[lo:hi].float().T, out=logits)
+        if bias is not None:
+            logits += bias[lo:hi].float()
         logits = logits.view(B, L, hi - lo).add_(neg)
         if need_argmax:
             torch.max(logits, dim=1, out=(out[:, lo:hi], arg[:, lo:hi]))
         else:
             torch.amax(logits, dim=1, out=out[:, lo:hi])
-    return out, (arg.to(torch.int32) if need_argmax else None)
+    return out.clamp_min_(0).log1p_(), (arg.to(torch.int32) if need_argmax else None)
 
 
-def head_backward(grad_out: torch.Tensor, max_logits: torch.Tensor, argmax: torch.Tensor, hidden: torch.Tensor,
-                  weight: torch.Tensor, need_bias: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Gradients of log1p(relu(max logits)) for hidden, weight and bias, by scatter/gather through the arg-max."""
+def head_backward_torch(g: torch.Tensor, argmax: torch.Tensor, hidden: torch.Tensor,
+                        weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """grad_hidden and grad_weight (float32) from g = dL/d max-logit (B, V), by gather/scatter through the arg-max."""
     B, L, H = hidden.shape
     V = weight.shape[0]
-    # d/dm log1p(relu(m)) = 1 / (1 + m) where m > 0, else 0 (also for -inf rows)
-    pos = max_logits > 0
-    g = torch.where(pos, grad_out.float() / (1.0 + max_logits.clamp_min(0)), torch.zeros_like(max_logits))
     grad_hidden = torch.zeros(B * L, H, dtype=torch.float32, device=hidden.device)
     grad_weight = torch.empty(V, H, dtype=torch.float32, device=hidden.device)
     h = hidden.reshape(B * L, H)
@@ -76,31 +87,51 @@ def head_backward(grad_out: torch.Tensor, max_logits: torch.Tensor, argmax: torc
         grad_weight[lo:hi] = torch.einsum("bc,bch->ch", gc, h[rows.reshape(-1)].float().view(B, hi - lo, H))
         # dhidden[b, t] += g[b, v] * W[v] for the token t that won column v
         grad_hidden.index_add_(0, rows.reshape(-1), (gc[..., None] * w[None]).reshape(-1, H))
-    grad_bias = g.sum(0) if need_bias else None
-    return grad_hidden.view(B, L, H), grad_weight, grad_bias
+    return grad_hidden.view(B, L, H), grad_weight
+
+
+def splade_max_pool_reference(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                              attention_mask: torch.Tensor) -> torch.Tensor:
+    """The textbook SPLADE head, materialising (B, L, V) logits: the reference for tests and benchmarks."""
+    logits = hidden @ weight.T
+    if bias is not None:
+        logits = logits + bias
+    weights = torch.log1p(torch.relu(logits)) * attention_mask.to(logits.dtype)[..., None]
+    return weights.max(dim=1).values
 
 
 class _SpladeMaxPool(torch.autograd.Function):
+    """Saves the output y and the arg-max: d y / d max-logit = 1 / (1 + m) = exp(-y) where y > 0, else 0."""
+
     @staticmethod
-    def forward(ctx, hidden, weight, bias, attention_mask, forward_fn):
-        max_logits, argmax = forward_fn(hidden, weight, bias, attention_mask)
-        ctx.save_for_backward(hidden, weight, max_logits, argmax)
-        ctx.has_bias = bias is not None
-        return torch.log1p(torch.relu(max_logits))
+    def forward(ctx, hidden, weight, bias, attention_mask, forward_fn, backward_fn):
+        weights, argmax = forward_fn(hidden, weight, bias, attention_mask, need_argmax=True)
+        ctx.save_for_backward(hidden, weight, weights, argmax)
+        ctx.backward_fn = backward_fn
+        ctx.bias_dtype = None if bias is None else bias.dtype
+        return weights
 
     @staticmethod
     def backward(ctx, grad_out):
-        hidden, weight, max_logits, argmax = ctx.saved_tensors
-        gh, gw, gb = head_backward(grad_out, max_logits, argmax, hidden, weight,
-                                   ctx.has_bias and ctx.needs_input_grad[2])
-        return (gh.to(hidden.dtype) if ctx.needs_input_grad[0] else None,
-                gw.to(weight.dtype) if ctx.needs_input_grad[1] else None,
-                gb if gb is None else gb.to(weight.dtype), None, None)
+        hidden, weight, weights, argmax = ctx.saved_tensors
+        g = torch.where(weights > 0, grad_out.float() * torch.exp(-weights), 0.0)
+        gh = gw = gb = None
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            gh, gw = ctx.backward_fn(g, argmax, hidden, weight)
+            gh = gh.to(hidden.dtype) if ctx.needs_input_grad[0] else None
+            gw = gw.to(weight.dtype) if ctx.needs_input_grad[1] else None
+        if ctx.bias_dtype is not None and ctx.needs_input_grad[2]:
+            gb = g.sum(0).to(ctx.bias_dtype)
+        return gh, gw, gb, None, None, None
 
 
-def _triton_available(t: torch.Tensor) -> bool:
-    if not t.is_cuda:
-        return False
+def triton_available(device: torch.device | str) -> bool:
+    """Whether ``backend="auto"`` uses the Triton kernels for tensors on this device."""
+    return torch.device(device).type == "cuda" and _triton_imports()
+
+
+@functools.cache
+def _triton_imports() -> bool:
     try:
         from lsr.kernels import fused_head  # noqa: F401
     except ImportError:
@@ -113,7 +144,7 @@ def splade_max_pool(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     """SPLADE weights (B, V), float32: log(1 + relu(max over unmasked tokens of hidden @ weight.T + bias)).
 
     hidden (B, L, H), weight (V, H), bias (V,) or None, attention_mask (B, L) of 0/1 or bool.
-    backend: "torch" (vocabulary chunks, any device), "triton" (fused kernel, CUDA or TRITON_INTERPRET=1),
+    backend: "torch" (vocabulary chunks, any device), "triton" (fused kernels, CUDA or TRITON_INTERPRET=1),
     or "auto" (triton on CUDA when installed, else torch). Differentiable in hidden, weight and bias.
     """
     if hidden.dim() != 3 or weight.dim() != 2 or hidden.shape[-1] != weight.shape[-1]:
@@ -123,17 +154,19 @@ def splade_max_pool(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"bias must be ({weight.shape[0]},), got {tuple(bias.shape)}")
     if backend == "auto":
-        backend = "triton" if _triton_available(hidden) else "torch"
+        backend = "triton" if triton_available(hidden.device) else "torch"
     if backend == "torch":
-        forward_fn = max_logits_torch
+        forward_fn, backward_fn = max_pool_torch, head_backward_torch
     elif backend == "triton":
-        from lsr.kernels.fused_head import max_logits_triton as forward_fn
+        from lsr.kernels.fused_head import head_backward_triton as backward_fn
+        from lsr.kernels.fused_head import max_pool_triton as forward_fn
     else:
         raise ValueError(f"unknown backend {backend!r}: expected 'auto', 'torch' or 'triton'")
+    if 0 in hidden.shape[:2] or weight.shape[0] == 0:  # no tokens: every max is -inf, every weight 0
+        return torch.zeros(hidden.shape[0], weight.shape[0], dtype=torch.float32, device=hidden.device)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (hidden, weight, bias)):
-        return _SpladeMaxPool.apply(hidden, weight, bias, attention_mask, forward_fn)
-    max_logits, _ = forward_fn(hidden, weight, bias, attention_mask, need_argmax=False)
-    return torch.log1p(torch.relu_(max_logits))
+        return _SpladeMaxPool.apply(hidden, weight, bias, attention_mask, forward_fn, backward_fn)
+    return forward_fn(hidden, weight, bias, attention_mask, need_argmax=False)[0]
 
 
 @torch.no_grad()
