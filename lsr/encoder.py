@@ -99,6 +99,7 @@ class Encoder:
         self.vocab_fingerprint = vocab_fingerprint(tokenizer)
         self.idf = None if idf is None else self._check_idf(idf)
         self.stats = EncodeStats()
+        self._side_stream: torch.cuda.Stream | None = None
 
     @classmethod
     def from_pretrained(cls, name_or_path: str = DEFAULT_MODEL, device: str | torch.device = "auto",
@@ -161,36 +162,40 @@ class Encoder:
             return self._encode_idf(texts, max_length, **kw)
         return self.encode(texts, max_length=max_length, **kw)
 
-    def _tokenize(self, texts: list[str], max_length: int) -> tuple[list[list[int]], int]:
-        """Token ids per text (truncated to max_length) and how many texts were truncated."""
-        enc = self.tokenizer(texts, truncation=True, max_length=max_length, return_overflowing_tokens=True,
-                             return_attention_mask=False, return_token_type_ids=False)
-        if "overflow_to_sample_mapping" not in enc:  # slow tokenizers: no overflow mapping
-            enc = self.tokenizer(texts, truncation=False, return_attention_mask=False, return_token_type_ids=False)
-            ids = enc["input_ids"]
-            truncated = sum(len(x) > max_length for x in ids)
-            cut = self.tokenizer(texts, truncation=True, max_length=max_length, return_attention_mask=False,
-                                 return_token_type_ids=False)["input_ids"]
-            return cut, truncated
-        mapping = enc["overflow_to_sample_mapping"]
-        ids: list[list[int] | None] = [None] * len(texts)
-        for row, sample in enumerate(mapping):
-            if ids[sample] is None:
-                ids[sample] = enc["input_ids"][row]
-        return ids, int(np.count_nonzero(np.bincount(mapping, minlength=len(texts)) > 1))
+    def _tokenize(self, texts: list[str], max_length: int, pad_to: int | None) -> tuple[dict[str, torch.Tensor], int]:
+        """Padded token ids and attention mask of one batch, truncated to max_length; how many were truncated."""
+        kw = dict(truncation=True, max_length=max_length, padding=True, pad_to_multiple_of=pad_to,
+                  return_token_type_ids=False, return_tensors="np")
+        enc = self.tokenizer(texts, return_overflowing_tokens=True, **kw)
+        mapping = enc.get("overflow_to_sample_mapping")
+        if mapping is None:  # slow tokenizers: no overflow mapping
+            full = self.tokenizer(texts, truncation=False, return_attention_mask=False, return_token_type_ids=False)
+            truncated = sum(len(x) > max_length for x in full["input_ids"])
+            enc = self.tokenizer(texts, **kw)
+            first = slice(None)
+        else:  # the first row of each text; later rows hold what truncation cut off
+            mapping = np.asarray(mapping)
+            first = np.r_[True, mapping[1:] != mapping[:-1]]
+            truncated = int(np.count_nonzero(np.bincount(mapping, minlength=len(texts)) > 1))
+        return {k: torch.from_numpy(np.ascontiguousarray(enc[k][first])) for k in ("input_ids", "attention_mask")}, truncated
 
-    def _batches(self, ids: list[list[int]], batch_size: int) -> Iterable[tuple[np.ndarray, dict]]:
-        """Length-sorted, padded batches, prepared one ahead on a thread so the model never waits for the CPU."""
-        order = np.array([i for i in np.argsort([-len(x) for x in ids], kind="stable") if ids[i]], dtype=np.int64)
+    def _batches(self, texts: list[str], order: np.ndarray, batch_size: int,
+                 max_length: int) -> Iterable[tuple[np.ndarray, dict]]:
+        """Batches of texts[order], tokenized, padded and copied to the device on a thread while the model runs.
+
+        The tokenizer (Rust) releases the GIL, so the CPU prepares the next batches while the GPU works on this one.
+        """
         chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        cuda = self.device.type == "cuda"
 
         def prepare(chunk):
-            padded = self.tokenizer.pad({"input_ids": [ids[i] for i in chunk]}, return_tensors="pt")
-            pin = self.device.type == "cuda"
-            return chunk, {k: (v.pin_memory() if pin else v).to(self.device, non_blocking=True)
-                           for k, v in padded.items() if k in ("input_ids", "attention_mask")}
+            batch, truncated = self._tokenize([texts[i] for i in chunk], max_length, 8 if cuda else None)
+            self.stats.truncated += truncated
+            self.stats.tokens += int(batch["attention_mask"].sum())
+            return chunk, {k: (v.pin_memory() if cuda else v).to(self.device, non_blocking=True)
+                           for k, v in batch.items()}
 
-        q: queue.Queue = queue.Queue(maxsize=2)
+        q: queue.Queue = queue.Queue(maxsize=4)
 
         def producer():
             try:
@@ -214,6 +219,18 @@ class Encoder:
             return splade_sum_pool(hidden, self.weight, self.bias, batch["attention_mask"])
         return splade_max_pool(hidden, self.weight, self.bias, batch["attention_mask"], backend=self.head)
 
+    def _to_csr_when_ready(self, w: torch.Tensor, ready: torch.cuda.Event | None) -> SparseBatch:
+        """CSR of a batch's weights. On CUDA the compaction runs on a side stream that waits for this batch only,
+        so the next batch, already queued on the main stream, keeps the GPU busy meanwhile."""
+        if ready is None:
+            return _to_csr(w, self.vocab_size)
+        if self._side_stream is None:
+            self._side_stream = torch.cuda.Stream(self.device)
+        with torch.cuda.stream(self._side_stream):
+            self._side_stream.wait_event(ready)
+            return _to_csr(w, self.vocab_size)
+
+    @torch.inference_mode()
     def encode(self, texts: Sequence[str], *, max_length: int, batch_size: int | None = None,
                top_k: int | None = None, min_weight: float | None = None,
                progress: Callable[[int], None] | None = None) -> SparseBatch:
@@ -226,48 +243,66 @@ class Encoder:
         if top_k is not None and top_k <= 0:
             raise ValueError(f"top_k must be positive, got {top_k}")
         batch_size = batch_size or self.batch_size
-        ids, truncated = self._tokenize(texts, max_length) if texts else ([], 0)
-        self.stats = EncodeStats(texts=len(texts), truncated=truncated, tokens=sum(map(len, ids)), max_length=max_length)
-        blank = [i for i, t in enumerate(texts) if not t.strip()]  # empty text -> empty vector, not [CLS] [SEP]
-        if truncated:
-            log.info("%d of %d texts were longer than %d tokens and were truncated", truncated, len(texts), max_length)
-        parts, order = [], []
-        if blank:
+        self.stats = EncodeStats(texts=len(texts), max_length=max_length)
+        blank = np.array([i for i, t in enumerate(texts) if not t.strip()], dtype=np.int64)  # -> empty vectors
+        kept = np.setdiff1d(np.arange(len(texts)), blank)
+        # longest first by characters, which orders tokens closely enough and costs no tokenization up front
+        order = kept[np.argsort(-np.array([len(texts[i]) for i in kept], dtype=np.int64), kind="stable")]
+        parts, orders = [], []
+        if len(blank):
             parts.append(SparseBatch(np.zeros(len(blank) + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32),
                                      self.vocab_size))
-            order.append(np.array(blank))
-            blank_set = set(blank)
-            ids = [x if i not in blank_set else [] for i, x in enumerate(ids)]
-        for chunk, batch in self._batches(ids, batch_size):
+            orders.append(blank)
+        pending = None  # the previous batch: its CSR is built while this one runs
+        for chunk, batch in self._batches(texts, order, batch_size, max_length):
             w = self.weights(batch)
             if top_k is not None and top_k < w.shape[1]:
                 top = torch.topk(w, top_k, dim=1)
                 w = torch.zeros_like(w).scatter_(1, top.indices, top.values)
             if min_weight is not None:
                 w = w.masked_fill(w < min_weight, 0)
-            parts.append(_to_csr(w, self.vocab_size))
-            order.append(chunk)
-            if progress:
-                progress(len(chunk))
+            ready = None
+            if w.is_cuda:
+                ready = torch.cuda.Event()
+                ready.record()
+            if pending is not None:
+                self._finish(pending, parts, orders, progress)
+            pending = (chunk, w, ready)
+        if pending is not None:
+            self._finish(pending, parts, orders, progress)
+        if self.stats.truncated:
+            log.info("%d of %d texts were longer than %d tokens and were truncated", self.stats.truncated,
+                     len(texts), max_length)
         if not parts:
             return SparseBatch(np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), self.vocab_size)
-        if progress and blank:
+        if progress and len(blank):
             progress(len(blank))
         inverse = np.empty(len(texts), dtype=np.int64)
-        inverse[np.concatenate(order)] = np.arange(len(texts))
+        inverse[np.concatenate(orders)] = np.arange(len(texts))
         return SparseBatch.concat(parts).take(inverse)
+
+    def _finish(self, pending, parts: list, orders: list, progress: Callable[[int], None] | None) -> None:
+        chunk, w, ready = pending
+        parts.append(self._to_csr_when_ready(w, ready))
+        orders.append(chunk)
+        if progress:
+            progress(len(chunk))
 
     def _encode_idf(self, texts: Sequence[str], max_length: int, **_) -> SparseBatch:
         """Inference-free query vectors: each distinct query token (special tokens excluded) weighted by its IDF."""
         texts = _check_texts(texts)
         if self.idf is None:
             raise ValueError("query_mode='idf' needs an IDF table: ship idf.json with the model, or call set_idf()")
-        ids, truncated = self._tokenize(texts, max_length) if texts else ([], 0)
-        self.stats = EncodeStats(texts=len(texts), truncated=truncated, tokens=sum(map(len, ids)), max_length=max_length)
+        if not texts:
+            self.stats = EncodeStats(max_length=max_length)
+            return SparseBatch.from_rows([], self.vocab_size)
+        batch, truncated = self._tokenize(texts, max_length, None)
+        ids, mask = batch["input_ids"].numpy(), batch["attention_mask"].numpy().astype(bool)
+        self.stats = EncodeStats(texts=len(texts), truncated=truncated, tokens=int(mask.sum()), max_length=max_length)
         special = set(self.tokenizer.all_special_ids)
         rows = []
-        for x in ids:
-            terms = np.array(sorted(set(x) - special), dtype=np.int32)
+        for x, m in zip(ids, mask):
+            terms = np.array(sorted(set(x[m].tolist()) - special), dtype=np.int32)
             w = self.idf[terms]
             rows.append((terms[w > 0], w[w > 0]))
         return SparseBatch.from_rows(rows, self.vocab_size)

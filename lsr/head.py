@@ -9,6 +9,7 @@ tiles. Backward is a gather/scatter through the arg-max token, so no logits are 
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 
@@ -158,6 +159,8 @@ def splade_max_pool(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     if backend == "torch":
         forward_fn, backward_fn = max_pool_torch, head_backward_torch
     elif backend == "triton":
+        if not hidden.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+            raise ValueError(f"backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1), got {hidden.device}")
         from lsr.kernels.fused_head import head_backward_triton as backward_fn
         from lsr.kernels.fused_head import max_pool_triton as forward_fn
     else:

@@ -84,7 +84,8 @@ def _log1p_relu(x):
     """log(1 + max(x, 0)), accurate for small x (log1p by the log(u) * x / (u - 1) identity)."""
     x = tl.maximum(x, 0.0)
     u = 1.0 + x
-    return tl.where(u == 1.0, x, tl.log(u) * (x / (u - 1.0)))
+    small = u == 1.0
+    return tl.where(small, x, tl.log(u) * (x / tl.where(small, 1.0, u - 1.0)))
 
 
 @triton.autotune(**_tuning(_FWD_KEYS, _FWD_HALF, _FWD_F32))
