@@ -35,7 +35,8 @@ DEV = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: a smoke test of the
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}
 TOLERANCE = {"bf16": 1e-2, "fp16": 2e-3, "fp32": 1e-5}
 MiB = 2 ** 20
-OURS = ("chunked", "fused")
+FORWARD_OF = {"fused": "tma", "fused_ptr": "pointer", "fused_persistent": "persistent"}
+OURS = ("chunked", *FORWARD_OF)
 
 
 def log(*a):
@@ -66,22 +67,37 @@ def reference64(hidden, weight, bias, mask, grad_out=None, chunk=4096):
     by chunk so that the materialised float64 logits fit."""
     h = hidden.double().requires_grad_(grad_out is not None)
     keep = mask.bool()[..., None]
-    outs, gw, gb = [], [], []
+    outs, gw, gb, args, gaps = [], [], [], [], []
     for lo in range(0, weight.shape[0], chunk):
         w = weight[lo:lo + chunk].double().requires_grad_(grad_out is not None)
         b = bias[lo:lo + chunk].double().requires_grad_(grad_out is not None)
         with torch.set_grad_enabled(grad_out is not None):
             logits = (h @ w.T + b).masked_fill(~keep, float("-inf"))
             y = torch.log1p(torch.relu(logits.max(dim=1).values))
+            top = logits.detach().topk(min(2, logits.shape[1]), dim=1)
+            args.append(top.indices[:, 0])
+            gaps.append(top.values[:, 0] - top.values[:, -1] if logits.shape[1] > 1 else torch.full_like(y, 1e9))
             if grad_out is not None:
                 y.backward(grad_out[:, lo:lo + chunk].double())
                 gw.append(w.grad)
                 gb.append(b.grad)
         outs.append(y.detach())
     out = torch.cat(outs, 1)
+    top = (torch.cat(args, 1), torch.cat(gaps, 1))
     if grad_out is None:
-        return out, None
-    return out, (h.grad, torch.cat(gw), torch.cat(gb))
+        return out, None, top
+    return out, (h.grad, torch.cat(gw), torch.cat(gb)), top
+
+
+def argmax_of(name, hidden, weight, bias, mask):
+    """Our implementations' winning token per output, through the same internals the head uses."""
+    from lsr.head import max_pool_torch
+    from lsr.kernels import fused_head
+
+    if name == "chunked":
+        return max_pool_torch(hidden, weight, bias, mask)
+    fused_head.FORWARD = FORWARD_OF[name]
+    return fused_head.max_pool_triton(hidden, weight, bias, mask)
 
 
 def rel(a, b):
@@ -129,8 +145,16 @@ def head_impls():
     from lsr.head import splade_max_pool, splade_max_pool_reference
 
     compiled = torch.compile(splade_max_pool_reference, dynamic=False)
+    from lsr.kernels import fused_head
+
+    def fused(kind):
+        def run(h, w, b, m):
+            fused_head.FORWARD = kind
+            return splade_max_pool(h, w, b, m, backend="triton")
+        return run
+
     return {
-        "fused": lambda h, w, b, m: splade_max_pool(h, w, b, m, backend="triton"),
+        **{name: fused(kind) for name, kind in FORWARD_OF.items()},
         "chunked": lambda h, w, b, m: splade_max_pool(h, w, b, m, backend="torch"),
         "eager": splade_max_pool_reference,
         "compile": compiled,
@@ -144,7 +168,7 @@ def check_head(impls, results, cases):
     for shape, dname in cases:
         hidden, weight, bias, mask = make_inputs(*shape, DTYPES[dname], seed=sum(shape))
         grad_out = torch.randn(shape[0], shape[3], device=DEV)
-        ref, ref_grads = reference64(hidden, weight, bias, mask, grad_out)
+        ref, ref_grads, (ref_arg, ref_gap) = reference64(hidden, weight, bias, mask, grad_out)
         for name, fn in impls.items():
             if name == "compile" and tuple(shape) not in SHAPES:
                 continue
@@ -160,8 +184,20 @@ def check_head(impls, results, cases):
                 errs = {"error": "OOM"}
             # the baselines round the logits to the input dtype before the max, so in 16 bits their arg-max (and
             # with it their gradients) differs from float64's: their gradient errors are recorded, not judged
-            judged = [v for k, v in errs.items() if isinstance(v, float) and (k == "forward" or name in OURS)]
-            ok = all(v < TOLERANCE[dname] for v in judged)
+            grad_tol = TOLERANCE[dname]
+            if name in OURS and "error" not in errs:
+                # where float64's best two tokens are within rounding of each other, the float32 logits may pick
+                # the other one: legitimate, but each such column sends its gradient to another token. Such near
+                # ties widen the gradient tolerance by their share; any other disagreement is a failure.
+                y, arg = argmax_of(name, hidden, weight, bias, mask)
+                differ = (arg.long() != ref_arg) & (y > 0)
+                near = ref_gap <= 1e-4 * (1 + ref.exp())
+                errs["argmax_near_ties"] = int((differ & near).sum())
+                errs["argmax_wrong"] = int((differ & ~near).sum())
+                grad_tol += 3 * math.sqrt(2 * errs["argmax_near_ties"] / differ.numel())
+            judged = [(k, v) for k, v in errs.items() if isinstance(v, float) and (k == "forward" or name in OURS)]
+            ok = all(v < (TOLERANCE[dname] if k == "forward" else grad_tol) for k, v in judged)
+            ok = ok and errs.get("argmax_wrong", 0) == 0
             if "error" in errs or (name in OURS and not errs["no_grad_equal"]):
                 ok = False
             results.append({"shape": shape, "dtype": dname, "impl": name, "ok": ok, **errs})
@@ -205,7 +241,7 @@ def time_head(impls, results, shapes, dtypes, modes, names, save):
                         t0 = time.perf_counter()
                         call()  # compile, autotune
                         row["first_call_s"] = time.perf_counter() - t0
-                        if name == "fused":
+                        if name.startswith("fused"):
                             row["autotune"] = autotune_timings()
                         row["ms"] = median_ms(call)
                         row["peak_mib"] = peak_extra_mib(call)
@@ -228,7 +264,8 @@ def autotune_timings():
     from lsr.kernels import fused_head as fh
 
     report = {}
-    for name in ("_forward_kernel", "_grad_hidden_kernel", "_grad_weight_kernel"):
+    for name in ("_forward_kernel", "_forward_kernel_tma", "_forward_kernel_persistent", "_grad_hidden_kernel",
+                 "_grad_weight_kernel"):
         timings = getattr(getattr(fh, name), "configs_timings", None) or {}
         report[name] = {str(c): t[0] if isinstance(t, (list, tuple)) else t for c, t in timings.items()}
         getattr(fh, name).configs_timings = None
@@ -402,7 +439,7 @@ def main():
     ap.add_argument("--texts", type=Path, help="JSONL corpus for the end-to-end part")
     ap.add_argument("--n-texts", type=int, default=8192)
     ap.add_argument("--parts", default="head,model,e2e")
-    ap.add_argument("--impls", default="eager,compile,chunked,fused")
+    ap.add_argument("--impls", default="eager,compile,chunked,fused,fused_ptr,fused_persistent")
     ap.add_argument("--dtypes", default="bf16,fp32")
     ap.add_argument("--modes", default="fwd,fwd+bwd")
     ap.add_argument("--shapes", default="0,1,2,3")

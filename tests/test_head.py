@@ -85,8 +85,9 @@ def test_forward_and_gradients_match_float64(B, L, H, V, backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_half_precision_matches_float64(dtype, backend):
-    check_against_float64(3, 37, 48, 101, dtype, backend, seed=7)
+@pytest.mark.parametrize("H", [48, 36])  # 36: rows not 16-byte aligned, so no tensor-memory-accelerator tiles
+def test_half_precision_matches_float64(dtype, backend, H):
+    check_against_float64(3, 37, H, 101, dtype, backend, seed=7)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -26,12 +26,14 @@ import triton
 import triton.language as tl
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
-_UPCAST = tl.constexpr(INTERPRET)  # the interpreter multiplies bfloat16 operands wrongly; it converts them right
+_UPCAST = tl.constexpr(INTERPRET)
+FORWARD = "tma"  # or "pointer": how the forward fetches its tiles (the benchmark times both)  # the interpreter multiplies bfloat16 operands wrongly; it converts them right
 
 
-def _configs(keys: tuple[str, ...], table: list[tuple]) -> list[triton.Config]:
+def _configs(keys: tuple[str, ...], table: list[tuple], pre_hook=None) -> list[triton.Config]:
     """Rows of (block sizes..., num_warps, num_stages)."""
-    return [triton.Config(dict(zip(keys, row[:-2])), num_warps=row[-2], num_stages=row[-1]) for row in table]
+    return [triton.Config(dict(zip(keys, row[:-2])), num_warps=row[-2], num_stages=row[-1], pre_hook=pre_hook)
+            for row in table]
 
 
 # Hopper candidates (bf16/fp16 first, then float32 with a shorter K step to fit shared memory). The interpreter
@@ -53,22 +55,23 @@ if INTERPRET:
     _DW = [(32, 32, 4, 1)]
 
 
-def _tuning(keys: tuple[str, ...], half: list[tuple], f32: list[tuple]) -> dict:
+def _tuning(keys: tuple[str, ...], half: list[tuple], f32: list[tuple], operand: str, pre_hook=None) -> dict:
     """autotune arguments: candidates for the operands' dtype with token tiles no wider than the sequences.
 
-    L_KEY is the sequence length rounded up to a power of two, so batches of many lengths share a tuning.
-    Results are cached on disk by triton, so a new process does not tune again.
+    L_KEY and B_KEY are the sequence length and the batch size rounded up to powers of two, so batches of many
+    shapes share a tuning. Results are cached on disk by triton, so a new process does not tune again.
     """
-    half_cfgs, f32_cfgs = _configs(keys, half), _configs(keys, f32)
+    half_cfgs, f32_cfgs = _configs(keys, half, pre_hook), _configs(keys, f32, pre_hook)
     f32_ids = {id(c) for c in f32_cfgs}
 
     def prune(configs, named_args, **_):
-        is_f32 = named_args["w_ptr"].dtype == torch.float32
+        arg = named_args[operand]
+        is_f32 = getattr(arg, "base", arg).dtype == torch.float32
         kept = [c for c in configs if (id(c) in f32_ids) == is_f32] or configs
         narrow = [c for c in kept if c.kwargs["BLOCK_T"] <= max(16, named_args["L_KEY"])]
         return narrow or [min(kept, key=lambda c: c.kwargs["BLOCK_T"])]
 
-    return {"configs": half_cfgs + f32_cfgs, "key": ["L_KEY", "H", "V"], "cache_results": True,
+    return {"configs": half_cfgs + f32_cfgs, "key": ["L_KEY", "B_KEY", "H", "V"], "cache_results": True,
             "prune_configs_by": {"early_config_prune": prune}}
 
 
@@ -88,11 +91,98 @@ def _log1p_relu(x):
     return tl.where(small, x, tl.log(u) * (x / tl.where(small, 1.0, u - 1.0)))
 
 
-@triton.autotune(**_tuning(_FWD_KEYS, _FWD_HALF, _FWD_F32))
+@triton.jit
+def _running_max(acc, keep, best, best_t, t0):
+    """Folds one token tile's logits (vocab x tokens) into the running max and arg-max per vocabulary row."""
+    acc = tl.where(keep[None, :], acc, float("-inf"))
+    tile_best, tile_t = tl.max(acc, axis=1, return_indices=True)
+    better = tile_best > best  # strict: the first token wins ties, as in torch.max
+    return tl.where(better, tile_best, best), tl.where(better, tile_t + t0, best_t)
+
+
+@triton.jit
+def _store_pooled(best, best_t, offs_v, b, V, bias_ptr, out_ptr, arg_ptr, HAS_BIAS: tl.constexpr,
+                  NEED_ARG: tl.constexpr):
+    if HAS_BIAS:  # constant over tokens, so it commutes with the max
+        best += tl.load(bias_ptr + offs_v, mask=offs_v < V, other=0.0).to(tl.float32)
+    out_offs = b.to(tl.int64) * V + offs_v
+    tl.store(out_ptr + out_offs, _log1p_relu(best), mask=offs_v < V)
+    if NEED_ARG:
+        tl.store(arg_ptr + out_offs, best_t, mask=offs_v < V)
+
+
+# triton 3.6's loop fusion fails on these tiles (an MLIR verifier error in TritonGPUFuseNestedLoops)
+_FUSE_FAILS = {(128, 128, 64, 4), (256, 128, 64, 8)}
+
+
+def _tma_blocks(nargs):
+    nargs["h_desc"].block_shape = [nargs["BLOCK_T"], nargs["BLOCK_K"]]
+    nargs["w_desc"].block_shape = [nargs["BLOCK_V"], nargs["BLOCK_K"]]
+
+
+@triton.autotune(**_tuning(_FWD_KEYS, _FWD_HALF, _FWD_F32, "w_desc", _tma_blocks))
+@triton.jit
+def _forward_kernel_tma(h_desc, w_desc, bias_ptr, mask_ptr, ntok_ptr, out_ptr, arg_ptr,
+                        B, L, H, V, L_KEY, B_KEY, s_mb,
+                        HAS_BIAS: tl.constexpr, NEED_ARG: tl.constexpr, PRECISION: tl.constexpr,
+                        BLOCK_V: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr):
+    """The forward with tiles fetched by the tensor memory accelerator (zero-filled past V and H)."""
+    pid = tl.program_id(0)
+    b = pid % B
+    v0 = (pid // B) * BLOCK_V
+    n_tok = tl.load(ntok_ptr + b)  # one past the last unmasked token: later token tiles are skipped
+    best = tl.full((BLOCK_V,), float("-inf"), tl.float32)
+    best_t = tl.zeros((BLOCK_V,), tl.int32)
+    for t0 in range(0, n_tok, BLOCK_T):
+        acc = tl.zeros((BLOCK_V, BLOCK_T), tl.float32)
+        for k0 in range(0, H, BLOCK_K):
+            w = w_desc.load([v0, k0])
+            h = h_desc.load([b * L + t0, k0])  # rows past L belong to the next sequence: masked below
+            acc = _dot(w, h.T, acc, PRECISION)
+        offs_t = t0 + tl.arange(0, BLOCK_T)
+        keep = tl.load(mask_ptr + b * s_mb + offs_t, mask=offs_t < n_tok, other=0) != 0
+        best, best_t = _running_max(acc, keep, best, best_t, t0)
+    _store_pooled(best, best_t, v0 + tl.arange(0, BLOCK_V), b, V, bias_ptr, out_ptr, arg_ptr, HAS_BIAS, NEED_ARG)
+
+
+@triton.autotune(**_tuning(_FWD_KEYS, [c for c in _FWD_HALF if c[:4] not in _FUSE_FAILS], _FWD_F32, "w_desc",
+                          _tma_blocks))
+@triton.jit
+def _forward_kernel_persistent(h_desc, w_desc, bias_ptr, mask_ptr, ntok_ptr, out_ptr, arg_ptr,
+                               B, L, H, V, L_KEY, B_KEY, s_mb,
+                               HAS_BIAS: tl.constexpr, NEED_ARG: tl.constexpr, PRECISION: tl.constexpr,
+                               BLOCK_V: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr):
+    """The TMA forward on a persistent grid: each program walks (vocabulary tile, sequence) units, all token
+    tiles of a unit in a row, in one flattened loop so the next tile's loads overlap this tile's epilogue."""
+    pid = tl.program_id(0)
+    n_prog = tl.num_programs(0)
+    n_t = tl.cdiv(L, BLOCK_T)
+    my_units = tl.cdiv(B * tl.cdiv(V, BLOCK_V) - pid, n_prog)
+    best = tl.full((BLOCK_V,), float("-inf"), tl.float32)
+    best_t = tl.zeros((BLOCK_V,), tl.int32)
+    for j in tl.range(0, my_units * n_t, flatten=True):
+        unit = pid + (j // n_t) * n_prog
+        t0 = (j % n_t) * BLOCK_T
+        b = unit % B
+        v0 = (unit // B) * BLOCK_V
+        acc = tl.zeros((BLOCK_V, BLOCK_T), tl.float32)
+        for k0 in range(0, H, BLOCK_K):
+            acc = _dot(w_desc.load([v0, k0]), h_desc.load([b * L + t0, k0]).T, acc, PRECISION)
+        offs_t = t0 + tl.arange(0, BLOCK_T)
+        n_tok = tl.load(ntok_ptr + b)
+        keep = tl.load(mask_ptr + b * s_mb + offs_t, mask=offs_t < n_tok, other=0) != 0
+        first = t0 == 0
+        best, best_t = _running_max(acc, keep, tl.where(first, float("-inf"), best), tl.where(first, 0, best_t), t0)
+        if t0 + BLOCK_T >= L:
+            _store_pooled(best, best_t, v0 + tl.arange(0, BLOCK_V), b, V, bias_ptr, out_ptr, arg_ptr, HAS_BIAS,
+                          NEED_ARG)
+
+
+@triton.autotune(**_tuning(_FWD_KEYS, _FWD_HALF, _FWD_F32, "w_ptr"))
 @triton.heuristics({"EVEN_K": lambda a: a["H"] % a["BLOCK_K"] == 0})
 @triton.jit
 def _forward_kernel(h_ptr, w_ptr, bias_ptr, mask_ptr, ntok_ptr, out_ptr, arg_ptr,
-                    B, L, H, V, L_KEY, s_hb, s_hl, s_mb,
+                    B, L, H, V, L_KEY, B_KEY, s_hb, s_hl, s_mb,
                     HAS_BIAS: tl.constexpr, NEED_ARG: tl.constexpr, PRECISION: tl.constexpr,
                     EVEN_K: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr):
     pid = tl.program_id(0)
@@ -122,17 +212,8 @@ def _forward_kernel(h_ptr, w_ptr, bias_ptr, mask_ptr, ntok_ptr, out_ptr, arg_ptr
             w_ptrs += BLOCK_K
             h_ptrs += BLOCK_K
         keep = tl.load(mask_ptr + b * s_mb + offs_t, mask=offs_t < n_tok, other=0) != 0
-        acc = tl.where(keep[None, :], acc, float("-inf"))
-        tile_best, tile_t = tl.max(acc, axis=1, return_indices=True)
-        better = tile_best > best  # strict: the first token wins ties, as in torch.max
-        best = tl.where(better, tile_best, best)
-        best_t = tl.where(better, tile_t + t0, best_t)
-    if HAS_BIAS:  # constant over tokens, so it commutes with the max
-        best += tl.load(bias_ptr + rows_v).to(tl.float32)
-    out_offs = b.to(tl.int64) * V + offs_v
-    tl.store(out_ptr + out_offs, _log1p_relu(best), mask=offs_v < V)
-    if NEED_ARG:
-        tl.store(arg_ptr + out_offs, best_t, mask=offs_v < V)
+        best, best_t = _running_max(acc, keep, best, best_t, t0)
+    _store_pooled(best, best_t, offs_v, b, V, bias_ptr, out_ptr, arg_ptr, HAS_BIAS, NEED_ARG)
 
 
 @triton.autotune(configs=_configs(_DW_KEYS, _DW), key=["B", "H", "V"], cache_results=True)
@@ -159,9 +240,9 @@ def _grad_weight_kernel(h_ptr, g_ptr, arg_ptr, dw_ptr, B, H, V, s_hb, s_hl,
              mask=v_ok[:, None] & h_ok[None, :])
 
 
-@triton.autotune(**_tuning(_DH_KEYS, _DH_HALF, _DH_F32))
+@triton.autotune(**_tuning(_DH_KEYS, _DH_HALF, _DH_F32, "w_ptr"))
 @triton.jit
-def _grad_hidden_kernel(w_ptr, g_ptr, arg_ptr, last_ptr, scale_ptr, dh_ptr, B, L, H, V, L_KEY,
+def _grad_hidden_kernel(w_ptr, g_ptr, arg_ptr, last_ptr, scale_ptr, dh_ptr, B, L, H, V, L_KEY, B_KEY,
                         PRECISION: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr,
                         BLOCK_K: tl.constexpr):
     n_t = tl.cdiv(L, BLOCK_T)
@@ -215,13 +296,30 @@ def max_pool_triton(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     out = torch.empty(B, V, dtype=torch.float32, device=hidden.device)
     arg = torch.empty(B, V, dtype=torch.int32, device=hidden.device) if need_argmax else None
     bias_arg = bias.contiguous() if bias is not None else out  # unread when HAS_BIAS is False
+    flags = dict(HAS_BIAS=bias is not None, NEED_ARG=need_argmax, PRECISION=_precision(hidden.dtype))
 
     def grid(meta):
         return (B * triton.cdiv(V, meta["BLOCK_V"]),)
 
-    _forward_kernel[grid](hidden, weight, bias_arg, mask, _last_unmasked(mask), out, out if arg is None else arg,
-                          B, L, H, V, _bucket(L), hidden.stride(0), hidden.stride(1), mask.stride(0),
-                          HAS_BIAS=bias is not None, NEED_ARG=need_argmax, PRECISION=_precision(hidden.dtype))
+    tail = (_last_unmasked(mask), out, out if arg is None else arg, B, L, H, V, _bucket(L), _bucket(B))
+    hidden = hidden.contiguous() if FORWARD != "pointer" else hidden
+    if FORWARD != "pointer" and all(t.data_ptr() % 16 == 0 and H * t.element_size() % 16 == 0 for t in (hidden, weight)):
+        from triton.tools.tensor_descriptor import TensorDescriptor
+
+        h_desc = TensorDescriptor.from_tensor(hidden.view(B * L, H), [16, 16])  # blocks set per configuration
+        w_desc = TensorDescriptor.from_tensor(weight, [16, 16])
+        if FORWARD == "tma":
+            _forward_kernel_tma[grid](h_desc, w_desc, bias_arg, mask, *tail, mask.stride(0), **flags)
+        else:
+            sms = torch.cuda.get_device_properties(hidden.device).multi_processor_count if hidden.is_cuda else 4
+
+            def persistent_grid(meta):
+                return (min(grid(meta)[0], sms),)
+
+            _forward_kernel_persistent[persistent_grid](h_desc, w_desc, bias_arg, mask, *tail, mask.stride(0), **flags)
+    else:
+        _forward_kernel[grid](hidden, weight, bias_arg, mask, *tail, hidden.stride(0), hidden.stride(1),
+                              mask.stride(0), **flags)
     return out, arg
 
 
@@ -246,7 +344,7 @@ def head_backward_triton(g: torch.Tensor, argmax: torch.Tensor, hidden: torch.Te
     def dw_grid(meta):
         return (triton.cdiv(V, meta["BLOCK_V"]), triton.cdiv(H, meta["BLOCK_H"]))
 
-    _grad_hidden_kernel[dh_grid](w, g, argmax, last, scale, grad_hidden, B, L, H, V, _bucket(L),
+    _grad_hidden_kernel[dh_grid](w, g, argmax, last, scale, grad_hidden, B, L, H, V, _bucket(L), _bucket(B),
                                  PRECISION=_precision(hidden.dtype))
     _grad_weight_kernel[dw_grid](hidden, g, argmax, grad_weight, B, H, V, hidden.stride(0), hidden.stride(1))
     return grad_hidden, grad_weight
