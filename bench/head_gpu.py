@@ -35,7 +35,7 @@ DEV = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: a smoke test of the
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}
 TOLERANCE = {"bf16": 1e-2, "fp16": 2e-3, "fp32": 1e-5}
 MiB = 2 ** 20
-FORWARD_OF = {"fused": "tma", "fused_ptr": "pointer", "fused_persistent": "persistent"}
+FORWARD_OF = {"fused": "auto", "fused_tma": "tma", "fused_persistent": "persistent", "fused_ptr": "pointer"}
 OURS = ("chunked", *FORWARD_OF)
 
 
@@ -269,6 +269,7 @@ def autotune_timings():
         timings = getattr(getattr(fh, name), "configs_timings", None) or {}
         report[name] = {str(c): t[0] if isinstance(t, (list, tuple)) else t for c, t in timings.items()}
         getattr(fh, name).configs_timings = None
+    report["forward_choice"] = {str(k): v for k, v in fh._FORWARD_CHOICE.items()}
     return report
 
 
@@ -439,7 +440,7 @@ def main():
     ap.add_argument("--texts", type=Path, help="JSONL corpus for the end-to-end part")
     ap.add_argument("--n-texts", type=int, default=8192)
     ap.add_argument("--parts", default="head,model,e2e")
-    ap.add_argument("--impls", default="eager,compile,chunked,fused,fused_ptr,fused_persistent")
+    ap.add_argument("--impls", default="fused,chunked,eager,compile")
     ap.add_argument("--dtypes", default="bf16,fp32")
     ap.add_argument("--modes", default="fwd,fwd+bwd")
     ap.add_argument("--shapes", default="0,1,2,3")

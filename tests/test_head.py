@@ -97,6 +97,22 @@ def test_no_bias_bool_mask_and_holes_in_the_mask(backend):
 
 
 @needs_triton
+@pytest.mark.parametrize("kind", ["tma", "persistent", "pointer"])
+def test_every_triton_forward_matches(kind, monkeypatch):
+    """The forward kernels the automatic choice picks from (and the fallback for unaligned rows) agree."""
+    from lsr.head import max_pool_torch
+    from lsr.kernels import fused_head
+
+    monkeypatch.setattr(fused_head, "FORWARD", kind)
+    for B, L, H, V in [(3, 37, 48, 101), (5, 1, 32, 70), (2, 16, 40, 33)]:
+        hidden, weight, bias, mask = make_inputs(B, L, H, V, torch.float32, seed=L + V)
+        y1, a1 = max_pool_torch(hidden, weight, bias, mask)
+        y2, a2 = fused_head.max_pool_triton(hidden, weight, bias, mask)
+        assert torch.equal(a1, a2)
+        assert rel(y2, y1) < 1e-6
+
+
+@needs_triton
 def test_triton_matches_torch_argmax():
     """Both backends pick the same winning token (the first one on ties) for every output."""
     from lsr.head import max_pool_torch
