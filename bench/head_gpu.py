@@ -445,6 +445,7 @@ def main():
     ap.add_argument("--modes", default="fwd,fwd+bwd")
     ap.add_argument("--shapes", default="0,1,2,3")
     ap.add_argument("--no-check", action="store_true")
+    ap.add_argument("--quick-check", action="store_true", help="check at the first timed shape only")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, to try the script on a CPU")
     args = ap.parse_args()
     parts = args.parts.split(",")
@@ -454,6 +455,8 @@ def main():
     checks = [((4, 77, 768, 30522), "bf16"), ((4, 77, 768, 30522), "fp16"), ((4, 77, 768, 30522), "fp32"),
               ((3, 1, 64, 1000), "bf16"), ((5, 300, 96, 4099), "bf16"), ((2, 40, 1024, 250002), "bf16")]
     checks += [(s, d) for s in SHAPES[:1] for d in ("bf16", "fp32")]
+    if args.quick_check:
+        checks = [(SHAPES[0], "bf16"), (SHAPES[0], "fp32")]
     model_size, bert, e2e_size = (128, 256), None, {}
     if args.smoke:
         SHAPES = [(2, 16, 32, 300), (3, 8, 32, 170)]
