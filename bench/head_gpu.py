@@ -144,6 +144,9 @@ def peak_extra_mib(fn):
 def head_impls():
     from lsr.head import splade_max_pool, splade_max_pool_reference
 
+    # every shape, dtype and grad mode is a recompilation; past dynamo's default limit (8) it silently runs eager
+    torch._dynamo.config.recompile_limit = 64
+    torch._dynamo.config.accumulated_recompile_limit = 512
     compiled = torch.compile(splade_max_pool_reference, dynamic=False)
     from lsr.kernels import fused_head
 
