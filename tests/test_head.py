@@ -19,12 +19,14 @@ from lsr.head import splade_max_pool, splade_max_pool_reference, splade_sum_pool
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 try:
-    import triton  # noqa: F401
+    import triton
 
-    HAS_TRITON = True
+    TRITON_SKIP = None
+    if DEVICE == "cpu" and tuple(int(x) for x in triton.__version__.split(".")[:2]) < (3, 9):
+        TRITON_SKIP = f"the interpreter of triton {triton.__version__} fails under numpy 2 (triton >= 3.9 works)"
 except ImportError:
-    HAS_TRITON = False
-needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed (pip install 'lsr[gpu]')")
+    TRITON_SKIP = "triton is not installed (pip install 'lsr[gpu]')"
+needs_triton = pytest.mark.skipif(TRITON_SKIP is not None, reason=str(TRITON_SKIP))
 BACKENDS = ["torch", pytest.param("triton", marks=needs_triton)]
 # float32: tf32 with error compensation on GPU, plain float32 in the interpreter; 16-bit: one rounding of inputs
 # (both) and of the gradients (returned in the input dtype); the Triton scatter also rounds g to 16 bits.
