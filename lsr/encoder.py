@@ -177,7 +177,8 @@ class Encoder:
             mapping = np.asarray(mapping)
             first = np.r_[True, mapping[1:] != mapping[:-1]]
             truncated = int(np.count_nonzero(np.bincount(mapping, minlength=len(texts)) > 1))
-        return {k: torch.from_numpy(np.ascontiguousarray(enc[k][first])) for k in ("input_ids", "attention_mask")}, truncated
+        batch = {k: torch.from_numpy(np.ascontiguousarray(enc[k][first])) for k in ("input_ids", "attention_mask")}
+        return batch, truncated
 
     def _batches(self, texts: list[str], order: np.ndarray, batch_size: int,
                  max_length: int) -> Iterable[tuple[np.ndarray, dict]]:
