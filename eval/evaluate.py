@@ -267,7 +267,9 @@ def _hybrid(es: EvalSet, opts: Options, splade: Side, bm25: Side, setting: dict)
     if not 0 <= float(fusion["weight"]) <= 1:
         raise ValueError(f"hybrid weight (of SPLADE; BM25 gets 1 - weight) must lie in [0, 1], got {fusion['weight']}")
     w = (float(fusion["weight"]), 1 - float(fusion["weight"]))
-    kwargs = {"rrf_k": float(fusion["rrf_k"])} if fusion["fusion"] == "rrf" else {}
+    kwargs = {}
+    if fusion["fusion"] == "rrf":  # weight 0.5 is plain RRF, equal weights of 1
+        w, kwargs = (2 * w[0], 2 * w[1]), {"rrf_k": float(fusion["rrf_k"])}
     runs = (search_run(splade, es, opts.k, search, opts.threads), search_run(bm25, es, opts.k, {}, opts.threads))
     run, fuse_ms = {}, []
     for q in es.queries:

@@ -162,7 +162,7 @@ def eval_(
                                     "sweeps; for hybrid also fusion=rrf|linear, rrf_k=60, weight=0.5 (SPLADE's)"),
     build_param: list[str] = typer.Option([], "--build-param", "-b", help="index build parameter KEY=VALUE"),
     splade_method: str = typer.Option("exact", help="index method of the SPLADE side of a hybrid"),
-    k: int = typer.Option(1000, min=1, help="hits per query in the run"),
+    k: int = typer.Option(1000, "--k", "-k", min=1, help="hits per query in the run"),
     max_length: int = typer.Option(256, min=8, help="document tokens (longer ones are truncated)"),
     query_max_length: Optional[int] = typer.Option(None, min=1, help="query tokens (default: the encoder's, 64)"),
     quantization: str = typer.Option("uint8", help="index impacts: uint8, float16 or float32"),
