@@ -23,7 +23,7 @@ from eval.bm25 import BM25
 from eval.analyzer import Analyzer
 from eval.cache import VectorCache
 from eval.datasets import EvalSet
-from eval.fusion import fuse
+from eval.fusion import FUSIONS, fuse
 from eval.metrics import evaluate_run
 from eval.runs import Run, from_hits
 from lsr.sparse import SparseBatch
@@ -232,40 +232,49 @@ def evaluate(es: EvalSet, method: str, settings: Sequence[dict], opts: Options) 
     """(result, run) per setting. ``method`` is an index method (exact, bmp, seismic, ...), "bm25" or "hybrid";
     a setting is the method's search parameters (for a hybrid: fusion, rrf_k, weight, and the SPLADE method's)."""
     settings = list(settings) or [{}]
-    out = []
     with tempfile.TemporaryDirectory(prefix="lsr-eval-") as tmp:
         tmp = Path(tmp)
         if method == "bm25":
+            if settings != [{}]:
+                raise ValueError("bm25 takes no search parameters (set --bm25-k1, --bm25-b, --stemmer)")
             side = bm25_side(es, opts, tmp)
-            run = search_run(side, es, opts.k, {}, opts.threads)
-            lat = search_latency(side, opts.k, {}, opts.latency_queries)
             params = {"k1": opts.bm25_k1, "b": opts.bm25_b, "stemmer": opts.stemmer}
-            return [(_result(es, opts, side.model, "bm25", params, run, lat, side.encode_s, side.query_encode_s,
-                             side.build_s, side.index.num_docs), run)]
-        splade = splade_side(es, opts, opts.splade_method if method == "hybrid" else method, tmp)
-        bm25 = bm25_side(es, opts, tmp) if method == "hybrid" else None
-        for setting in settings:
-            if bm25 is None:
-                run = search_run(splade, es, opts.k, setting, opts.threads)
-                lat = search_latency(splade, opts.k, setting, opts.latency_queries)
-                params = {**setting, **_build_record(opts)}
-                out.append((_result(es, opts, splade.model, method, params, run, lat, splade.encode_s,
-                                    splade.query_encode_s, splade.build_s, splade.index.num_docs), run))
-            else:
-                out.append(_hybrid(es, opts, splade, bm25, setting))
-    return out
+            return [_single(es, opts, side, "bm25", {}, params)]
+        if method == "hybrid":
+            fusions = [_fusion(s) for s in settings]  # bad fusion settings fail before any work
+            splade, bm25 = splade_side(es, opts, opts.splade_method, tmp), bm25_side(es, opts, tmp)
+            return [_hybrid(es, opts, splade, bm25, f, s) for f, s in zip(fusions, settings)]
+        splade = splade_side(es, opts, method, tmp)
+        return [_single(es, opts, splade, method, s, {**s, **_build_record(opts)}) for s in settings]
 
 
 def _build_record(opts: Options) -> dict:
     return {"max_length": opts.max_length, "quantization": opts.quantization, **opts.build_params}
 
 
-def _hybrid(es: EvalSet, opts: Options, splade: Side, bm25: Side, setting: dict) -> tuple[dict, Run]:
-    fusion = {"fusion": "rrf", "rrf_k": 60.0, "weight": 0.5,
-              **{key: v for key, v in setting.items() if key in FUSION_PARAMS}}
-    search = {key: v for key, v in setting.items() if key not in FUSION_PARAMS}
+def _single(es: EvalSet, opts: Options, side: Side, method: str, search: dict, params: dict) -> tuple[dict, Run]:
+    run = search_run(side, es, opts.k, search, opts.threads)
+    lat = search_latency(side, opts.k, search, opts.latency_queries)
+    return _result(es, opts, side.model, method, params, run, lat, side.encode_s, side.query_encode_s,
+                   side.build_s, side.index.num_docs), run
+
+
+def _fusion(setting: dict) -> dict:
+    """The fusion part of a hybrid setting, with defaults: plain RRF (k = 60), or linear with SPLADE weight 0.5."""
+    fusion = {"fusion": "rrf", "weight": 0.5, **{k: v for k, v in setting.items() if k in FUSION_PARAMS}}
+    if fusion["fusion"] not in FUSIONS:
+        raise ValueError(f"unknown fusion {fusion['fusion']!r}; choose one of {FUSIONS}")
+    if fusion["fusion"] == "rrf":
+        fusion.setdefault("rrf_k", 60.0)
+    elif "rrf_k" in fusion:
+        raise ValueError("rrf_k applies to fusion=rrf only")
     if not 0 <= float(fusion["weight"]) <= 1:
         raise ValueError(f"hybrid weight (of SPLADE; BM25 gets 1 - weight) must lie in [0, 1], got {fusion['weight']}")
+    return fusion
+
+
+def _hybrid(es: EvalSet, opts: Options, splade: Side, bm25: Side, fusion: dict, setting: dict) -> tuple[dict, Run]:
+    search = {key: v for key, v in setting.items() if key not in FUSION_PARAMS}
     w = (float(fusion["weight"]), 1 - float(fusion["weight"]))
     kwargs = {}
     if fusion["fusion"] == "rrf":  # weight 0.5 is plain RRF, equal weights of 1
@@ -277,7 +286,7 @@ def _hybrid(es: EvalSet, opts: Options, splade: Side, bm25: Side, setting: dict)
         run[q] = fuse([runs[0][q], runs[1][q]], fusion["fusion"], weights=w, k=opts.k, **kwargs)
         fuse_ms.append((time.perf_counter() - t) * 1000)
     n = min(opts.latency_queries, len(es.queries))
-    lat = (search_latency(splade, opts.k, search, n) + search_latency(bm25, opts.k, {}, n) + np.array(fuse_ms[:n]))
+    lat = search_latency(splade, opts.k, search, n) + search_latency(bm25, opts.k, {}, n) + np.array(fuse_ms[:n])
     params = {**fusion, "splade_method": splade.method, **search, **_build_record(opts),
               "bm25": {"k1": opts.bm25_k1, "b": opts.bm25_b, "stemmer": opts.stemmer}}
     encode_s = None if splade.encode_s is None else splade.encode_s + (bm25.encode_s or 0.0)

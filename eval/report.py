@@ -14,7 +14,7 @@ from pathlib import Path
 from lsr.atomic import atomic_open, atomic_write_text
 
 MAIN_MEASURE = "nDCG@10"
-_SETTING_KEYS = ("max_length", "quantization", "bm25", "splade_method")  # shown in their own columns or implied
+_SETTING_KEYS = ("max_length", "bm25", "splade_method")  # the same across a report's settings, or shown apart
 
 
 def result_filename(result: dict) -> str:
@@ -39,7 +39,8 @@ def load_results(folder: str | Path) -> list[dict]:
 
 def setting_label(result: dict) -> str:
     """The method and the parameters that vary between settings (fixed ones like max_length are left out)."""
-    params = {k: v for k, v in result.get("params", {}).items() if k not in _SETTING_KEYS}
+    params = {k: v for k, v in result.get("params", {}).items()
+              if k not in _SETTING_KEYS and not (k == "quantization" and v == "uint8")}
     if result["method"] == "bm25":
         params = {}
     if result["method"] == "hybrid":

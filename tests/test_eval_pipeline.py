@@ -209,6 +209,9 @@ def test_bad_input_is_refused(tmp_path):
     assert "one run" in lsr_eval_fails("--dataset", str(folder), "-p", "alpha=1,2", "--run", "x", *cache)
     assert "unknown measure" in lsr_eval_fails("--dataset", str(folder), "--method", "bm25", "-m", "nDCG@", *cache)
     assert "holds no evaluation results" in lsr_eval_fails("--report", str(tmp_path))
+    assert "no search parameters" in lsr_eval_fails("--dataset", str(folder), "--method", "bm25", "-p", "a=1", *cache)
+    assert "unknown fusion" in lsr_eval_fails("--dataset", str(folder), "--method", "hybrid", "-p", "fusion=max",
+                                              *cache)
     assert "weight" in lsr_eval_fails("--dataset", str(folder), "--method", "hybrid", "-p", "weight=2",
                                       "--doc-vectors", str(_vectors(tmp_path, ["d1"])), *cache)
     assert "none of the judged documents" in lsr_eval_fails("--dataset", str(folder), "--doc-vectors",
