@@ -231,7 +231,11 @@ def _result(es: EvalSet, opts: Options, model: str, method: str, params: dict, r
 def evaluate(es: EvalSet, method: str, settings: Sequence[dict], opts: Options) -> list[tuple[dict, Run]]:
     """(result, run) per setting. ``method`` is an index method (exact, bmp, seismic, ...), "bm25" or "hybrid";
     a setting is the method's search parameters (for a hybrid: fusion, rrf_k, weight, and the SPLADE method's)."""
+    from index import methods
+
     settings = list(settings) or [{}]
+    if method != "bm25":
+        methods.get(opts.splade_method if method == "hybrid" else method)  # fails before minutes of encoding
     with tempfile.TemporaryDirectory(prefix="lsr-eval-") as tmp:
         tmp = Path(tmp)
         if method == "bm25":
