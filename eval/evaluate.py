@@ -185,8 +185,9 @@ def splade_side(es: EvalSet, opts: Options, method: str, tmp: Path) -> Side:
 
 def bm25_side(es: EvalSet, opts: Options, tmp: Path) -> Side:
     model, docs, fit_s = bm25_vectors(es, opts)
+    # exact search only: reordering documents for block pruning would cost build time and change nothing
     index, build_s = _build(tmp, "bm25", docs, model.name, model.vocab_fingerprint, "exact", opts.bm25_quantization,
-                            {})
+                            {"reorder": False})
     t = time.perf_counter()
     queries = model.encode_queries(list(es.queries.values()))
     return Side(model.name, index, queries, "exact", fit_s, time.perf_counter() - t, build_s)
@@ -242,8 +243,7 @@ def evaluate(es: EvalSet, method: str, settings: Sequence[dict], opts: Options) 
             if settings != [{}]:
                 raise ValueError("bm25 takes no search parameters (set --bm25-k1, --bm25-b, --stemmer)")
             side = bm25_side(es, opts, tmp)
-            params = {"k1": opts.bm25_k1, "b": opts.bm25_b, "stemmer": opts.stemmer}
-            return [_single(es, opts, side, "bm25", {}, params)]
+            return [_single(es, opts, side, "bm25", {}, _bm25_record(opts))]
         if method == "hybrid":
             fusions = [_fusion(s) for s in settings]  # bad fusion settings fail before any work
             splade, bm25 = splade_side(es, opts, opts.splade_method, tmp), bm25_side(es, opts, tmp)
@@ -254,6 +254,10 @@ def evaluate(es: EvalSet, method: str, settings: Sequence[dict], opts: Options) 
 
 def _build_record(opts: Options) -> dict:
     return {"max_length": opts.max_length, "quantization": opts.quantization, **opts.build_params}
+
+
+def _bm25_record(opts: Options) -> dict:
+    return {"k1": opts.bm25_k1, "b": opts.bm25_b, "stemmer": opts.stemmer, "quantization": opts.bm25_quantization}
 
 
 def _single(es: EvalSet, opts: Options, side: Side, method: str, search: dict, params: dict) -> tuple[dict, Run]:
@@ -292,7 +296,7 @@ def _hybrid(es: EvalSet, opts: Options, splade: Side, bm25: Side, fusion: dict, 
     n = min(opts.latency_queries, len(es.queries))
     lat = search_latency(splade, opts.k, search, n) + search_latency(bm25, opts.k, {}, n) + np.array(fuse_ms[:n])
     params = {**fusion, "splade_method": splade.method, **search, **_build_record(opts),
-              "bm25": {"k1": opts.bm25_k1, "b": opts.bm25_b, "stemmer": opts.stemmer}}
+              "bm25": _bm25_record(opts)}
     encode_s = None if splade.encode_s is None else splade.encode_s + (bm25.encode_s or 0.0)
     result = _result(es, opts, f"{splade.model}+{bm25.model}", "hybrid", params, run, lat, encode_s,
                      splade.query_encode_s + bm25.query_encode_s, splade.build_s + bm25.build_s,
