@@ -23,6 +23,7 @@ from index.errors import VocabularyMismatch
 from index.forward import ForwardIndex
 from index.manifest import MANIFEST, Manifest, SegmentInfo
 from index.postings import Postings
+from index.query import QUERY_BAD_TERM, QUERY_BAD_WEIGHT, QUERY_OK, query_status
 from index.quantize import check_quantization
 from index.segment import Segment, write_segment
 from lsr.corpus import Document
@@ -123,13 +124,14 @@ class Index:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._id_map: dict[str, int] | None = None
+        self._defaults: dict[str, tuple[registry.Method, dict]] = {}   # method -> (Method, default params)
 
     # ---- build / open -------------------------------------------------------------------------------------------
     @classmethod
     def build(cls, path: str | os.PathLike, vectors: SparseBatch, doc_ids: Sequence[str], *,
               texts: Sequence[Document] | None = None, model: str | None = None,
               vocab_fingerprint: str | None = None, quantization: str = "uint8", reorder: bool = True,
-              methods: Sequence[str] = ("exact",), overwrite: bool = False, **method_params) -> "Index":
+              methods: Sequence[str] = ("exact", "bmp"), overwrite: bool = False, **method_params) -> "Index":
         """Builds a one-segment index at ``path`` (a new or empty folder, or an index to replace with overwrite).
 
         ``method_params`` go to every chosen method that declares them (e.g. ``block_size`` for bmp). The manifest
@@ -247,15 +249,20 @@ class Index:
         return cache[key]
 
     def _resolve(self, method: str, params: dict) -> tuple[registry.Method, dict]:
+        if not params and method in self._defaults:
+            return self._defaults[method]
         if method not in self.manifest.methods:
             raise ValueError(f"this index was built without method {method!r}; it has {self.manifest.methods}")
         m = registry.get(method)
-        return m, m.search_config(params)
+        resolved = m, m.search_config(params)
+        if not params:
+            self._defaults[method] = resolved
+        return resolved
 
     def _search_terms(self, terms: np.ndarray, weights: np.ndarray, k: int, method: registry.Method,
                       params: dict) -> tuple[np.ndarray, np.ndarray]:
         """Top-min(k, num_docs) of one validated query, merged over segments."""
-        k = min(k, self.num_docs)
+        k = min(k, int(self._offsets[-1]))
         if len(self.segments) == 1:
             seg = self.segments[0]
             return method.search(seg, terms, weights, k, self._scratch(0, method), **params)
@@ -285,12 +292,15 @@ class Index:
             raise ValueError(f"a query is two 1-d arrays of equal length, got shapes {idx.shape} and {val.shape}")
         if len(idx) and not np.issubdtype(idx.dtype, np.integer):
             raise ValueError(f"query term ids must be integers, got {idx.dtype}")
-        if not np.all(np.isfinite(val)) or np.any(val < 0):
-            raise ValueError("query weights must be finite and >= 0")
-        if len(idx) and (idx.min() < 0 or idx.max() >= self.vocab_size):
+        status = query_status(idx, val, self.vocab_size)
+        if status == QUERY_OK:
+            return idx.astype(np.int32, copy=False), val
+        if status == QUERY_BAD_TERM:
             raise ValueError(f"query term ids must lie in [0, {self.vocab_size}), got "
                              f"{int(idx.min())}..{int(idx.max())}")
-        keep = val > 0
+        if status == QUERY_BAD_WEIGHT:
+            raise ValueError("query weights must be finite and >= 0")
+        keep = val > 0   # QUERY_UNSORTED: zero weights to drop or ids out of order
         idx, val = idx[keep].astype(np.int32), val[keep]
         order = np.argsort(idx, kind="stable")
         idx, val = idx[order], val[order]
