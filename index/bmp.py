@@ -141,9 +141,9 @@ def _find(blocks, lo, hi, b):
 
 
 @nb.njit(cache=True, nogil=True)
-def bmp_topk(post_indptr, post_docs, post_values, term_ptr, blocks, offsets, maxes, dense_row, dense, dense_off, kth, unit,
-             block_size, n_docs, q_terms, q_weights, scale, alpha, beta, ub, local, bucket_count, bucket_start,
-             order, hs, hd, out_scores, out_docs):
+def bmp_one(post_indptr, post_docs, post_values, term_ptr, blocks, offsets, maxes, dense_row, dense, dense_off, kth,
+            unit, block_size, n_docs, q_terms, q_weights, scale, alpha, beta, ub, local, bucket_count, bucket_start,
+            order, hs, hd, out_scores, out_docs):
     k = len(out_scores)
     m = len(q_terms)
     n_blocks = len(ub)
@@ -234,35 +234,46 @@ def bmp_topk(post_indptr, post_docs, post_values, term_ptr, blocks, offsets, max
     topk.drain(hs, hd, size, out_scores, out_docs, 0)
 
 
+@nb.njit(cache=True, nogil=True)
+def bmp_batch(post_indptr, post_docs, post_values, term_ptr, blocks, offsets, maxes, dense_row, dense, dense_off, kth,
+              unit, block_size, n_docs, q_indptr, q_terms, q_weights, scale, alpha, beta, ub, local, bucket_count,
+              bucket_start, order, hs, hd, out_scores, out_docs):
+    for r in range(len(q_indptr) - 1):
+        lo, hi = q_indptr[r], q_indptr[r + 1]
+        bmp_one(post_indptr, post_docs, post_values, term_ptr, blocks, offsets, maxes, dense_row, dense, dense_off,
+                kth, unit, block_size, n_docs, q_terms[lo:hi], q_weights[lo:hi], scale, alpha, beta, ub, local,
+                bucket_count, bucket_start, order, hs, hd, out_scores[r], out_docs[r])
+
+
 class Scratch:
     def __init__(self, seg):
-        n_blocks = -(-seg.num_docs // int(seg["bmp.block_size"][0]))
+        block_size = int(seg["bmp.block_size"][0])
+        n_blocks = -(-seg.num_docs // block_size)
         self.ub = np.zeros(n_blocks, dtype=np.float32)
-        self.local = np.zeros(int(seg["bmp.block_size"][0]), dtype=np.float32)
+        self.local = np.zeros(block_size, dtype=np.float32)
         self.bucket_count = np.zeros(BUCKETS, dtype=np.int64)
         self.bucket_start = np.zeros(BUCKETS, dtype=np.int64)
         self.order = np.zeros(n_blocks, dtype=np.int32)
         self.hs = np.zeros(0, dtype=np.float32)
         self.hd = np.zeros(0, dtype=np.int64)
+        self.consts = (np.float32(seg["bmp.unit"][0]), block_size, seg.num_docs, np.float32(seg.scale))
 
     def heap(self, k: int):
-        if len(self.hs) < k:
+        if len(self.hs) != k:
             self.hs = np.zeros(k, dtype=np.float32)
             self.hd = np.zeros(k, dtype=np.int64)
         return self.hs, self.hd
 
 
-def search(seg, q_terms, q_weights, k, scratch: Scratch, alpha: float = 1.0, beta: float = 1.0):
+def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, out_docs, alpha: float = 1.0,
+           beta: float = 1.0) -> None:
     hs, hd = scratch.heap(k)
-    scores = np.empty(k, dtype=np.float32)
-    docs = np.empty(k, dtype=np.int64)
-    bmp_topk(seg["post_indptr"], seg["post_docs"], seg["post_values"], seg["bmp.term_ptr"], seg["bmp.blocks"],
-             seg["bmp.offsets"], seg["bmp.maxes"], seg["bmp.dense_row"], seg["bmp.dense"],
-             seg["bmp.dense_off"], seg["bmp.kth"],
-             np.float32(seg["bmp.unit"][0]), int(seg["bmp.block_size"][0]), seg.num_docs, q_terms, q_weights,
-             np.float32(seg.scale), np.float32(alpha), np.float32(beta), scratch.ub, scratch.local,
-             scratch.bucket_count, scratch.bucket_start, scratch.order, hs, hd, scores, docs)
-    return scores, docs
+    unit, block_size, n_docs, scale = scratch.consts
+    bmp_batch(seg["post_indptr"], seg["post_docs"], seg["post_values"], seg["bmp.term_ptr"], seg["bmp.blocks"],
+              seg["bmp.offsets"], seg["bmp.maxes"], seg["bmp.dense_row"], seg["bmp.dense"], seg["bmp.dense_off"],
+              seg["bmp.kth"], unit, block_size, n_docs, q_indptr, q_terms, q_weights, scale, np.float32(alpha),
+              np.float32(beta), scratch.ub, scratch.local, scratch.bucket_count, scratch.bucket_start, scratch.order,
+              hs, hd, out_scores, out_docs)
 
 
 def check(params: dict) -> None:

@@ -120,6 +120,7 @@ class Index:
         self.manifest = manifest
         self.segments = segments
         self._offsets = np.cumsum([0] + [s.num_docs for s in segments])
+        self._num_docs = int(self._offsets[-1])
         self._local = threading.local()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
@@ -180,7 +181,7 @@ class Index:
     # ---- metadata -----------------------------------------------------------------------------------------------
     @property
     def num_docs(self) -> int:
-        return int(self._offsets[-1])
+        return self._num_docs
 
     @property
     def vocab_size(self) -> int:
@@ -259,22 +260,27 @@ class Index:
             self._defaults[method] = resolved
         return resolved
 
-    def _search_terms(self, terms: np.ndarray, weights: np.ndarray, k: int, method: registry.Method,
-                      params: dict) -> tuple[np.ndarray, np.ndarray]:
-        """Top-min(k, num_docs) of one validated query, merged over segments."""
-        k = min(k, int(self._offsets[-1]))
+    def _run(self, method: registry.Method, params: dict, q_indptr: np.ndarray, q_terms: np.ndarray,
+             q_weights: np.ndarray, out_scores: np.ndarray, out_docs: np.ndarray) -> None:
+        """Top-k (k = out width <= num_docs) of validated queries into out_*, merged over segments."""
+        k = out_scores.shape[1]
         if len(self.segments) == 1:
-            seg = self.segments[0]
-            return method.search(seg, terms, weights, k, self._scratch(0, method), **params)
-        parts = [method.search(seg, terms, weights, min(k, seg.num_docs), self._scratch(s, method), **params)
-                 for s, seg in enumerate(self.segments)]
-        scores = np.concatenate([p[0] for p in parts])
-        docs = np.concatenate([np.where(p[1] >= 0, p[1] + off, -1) for p, off in zip(parts, self._offsets)])
-        hit = docs >= 0
-        order = np.lexsort((docs[hit], -scores[hit]))[:k]
-        out_s, out_d = np.zeros(k, np.float32), np.full(k, -1, np.int64)
-        out_s[:len(order)], out_d[:len(order)] = scores[hit][order], docs[hit][order]
-        return out_s, out_d
+            method.search(self.segments[0], q_indptr, q_terms, q_weights, k, self._scratch(0, method), out_scores,
+                          out_docs, **params)
+            return
+        n = len(q_indptr) - 1
+        scores, docs = [], []
+        for s, seg in enumerate(self.segments):
+            width = min(k, seg.num_docs)
+            part_s, part_d = np.zeros((n, width), np.float32), np.full((n, width), -1, np.int64)
+            method.search(seg, q_indptr, q_terms, q_weights, width, self._scratch(s, method), part_s, part_d, **params)
+            scores.append(part_s)
+            docs.append(np.where(part_d >= 0, part_d + self._offsets[s], -1))
+        scores, docs = np.concatenate(scores, axis=1), np.concatenate(docs, axis=1)
+        for r in range(n):
+            hit = docs[r] >= 0
+            order = np.lexsort((docs[r][hit], -scores[r][hit]))[:k]
+            out_scores[r, :len(order)], out_docs[r, :len(order)] = scores[r][hit][order], docs[r][hit][order]
 
     def search_one(self, q_indices: np.ndarray, q_values: np.ndarray, k: int = 10, method: str = "exact",
                    **params) -> tuple[np.ndarray, np.ndarray]:
@@ -283,7 +289,10 @@ class Index:
         k = _check_k(k)
         m, params = self._resolve(method, params)
         terms, weights = self._check_query(q_indices, q_values)
-        return self._search_terms(terms, weights, k, m, params)
+        width = min(k, self._num_docs)
+        scores, docs = np.zeros((1, width), np.float32), np.full((1, width), -1, np.int64)
+        self._run(m, params, np.array([0, len(terms)], dtype=np.int64), terms, weights, scores, docs)
+        return scores[0], docs[0]
 
     def _check_query(self, q_indices, q_values) -> tuple[np.ndarray, np.ndarray]:
         idx = np.asarray(q_indices)
@@ -312,6 +321,8 @@ class Index:
                **params) -> SearchResult:
         """Top-k of every query; ``threads`` (default: all cores) run queries side by side."""
         k = _check_k(k)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
         m, params = self._resolve(method, params)
         if not isinstance(queries, SparseBatch):
             raise TypeError(f"queries must be an lsr.sparse.SparseBatch, got {type(queries).__name__}")
@@ -322,20 +333,19 @@ class Index:
             queries.validate()
         except ValueError as e:
             raise ValueError(f"queries: {e}") from e
-        n, width = len(queries), min(k, self.num_docs)
+        n, width = len(queries), min(k, self._num_docs)
         scores = np.zeros((n, width), dtype=np.float32)
         docs = np.full((n, width), -1, dtype=np.int64)
 
         def run(lo: int, hi: int) -> None:
-            for i in range(lo, hi):
-                terms, weights = queries.row(i)
-                scores[i], docs[i] = self._search_terms(terms, weights, width, m, params)
+            self._run(m, params, queries.indptr[lo:hi + 1], queries.indices, queries.values, scores[lo:hi],
+                      docs[lo:hi])
 
         threads = min(threads or os.cpu_count() or 1, max(n, 1))
         if threads <= 1:
             run(0, n)
         else:
-            step = max(1, n // (threads * 8))
+            step = -(-n // (threads * 4))
             pool = self._thread_pool(threads)
             for f in [pool.submit(run, lo, min(lo + step, n)) for lo in range(0, n, step)]:
                 f.result()

@@ -345,6 +345,32 @@ def eval_(
                                                        "latency_ms", "encode_s")}))
 
 
+@bench_app.command("index")
+def bench_index(
+    docs: Path = typer.Option(..., help="document vectors (.npz: indptr, indices, values)"),
+    queries: Path = typer.Option(..., help="query vectors (.npz)"),
+    k: int = typer.Option(10, min=1),
+    output: Path = typer.Option(Path("bench/results/index.json")),
+    n_queries: int = typer.Option(1000, min=1, help="first N queries"),
+    rounds: int = typer.Option(2, min=1, help="timed passes over the queries (interleaved across methods)"),
+    block_size: list[int] = typer.Option([16, 32, 64, 128], "--block-size", help="bmp block sizes (repeat)"),
+    alpha: list[float] = typer.Option([1.0, 0.95, 0.9, 0.8, 0.7, 0.6], "--alpha", help="bmp alphas (repeat)"),
+    beta: list[float] = typer.Option([1.0, 0.7, 0.5], "--beta", help="bmp betas (repeat)"),
+    quantization: list[str] = typer.Option(["uint8", "float16", "float32"], "--quantization"),
+    suite: Optional[list[str]] = typer.Option(None, "--suite", help="only these suites: scipy, ours, "
+                                                                     "splade_index, bmp_peer, ..."),
+) -> None:
+    """Every search method and installed peer on the same vectors: recall@k, latency, build time, bytes."""
+    from bench.index_search import run
+
+    for f in (docs, queries):
+        if not f.exists():
+            fail(f"{f}: no such file")
+    run(docs, queries, k, output, n_queries=n_queries, rounds=rounds, block_sizes=tuple(block_size),
+        alphas=tuple(alpha), betas=tuple(beta), quantizations=tuple(quantization),
+        suites=tuple(suite) if suite else None)
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 
