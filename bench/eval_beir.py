@@ -24,7 +24,7 @@ PUBLISHED_BM25 = {"beir/scifact/test": 0.679, "beir/nfcorpus/test": 0.322}  # An
 SWEEPS = {
     "bmp": [{}, {"alpha": 1.0}, {"alpha": 0.95}, {"alpha": 0.9}, {"alpha": 0.8}, {"alpha": 0.7},
             {"alpha": 0.9, "beta": 0.8}, {"alpha": 0.8, "beta": 0.6}],
-    "seismic": [{}, {"heap_factor": 0.9}, {"heap_factor": 0.8}, {"query_cut": 5}, {"query_cut": 10}],
+    "seismic": [{}, {"query_cut": 5}, {"query_cut": 20}, {"heap_factor": 0.8}, {"heap_factor": 0.7}],
 }
 HYBRIDS = [{"fusion": "rrf"}, {"fusion": "linear", "weight": 0.3}, {"fusion": "linear", "weight": 0.5},
            {"fusion": "linear", "weight": 0.7}]

@@ -18,8 +18,9 @@ _SETTING_KEYS = ("max_length", "bm25", "splade_method")  # the same across a rep
 
 
 def result_filename(result: dict) -> str:
-    """A stable name per (dataset, model, method, params): trying a setting again replaces its old result."""
-    key = json.dumps([result["dataset"], result["model"], result["method"], result["params"]], sort_keys=True)
+    """A stable name per (dataset, model, method, params, k): trying a setting again replaces its old result."""
+    key = json.dumps([result["dataset"], result["model"], result["method"], result["params"], result.get("k")],
+                     sort_keys=True)
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{result['dataset']}-{result['method']}").strip("_")
     return f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:10]}.json"
 
@@ -53,13 +54,20 @@ def _fmt(x, digits: int = 4) -> str:
     return "-" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
+def _groups(results: list[dict]) -> dict[str, list[dict]]:
+    """Results by collection and run depth: settings are only comparable within one."""
+    groups: dict[str, list[dict]] = {}
+    for r in sorted(results, key=lambda r: (r["dataset"], r.get("k") or 0)):
+        groups.setdefault(f"{r['dataset']} (k={r.get('k')})", []).append(r)
+    return groups
+
+
 def markdown_table(results: list[dict]) -> str:
     out = []
-    for dataset in sorted({r["dataset"] for r in results}):
-        rows = sorted((r for r in results if r["dataset"] == dataset),
-                      key=lambda r: -(r["metrics"].get(MAIN_MEASURE) or 0))
+    for title, group in _groups(results).items():
+        rows = sorted(group, key=lambda r: -(r["metrics"].get(MAIN_MEASURE) or 0))
         measures = list(dict.fromkeys(m for r in rows for m in r["metrics"]))
-        out += [f"### {dataset}", "",
+        out += [f"### {title}", "",
                 "| model | setting | " + " | ".join(measures) + " | mean ms | p99 ms | queries |",
                 "|---|---|" + "---:|" * (len(measures) + 3)]
         for r in rows:
@@ -76,10 +84,10 @@ def plot(results: list[dict], path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    datasets = sorted({r["dataset"] for r in results})
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 5), squeeze=False)
-    for ax, dataset in zip(axes[0], datasets):
-        rows = [r for r in results if r["dataset"] == dataset and r.get("latency_ms")]
+    groups = _groups(results)
+    fig, axes = plt.subplots(1, len(groups), figsize=(6.5 * len(groups), 5), squeeze=False)
+    for ax, (title, group) in zip(axes[0], groups.items()):
+        rows = [r for r in group if r.get("latency_ms")]
         for method in sorted({r["method"] for r in rows}):
             pts = sorted((r["latency_ms"], r["metrics"].get(MAIN_MEASURE, 0.0), setting_label(r))
                          for r in rows if r["method"] == method)
@@ -89,7 +97,7 @@ def plot(results: list[dict], path: str | Path) -> None:
         ax.set_xscale("log")
         ax.set_xlabel("mean query latency (ms, one thread, log scale)")
         ax.set_ylabel(MAIN_MEASURE)
-        ax.set_title(dataset)
+        ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
