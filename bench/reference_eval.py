@@ -130,17 +130,18 @@ def score_command(texts: Path = typer.Option(..., help="prefix of the .npz files
     def load(kind):
         z = np.load(f"{texts}.{kind}.npz")
         m = sp.csr_matrix((z["values"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
-        return [str(i) for i in z["ids"]], m, int(z["max_length"])
+        return [str(i) for i in z["ids"]], m, int(z["max_length"]), float(z["seconds"])
 
-    doc_ids, docs, max_length = load("docs")
-    qids, queries, query_max_length = load("queries")
+    doc_ids, docs, max_length, docs_s = load("docs")
+    qids, queries, query_max_length, queries_s = load("queries")
     qrels: dict[str, dict[str, int]] = {}
     for r in ir_datasets.load(dataset).qrels_iter():
         qrels.setdefault(r.query_id, {})[r.doc_id] = r.relevance
     metrics = score(doc_ids, docs, qids, queries, qrels, drop_self_hits=dataset.startswith("beir/"))
     results = json.loads(output.read_text()) if output.exists() else {}
     results[f"{dataset}|{model}|{max_length}"] = {"metrics": metrics, "query_max_length": query_max_length,
-                                                  "documents": len(doc_ids), "queries": len(qids)}
+                                                  "documents": len(doc_ids), "queries": len(qids),
+                                                  "encode_s": {"docs": docs_s, "queries": queries_s}}
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps({dataset: metrics}))
