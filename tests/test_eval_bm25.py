@@ -52,7 +52,7 @@ def test_weights_are_the_bm25_formula():
 def test_scores_match_bm25s_on_real_text():
     import bm25s
 
-    texts = [d.full_text for d in stdlib_passages(limit=300)]
+    texts = [d.full_text for d in stdlib_passages(limit=150)]
     analyzer = Analyzer()
     model, docs = BM25.fit(texts, lucene_norms=False, analyzer=analyzer)
     peer = bm25s.BM25(k1=0.9, b=0.4, method="lucene")

@@ -9,7 +9,7 @@ import pytest
 
 from eval.datasets import BEIR_MEASURES, MSMARCO_DEV_MEASURES, TREC_DL_MEASURES, DatasetError, default_measures
 from eval.datasets import load_eval_set
-from tests.eval_data import REPO, ir_datasets_home, msmarco_home, write_beir_folder
+from tests.eval_data import REPO, msmarco_home, write_beir_folder
 
 CORPUS = [{"_id": "d1", "title": "Cats", "text": "small mammals"}, {"_id": "d2", "text": "dogs bark"}]
 
@@ -68,12 +68,3 @@ def test_msmarco_passage_dev_small_from_fixture(tmp_path):
     got = _in_subprocess(LOAD.replace("sys.argv[1]", "'msmarco-passage/dev/small'"), home)
     assert got == {"corpus": "msmarco-passage", "queries": 3, "qrels": 3, "docs": 6,
                    "measures": list(MSMARCO_DEV_MEASURES), "drop": False}
-
-
-def test_beir_ids_from_shared_data(tmp_path):
-    home = ir_datasets_home(tmp_path)
-    got = _in_subprocess(LOAD.replace("sys.argv[1]", "'beir/scifact/test'"), home)
-    assert got == {"corpus": "beir/scifact", "queries": 300, "qrels": 339, "docs": 5183,
-                   "measures": list(BEIR_MEASURES), "drop": True}
-    with pytest.raises(AssertionError, match="has no qrels"):
-        _in_subprocess(LOAD.replace("sys.argv[1]", "'beir/scifact'"), home)

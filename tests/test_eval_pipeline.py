@@ -2,7 +2,7 @@
 against exact search, BM25 against bm25s and published figures, hybrid fusion, the vector cache, reports,
 the MS MARCO path, and bad input.
 
-CPU-sized: SPLADE runs on a scifact subset (25 judged test queries, their judged documents and 75 others, 128
+CPU-sized: SPLADE runs on a scifact subset (20 judged test queries, their judged documents and 40 others, 128
 tokens); the full-collection figures come from bench/eval_beir.py (BENCHMARKS.md).
 """
 
@@ -56,7 +56,7 @@ def work(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def subset(work):
-    return beir_folder("scifact", work / "scifact-subset", n_queries=25, n_other=75)
+    return beir_folder("scifact", work / "scifact-subset", n_queries=20, n_other=40)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_exact_matches_independent_reference(exact, subset):
     docs = list(es.docs())
     ref = reference_metrics([d.id for d in docs], [d.full_text for d in docs], es.queries, es.qrels,
                             max_length=MAX_LENGTH)
-    assert exact["documents"] == len(docs) and exact["queries"] == 25
+    assert exact["documents"] == len(docs) and exact["queries"] == 20
     assert abs(exact["metrics"]["nDCG@10"] - ref["nDCG@10"]) <= 0.002, (exact["metrics"], ref)
     assert abs(exact["metrics"]["R@100"] - ref["R@100"]) <= 0.002
     assert exact["latency_ms"] > 0 and set(exact["per_query"]["nDCG@10"]) == set(es.queries)
@@ -158,30 +158,31 @@ def test_self_hits_are_dropped_on_beir(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, published", [("scifact", 0.679), ("nfcorpus", 0.322)])
-def test_bm25_reproduces_published_figures_and_bm25s(name, published, tmp_path):
-    folder = beir_folder(name, tmp_path / name)
+def test_bm25_reproduces_published_figures_and_bm25s(tmp_path):
+    """nfcorpus whole (scifact, larger, is in bench/eval_beir.py): Anserini's BM25 flat has nDCG@10 0.322."""
+    folder = beir_folder("nfcorpus", tmp_path / "nfcorpus")
     ours = lsr_eval("--dataset", str(folder), "--method", "bm25", "--cache-dir", str(tmp_path / "c"),
                     "--latency-queries", "10", "-o", str(tmp_path / "bm25.json"))
-    assert abs(ours["metrics"]["nDCG@10"] - published) <= 0.02, ours["metrics"]
+    assert abs(ours["metrics"]["nDCG@10"] - 0.322) <= 0.02, ours["metrics"]
     es = load_eval_set(folder)
     run, _, _ = bm25s_run(es, analyzer=Analyzer())
     peer, _ = evaluate_run(run, es.qrels, ["nDCG@10"])
     assert abs(ours["metrics"]["nDCG@10"] - peer["nDCG@10"]) <= 0.01, (ours["metrics"], peer)
 
 
-def _cli_subprocess(home, *args: str) -> None:
+def _cli_subprocess(home, *args: str, code: int = 0) -> str:
     """ir_datasets fixes its home at import, so runs against another home go through a fresh `python -m lsr`."""
     env = {**os.environ, "IR_DATASETS_HOME": str(home), "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-m", "lsr", "eval", *args], env=env, cwd=REPO, capture_output=True,
                          text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.returncode == code, out.stderr[-3000:]
+    return out.stderr
 
 
 @pytest.mark.slow
 def test_msmarco_passage_through_ir_datasets(tmp_path):
     home = msmarco_home(tmp_path / "home")
-    _cli_subprocess(home, "--dataset", "msmarco-passage/dev/small", "--method", "hybrid", "--cache-dir",
+    _cli_subprocess(home, "--dataset", "msmarco-passage/dev/small", "--method", "bm25", "--cache-dir",
                     str(tmp_path / "c"), "-o", str(tmp_path / "r.json"), "--run", str(tmp_path / "run"), "-k", "3")
     result = json.loads((tmp_path / "r.json").read_text())
     assert list(result["metrics"]) == ["RR@10", "nDCG@10", "R@100", "R@1000"]
@@ -197,7 +198,8 @@ def test_beir_id_through_ir_datasets(tmp_path):
                     "--cache-dir", str(tmp_path / "c"), "-o", str(tmp_path / "r.json"))
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["dataset"] == "beir/nfcorpus/test" and result["queries"] == 20 and result["documents"] == 3633
-    assert 0 < result["metrics"]["nDCG@10"] < 1
+    assert list(result["metrics"]) == ["nDCG@10", "R@100", "R@1000"] and 0 < result["metrics"]["nDCG@10"] < 1
+    assert "has no qrels" in _cli_subprocess(home, "--dataset", "beir/nfcorpus", "--method", "bm25", code=2)
 
 
 def test_bad_input_is_refused(tmp_path):
