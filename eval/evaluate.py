@@ -24,7 +24,7 @@ from eval.analyzer import Analyzer
 from eval.cache import VectorCache
 from eval.datasets import EvalSet
 from eval.fusion import FUSIONS, fuse
-from eval.metrics import evaluate_run
+from eval.metrics import evaluate_run, within_depth
 from eval.runs import Run, from_hits
 from lsr.sparse import SparseBatch
 from lsr.vectors import VectorsFile, load_vectors
@@ -218,7 +218,8 @@ def search_latency(side: Side, k: int, params: dict, n: int) -> np.ndarray:
 # ---- the evaluation -----------------------------------------------------------------------------------------------
 def _result(es: EvalSet, opts: Options, model: str, method: str, params: dict, run: Run, latency: np.ndarray,
             encode_s: float | None, query_encode_s: float, build_s: float, num_docs: int) -> dict:
-    metrics, per_query = evaluate_run(run, {q: es.qrels[q] for q in es.queries}, opts.measures or es.measures)
+    measures = opts.measures or within_depth(es.measures, opts.k)
+    metrics, per_query = evaluate_run(run, {q: es.qrels[q] for q in es.queries}, measures)
     return {
         "dataset": es.name, "model": model, "method": method, "params": params, "metrics": metrics,
         "latency_ms": float(latency.mean()) if len(latency) else None,

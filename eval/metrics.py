@@ -24,6 +24,11 @@ def parse_measures(names: Sequence[str]) -> list:
     return parsed
 
 
+def within_depth(names: Sequence[str], k: int) -> list[str]:
+    """The measures whose cutoff a run of depth k can fill (R@1000 of a top-10 run would only mislead)."""
+    return [str(m) for m in parse_measures(names) if (m.params.get("cutoff") or 0) <= k]
+
+
 def evaluate_run(run: Run, qrels: Mapping[str, Mapping[str, int]], measures: Sequence[str]
                  ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """(mean per measure, {measure: {query id: value}}) over every query in ``qrels``."""

@@ -2,7 +2,7 @@
 
 import pytest
 
-from eval.metrics import evaluate_run
+from eval.metrics import evaluate_run, within_depth
 from eval.params import parse_settings
 from eval.runs import from_hits, read_trec_run, write_trec_run
 
@@ -57,3 +57,7 @@ def test_parse_settings():
             parse_settings(bad)
     with pytest.raises(ValueError, match="twice"):
         parse_settings(["a=1", "a=2"])
+
+
+def test_default_measures_fit_the_run_depth():
+    assert within_depth(["nDCG@10", "R@100", "R@1000", "AP"], 100) == ["nDCG@10", "R@100", "AP"]
