@@ -23,7 +23,7 @@ from eval.bm25 import BM25
 from eval.analyzer import Analyzer
 from eval.cache import VectorCache
 from eval.datasets import EvalSet
-from eval.fusion import FUSIONS, fuse
+from eval.fusion import hybrid
 from eval.metrics import evaluate_run, within_depth
 from eval.runs import Run, from_hits
 from lsr.sparse import SparseBatch
@@ -269,30 +269,25 @@ def _single(es: EvalSet, opts: Options, side: Side, method: str, search: dict, p
 
 
 def _fusion(setting: dict) -> dict:
-    """The fusion part of a hybrid setting, with defaults: plain RRF (k = 60), or linear with SPLADE weight 0.5."""
+    """The fusion part of a hybrid setting, with defaults (plain RRF, k = 60; linear with SPLADE's weight 0.5),
+    checked before any work."""
     fusion = {"fusion": "rrf", "weight": 0.5, **{k: v for k, v in setting.items() if k in FUSION_PARAMS}}
-    if fusion["fusion"] not in FUSIONS:
-        raise ValueError(f"unknown fusion {fusion['fusion']!r}; choose one of {FUSIONS}")
     if fusion["fusion"] == "rrf":
         fusion.setdefault("rrf_k", 60.0)
     elif "rrf_k" in fusion:
         raise ValueError("rrf_k applies to fusion=rrf only")
-    if not 0 <= float(fusion["weight"]) <= 1:
-        raise ValueError(f"hybrid weight (of SPLADE; BM25 gets 1 - weight) must lie in [0, 1], got {fusion['weight']}")
+    hybrid([], [], fusion["fusion"], **{k: float(v) for k, v in fusion.items() if k != "fusion"})
     return fusion
 
 
 def _hybrid(es: EvalSet, opts: Options, splade: Side, bm25: Side, fusion: dict, setting: dict) -> tuple[dict, Run]:
     search = {key: v for key, v in setting.items() if key not in FUSION_PARAMS}
-    w = (float(fusion["weight"]), 1 - float(fusion["weight"]))
-    kwargs = {}
-    if fusion["fusion"] == "rrf":  # weight 0.5 is plain RRF, equal weights of 1
-        w, kwargs = (2 * w[0], 2 * w[1]), {"rrf_k": float(fusion["rrf_k"])}
+    params = {k: float(v) for k, v in fusion.items() if k != "fusion"}
     runs = (search_run(splade, es, opts.k, search, opts.threads), search_run(bm25, es, opts.k, {}, opts.threads))
     run, fuse_ms = {}, []
     for q in es.queries:
         t = time.perf_counter()
-        run[q] = fuse([runs[0][q], runs[1][q]], fusion["fusion"], weights=w, k=opts.k, **kwargs)
+        run[q] = hybrid(runs[0][q], runs[1][q], fusion["fusion"], k=opts.k, **params)
         fuse_ms.append((time.perf_counter() - t) * 1000)
     n = min(opts.latency_queries, len(es.queries))
     lat = search_latency(splade, opts.k, search, n) + search_latency(bm25, opts.k, {}, n) + np.array(fuse_ms[:n])

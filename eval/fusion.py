@@ -71,3 +71,14 @@ def fuse(rankings: Sequence[Ranking], method: str = "rrf", **params) -> list[tup
     if method == "linear":
         return linear_fusion(rankings, **params)
     raise ValueError(f"unknown fusion {method!r}; choose one of {FUSIONS}")
+
+
+def hybrid(splade: Ranking, bm25: Ranking, method: str = "rrf", *, weight: float = 0.5, rrf_k: float = 60.0,
+           k: int | None = None) -> list[tuple[K, float]]:
+    """SPLADE and BM25 rankings fused, SPLADE's share being ``weight`` (BM25's 1 - weight): the hybrid that
+    ``lsr eval --method hybrid`` measures. For RRF, weight 0.5 gives the plain method (both weights 1)."""
+    if not 0 <= weight <= 1:
+        raise ValueError(f"hybrid weight (of SPLADE; BM25 gets 1 - weight) must lie in [0, 1], got {weight}")
+    if method == "rrf":
+        return reciprocal_rank_fusion([splade, bm25], rrf_k=rrf_k, weights=[2 * weight, 2 - 2 * weight], k=k)
+    return fuse([splade, bm25], method, weights=[weight, 1 - weight], k=k)

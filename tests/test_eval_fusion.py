@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from eval.fusion import fuse, linear_fusion, reciprocal_rank_fusion
+from eval.fusion import fuse, hybrid, linear_fusion, reciprocal_rank_fusion
 
 SPLADE = [("a", 9.0), ("b", 7.0), ("c", 1.0)]
 BM25 = [("c", 30.0), ("a", 20.0), ("d", 10.0)]
@@ -43,6 +43,14 @@ def test_fuse_dispatches_and_rejects_bad_input():
         fuse([SPLADE, BM25], "linear", weights=[1.0, -1.0])
     with pytest.raises(ValueError, match="at least one"):
         fuse([], "rrf")
+
+
+def test_hybrid_weighs_splade_against_bm25():
+    assert hybrid(SPLADE, BM25) == reciprocal_rank_fusion([SPLADE, BM25])  # weight 0.5: plain RRF
+    assert dict(hybrid(SPLADE, BM25, "rrf", weight=1.0))["d"] == 0.0
+    assert hybrid(SPLADE, BM25, "linear", weight=0.3, k=2) == linear_fusion([SPLADE, BM25], weights=[0.3, 0.7], k=2)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        hybrid(SPLADE, BM25, weight=1.5)
 
 
 def test_importable_without_datasets_or_index():
