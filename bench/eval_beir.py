@@ -44,8 +44,12 @@ def _bm25s_result(es, opts, analyzer) -> dict:
         "encode_s": index_s, "queries": len(es.queries), "documents": None, "k": opts.k}
 
 
-def _collection(name: str, k: int, vectors_dir: Path | None, cache_dir: Path | None) -> list[dict]:
-    """Every method and setting on one collection, one after the other."""
+ALL = ("exact", *SWEEPS, "bm25", "bm25s", "hybrid")
+
+
+def _collection(name: str, k: int, vectors_dir: Path | None, cache_dir: Path | None,
+                only: tuple[str, ...] = ALL) -> list[dict]:
+    """Every method (of ``only``) and setting on one collection, one after the other."""
     from eval.analyzer import Analyzer
     from eval.datasets import load_eval_set
     from eval.evaluate import Options, evaluate
@@ -54,14 +58,19 @@ def _collection(name: str, k: int, vectors_dir: Path | None, cache_dir: Path | N
     es = load_eval_set(name)
     vectors = vectors_dir / f"{name.split('/')[1]}.npz" if vectors_dir else None
     opts = Options(k=k, doc_vectors=vectors if vectors and vectors.exists() else None, cache_dir=cache_dir)
-    results = [r for r, _ in evaluate(es, "exact", [{}], opts)]
-    results += [r for r, _ in evaluate(es, "exact", [{}], replace(opts, quantization="float32"))]
+    results = []
+    if "exact" in only:
+        results += [r for r, _ in evaluate(es, "exact", [{}], opts)]
+        results += [r for r, _ in evaluate(es, "exact", [{}], replace(opts, quantization="float32"))]
     for method, settings in SWEEPS.items():
-        if method in methods.names():
+        if method in only and method in methods.names():
             results += [r for r, _ in evaluate(es, method, settings, opts)]
-    results += [r for r, _ in evaluate(es, "bm25", [{}], opts)]
-    results += [_bm25s_result(es, opts, Analyzer()), _bm25s_result(es, opts, None)]
-    results += [r for r, _ in evaluate(es, "hybrid", HYBRIDS, opts)]
+    if "bm25" in only:
+        results += [r for r, _ in evaluate(es, "bm25", [{}], opts)]
+    if "bm25s" in only:
+        results += [_bm25s_result(es, opts, Analyzer()), _bm25s_result(es, opts, None)]
+    if "hybrid" in only:
+        results += [r for r, _ in evaluate(es, "hybrid", HYBRIDS, opts)]
     return results
 
 
@@ -70,6 +79,7 @@ def main(output: Path = typer.Option(Path("bench/results/eval")),
          vectors_dir: Optional[Path] = typer.Option(None, help="folder with <name>.npz document vectors"),
          k: int = typer.Option(1000), datasets: list[str] = typer.Option(list(DATASETS)),
          rounds: int = typer.Option(3, help="whole passes; each setting keeps its fastest mean latency"),
+         only: list[str] = typer.Option(list(ALL), help="methods to run (the exact baseline always runs)"),
          cache_dir: Optional[Path] = typer.Option(None),
          reference: Path = typer.Option(Path("bench/results/reference_eval.json"))) -> None:
     """On a shared, noisy machine one pass mostly measures the neighbours: passes repeat and interleave the
@@ -81,7 +91,7 @@ def main(output: Path = typer.Option(Path("bench/results/eval")),
     best: dict[str, dict] = {}
     for _ in range(rounds):
         for name in datasets:
-            for r in _collection(name, k, vectors_dir, cache_dir):
+            for r in _collection(name, k, vectors_dir, cache_dir, ("exact", *only)):
                 key = result_filename(r)
                 if key in best:
                     assert best[key]["metrics"] == r["metrics"], f"{key}: effectiveness changed between passes"
