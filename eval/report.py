@@ -38,15 +38,19 @@ def load_results(folder: str | Path) -> list[dict]:
     return results
 
 
-def setting_label(result: dict) -> str:
-    """The method and the parameters that vary between settings (fixed ones like max_length are left out)."""
+def _varying(result: dict) -> dict:
+    """The parameters that vary between settings (fixed ones like max_length are left out)."""
+    if result["method"] == "bm25":
+        return {}
     params = {k: v for k, v in result.get("params", {}).items()
               if k not in _SETTING_KEYS and not (k == "quantization" and v == "uint8")}
-    if result["method"] == "bm25":
-        params = {}
     if result["method"] == "hybrid":
         params = {"splade": result["params"].get("splade_method"), **params}
-    inner = ", ".join(f"{k}={v}" for k, v in params.items())
+    return params
+
+
+def setting_label(result: dict) -> str:
+    inner = ", ".join(f"{k}={v}" for k, v in _varying(result).items())
     return f"{result['method']}({inner})" if inner else result["method"]
 
 
@@ -88,11 +92,11 @@ def plot(results: list[dict], path: str | Path) -> None:
     fig, axes = plt.subplots(1, len(groups), figsize=(6.5 * len(groups), 5), squeeze=False)
     for ax, (title, group) in zip(axes[0], groups.items()):
         rows = [r for r in group if r.get("latency_ms")]
-        for method in sorted({r["method"] for r in rows}):
-            pts = sorted((r["latency_ms"], r["metrics"].get(MAIN_MEASURE, 0.0), setting_label(r))
-                         for r in rows if r["method"] == method)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
-            for x, y, label in pts:
+        for n, method in enumerate(sorted({r["method"] for r in rows})):
+            pts = [(r["latency_ms"], r["metrics"].get(MAIN_MEASURE, 0.0), r) for r in rows if r["method"] == method]
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker="os^vDP*X"[n % 8], label=method)
+            for x, y, r in pts:  # the legend names the method; a point names only what differs
+                label = ",".join(f"{k}={v}" for k, v in _varying(r).items() if k != "splade")
                 ax.annotate(label, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel("mean query latency (ms, one thread, log scale)")
