@@ -218,7 +218,7 @@ def search_latency(side: Side, k: int, params: dict, n: int) -> np.ndarray:
 # ---- the evaluation -----------------------------------------------------------------------------------------------
 def _result(es: EvalSet, opts: Options, model: str, method: str, params: dict, run: Run, latency: np.ndarray,
             encode_s: float | None, query_encode_s: float, build_s: float, num_docs: int) -> dict:
-    measures = opts.measures or within_depth(es.measures, opts.k)
+    measures = opts.measures or within_depth(es.measures, opts.k) or es.measures  # a very shallow run: all
     metrics, per_query = evaluate_run(run, {q: es.qrels[q] for q in es.queries}, measures)
     return {
         "dataset": es.name, "model": model, "method": method, "params": params, "metrics": metrics,

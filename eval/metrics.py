@@ -14,6 +14,8 @@ from eval.runs import Run
 def parse_measures(names: Sequence[str]) -> list:
     import ir_measures
 
+    if not names:
+        raise ValueError("no measures to compute")
     parsed = []
     for name in names:
         try:

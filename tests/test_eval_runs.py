@@ -46,6 +46,8 @@ def test_unanswered_queries_count_as_zero():
     assert agg == {"RR(rel=2)@10": 0.0, "R@100": 1.0}
     with pytest.raises(ValueError, match="unknown measure"):
         evaluate_run(run, QRELS, ["nDCG@@10"])
+    with pytest.raises(ValueError, match="no measures"):
+        evaluate_run(run, QRELS, [])
 
 
 def test_parse_settings():
