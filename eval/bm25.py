@@ -40,6 +40,11 @@ def lucene_length(dl: np.ndarray) -> np.ndarray:
     return np.where(dl < free, dl, free + ((v >> shift) << shift))  # keeps the 4 most significant bits
 
 
+def bm25_config(k1: float, b: float, analyzer: Analyzer, lucene_norms: bool = True) -> dict:
+    """Everything besides the corpus that decides the weights: part of the fingerprint and of cache keys."""
+    return {"k1": k1, "b": b, "analyzer": analyzer.config, "lucene_norms": lucene_norms}
+
+
 @dataclass
 class BM25:
     """A fitted BM25 model: vocabulary, document frequencies and length statistics of one corpus."""
@@ -70,13 +75,14 @@ class BM25:
 
     @property
     def vocab_fingerprint(self) -> str:
-        h = hashlib.sha256(json.dumps(self._params(), sort_keys=True).encode())
+        h = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode())
         for t in self.terms:
             h.update(t.encode("utf-8") + b"\n")
         return h.hexdigest()[:16]
 
-    def _params(self) -> dict:
-        return {"k1": self.k1, "b": self.b, "analyzer": self.analyzer.config, "lucene_norms": self.lucene_norms}
+    @property
+    def config(self) -> dict:
+        return bm25_config(self.k1, self.b, self.analyzer, self.lucene_norms)
 
     # ---- fitting and encoding -----------------------------------------------------------------------------------
     @classmethod
@@ -143,7 +149,7 @@ class BM25:
 
     # ---- persistence --------------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        atomic_write_text(path, json.dumps({"format": FORMAT, "version": VERSION, **self._params(),
+        atomic_write_text(path, json.dumps({"format": FORMAT, "version": VERSION, **self.config,
                                             "n_docs": self.n_docs, "avgdl": self.avgdl, "terms": self.terms,
                                             "df": self.df.tolist()}))
 

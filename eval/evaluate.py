@@ -19,8 +19,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from eval.bm25 import BM25
 from eval.analyzer import Analyzer
+from eval.bm25 import BM25, bm25_config
 from eval.cache import VectorCache
 from eval.datasets import EvalSet
 from eval.fusion import hybrid
@@ -87,7 +87,7 @@ def _check_doc_vectors(vf: VectorsFile, es: EvalSet, opts: Options, path: Path) 
         raise ValueError(f"{path}: none of the judged documents of {es.name} is among its ids: another corpus")
 
 
-def splade_vectors(es: EvalSet, opts: Options) -> tuple[VectorsFile, VectorsFile, bool]:
+def splade_vectors(es: EvalSet, opts: Options) -> tuple[VectorsFile, VectorsFile]:
     """Document and query vectors of ``opts.model`` (cached); the encoder is loaded only on a cache miss."""
     from lsr.cli import encode_corpus, encoder_meta
 
@@ -112,9 +112,8 @@ def splade_vectors(es: EvalSet, opts: Options) -> tuple[VectorsFile, VectorsFile
     if opts.doc_vectors is not None:
         docs = load_vectors(opts.doc_vectors)
         _check_doc_vectors(docs, es, opts, Path(opts.doc_vectors))
-        docs_cached = True
     else:
-        docs, docs_cached = cache.get(es.docs_key, opts.model, opts.max_length, "docs", encode_docs)
+        docs, _ = cache.get(es.docs_key, opts.model, opts.max_length, "docs", encode_docs)
 
     def encode_queries():
         enc = load_encoder()
@@ -123,20 +122,23 @@ def splade_vectors(es: EvalSet, opts: Options) -> tuple[VectorsFile, VectorsFile
         vectors = enc.encode_queries(list(es.queries.values()), max_length=length, batch_size=opts.batch_size)
         return vectors, list(es.queries), {**encoder_meta(enc, length), "encode_s": time.perf_counter() - t}
 
+    # max_length 0 in the key: the encoder's own query length
     queries, _ = cache.get(_queries_key(es), opts.model, opts.query_max_length or 0, "queries", encode_queries)
     fp_docs, fp_queries = docs.meta.get("vocab_fingerprint"), queries.meta.get("vocab_fingerprint")
     if fp_docs and fp_queries and fp_docs != fp_queries:
         raise ValueError(f"document vectors (vocabulary {fp_docs}) and query vectors ({fp_queries}) come from "
                          "different models")
-    return docs, queries, docs_cached
+    if queries.ids.tolist() != list(es.queries):
+        raise ValueError(f"the cached query vectors of {es.name} are for other queries; delete {cache.root}")
+    return docs, queries
 
 
 def bm25_vectors(es: EvalSet, opts: Options) -> tuple[BM25, VectorsFile, float]:
-    """The BM25 model and document vectors of the corpus (cached by analyzer and parameters) and the queries'
-    encoding seconds."""
+    """The BM25 model and document vectors of the corpus (cached by analyzer and parameters), and the seconds the
+    fit took."""
     analyzer = Analyzer(stemmer=opts.stemmer)
-    probe = BM25([], [], 0, 0.0, opts.bm25_k1, opts.bm25_b, analyzer)  # names the configuration before fitting
-    key = f"{probe.name}-{hashlib.sha256(json.dumps(probe._params(), sort_keys=True).encode()).hexdigest()[:8]}"
+    config = json.dumps(bm25_config(opts.bm25_k1, opts.bm25_b, analyzer), sort_keys=True)
+    key = f"bm25-{opts.stemmer}-{hashlib.sha256(config.encode()).hexdigest()[:12]}"
     cache = VectorCache(opts.cache_dir)
     model_file = cache.path(es.docs_key, key, 0, "bm25-model", ".json")
     docs_file = cache.path(es.docs_key, key, 0, "docs")
@@ -174,13 +176,11 @@ def _build(tmp: Path, name: str, vectors: VectorsFile, model: str, fingerprint: 
 
 
 def splade_side(es: EvalSet, opts: Options, method: str, tmp: Path) -> Side:
-    docs, queries, _ = splade_vectors(es, opts)
+    docs, queries = splade_vectors(es, opts)
     index, build_s = _build(tmp, "splade", docs, opts.model, docs.meta.get("vocab_fingerprint"), method,
                             opts.quantization, opts.build_params)
-    position = {q: i for i, q in enumerate(queries.ids.tolist())}
-    rows = queries.vectors.take(np.array([position[q] for q in es.queries], dtype=np.int64))
-    return Side(opts.model, index, rows, method, docs.meta.get("encode_s"),
-                float(queries.meta.get("encode_s") or 0.0) * len(es.queries) / max(len(position), 1), build_s)
+    return Side(opts.model, index, queries.vectors, method, docs.meta.get("encode_s"),
+                float(queries.meta.get("encode_s") or 0.0), build_s)
 
 
 def bm25_side(es: EvalSet, opts: Options, tmp: Path) -> Side:
