@@ -100,8 +100,8 @@ def main(output: Path = typer.Option(Path("bench/results/eval")),
                     r["latency_rounds_ms"] = [r["latency_ms"]]
                 r["latency_ms"] = min(r["latency_rounds_ms"])
                 best[key] = r
-    for key, r in best.items():
-        (output / key).write_text(json.dumps(r, indent=2) + "\n")
+    for key, r in best.items():  # aggregates only: per-query values of every setting would bloat the repository
+        (output / key).write_text(json.dumps({k: v for k, v in r.items() if k != "per_query"}, indent=2) + "\n")
     write_report(output)
     rows = []
     for name in datasets:
