@@ -21,10 +21,10 @@ def reference_encode(model, tokenizer, texts: list[str], max_length: int, batch_
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
             b = tokenizer(texts[i:i + batch_size], padding=True, truncation=True, max_length=max_length,
-                          return_tensors="pt")
+                          return_tensors="pt").to(model.device)
             logits = model(**b).logits
             w = torch.log1p(torch.relu(logits)) * b["attention_mask"][..., None]
-            out.append(w.amax(1).numpy())
+            out.append(w.amax(1).float().cpu().numpy())
     return np.concatenate(out)
 
 

@@ -111,6 +111,119 @@ def encode(
                            "terms_per_doc": round(vectors.nnz / max(len(ids), 1), 1)}))
 
 
+def parse_params(pairs: list[str]) -> dict:
+    """KEY=VALUE pairs to a dict; values parse as JSON when they can (numbers, booleans), else stay strings."""
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            fail(f"--param expects KEY=VALUE, got {pair!r}")
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
+    return params
+
+
+@app.command()
+def index(
+    corpus: str = typer.Argument(..., help="a corpus `lsr encode` reads, or an `lsr encode` vectors file (.npz)"),
+    output: Path = typer.Option(..., "--output", "-o", help="index folder to create"),
+    model: Optional[str] = typer.Option(None, help="encoder for a corpus (default splade-tiny); a vectors file "
+                                                   "records its own"),
+    method: list[str] = typer.Option(["exact", "bmp"], "--method", help="search methods to build (repeat)"),
+    param: list[str] = typer.Option([], "--param", help="method build parameter KEY=VALUE, e.g. block_size=32"),
+    quantization: str = typer.Option("uint8", help="uint8 (per-index scale), float16 or float32"),
+    reorder: bool = typer.Option(True, help="reorder documents by recursive graph bisection"),
+    texts: Optional[str] = typer.Option(None, help="corpus whose texts to store with a vectors file (matched by id)"),
+    overwrite: bool = typer.Option(False, help="replace an index already at --output"),
+    max_length: int = typer.Option(256, min=8),
+    batch_size: int = typer.Option(32, min=1),
+    device: str = typer.Option("auto"),
+) -> None:
+    """Build a searchable index from a corpus (encoding it) or from precomputed vectors."""
+    from index import Index
+
+    if corpus.endswith(".npz"):
+        from lsr.vectors import load_vectors
+
+        try:
+            vf = load_vectors(corpus)
+        except ValueError as e:
+            fail(str(e))
+        if model and vf.meta.get("model") and model != vf.meta["model"]:
+            fail(f"{corpus} was encoded with {vf.meta['model']!r}, not {model!r}")
+        vectors, ids, docs = vf.vectors, [str(i) for i in vf.ids], None
+        model_name, fingerprint = vf.meta.get("model", model), vf.meta.get("vocab_fingerprint")
+        if texts:
+            docs = load_texts(texts, ids)
+    else:
+        encoder = load_encoder(model or "splade-tiny", device)
+        vectors, ids, docs = encode_corpus(corpus, encoder, max_length=max_length, batch_size=batch_size, top_k=None,
+                                           min_weight=None)
+        model_name, fingerprint = encoder.name, encoder.vocab_fingerprint
+    typer.echo(f"indexing {len(ids)} documents ({', '.join(method)})", err=True)
+    try:
+        idx = Index.build(output, vectors, ids, texts=docs, model=model_name, vocab_fingerprint=fingerprint,
+                          quantization=quantization, reorder=reorder, methods=method, overwrite=overwrite,
+                          **parse_params(param))
+    except (ValueError, FileExistsError) as e:
+        fail(str(e))
+    typer.echo(json.dumps({"output": str(output), "documents": idx.num_docs, "methods": idx.methods,
+                           "bytes": idx.nbytes()}))
+
+
+def load_texts(corpus: str, ids: list[str]) -> list:
+    """The documents of ``corpus`` in the order of ``ids``; every id must be there."""
+    from lsr.corpus import CorpusError, read_corpus
+
+    wanted = set(ids)
+    try:
+        found = {d.id: d for d in read_corpus(corpus) if d.id in wanted}
+    except (CorpusError, OSError) as e:
+        fail(str(e))
+    missing = [i for i in ids if i not in found]
+    if missing:
+        fail(f"{corpus} lacks {len(missing)} of the indexed ids (e.g. {missing[:3]})")
+    return [found[i] for i in ids]
+
+
+@app.command()
+def search(
+    query: str = typer.Argument(..., help="query text"),
+    index_dir: Path = typer.Option(..., "--index", help="index folder"),
+    k: int = typer.Option(10, "-k", min=1),
+    method: str = typer.Option("exact", help="exact, bmp, ... (as built)"),
+    param: list[str] = typer.Option([], "--param", help="method search parameter KEY=VALUE, e.g. alpha=0.9"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """Search an index with a text query, encoded by the index's own model."""
+    from index import Index, IndexCorrupt, VocabularyMismatch
+
+    try:
+        idx = Index.open(index_dir)
+    except IndexCorrupt as e:
+        fail(str(e))
+    if not idx.model:
+        fail(f"{index_dir} records no model, so a text query cannot be encoded for it")
+    encoder = load_encoder(idx.model, device)
+    try:
+        idx.check_vocabulary(encoder.vocab_fingerprint)
+        q = encoder.encode_queries([query])
+        scores, docs = idx.search_one(*q.row(0), k=k, method=method, **parse_params(param))
+    except (VocabularyMismatch, ValueError) as e:
+        fail(str(e))
+    hits = [{"rank": r + 1, "score": round(float(s), 4), **idx.document(int(d))}
+            for r, (s, d) in enumerate(zip(scores, docs)) if d >= 0]
+    if as_json:
+        typer.echo(json.dumps({"query": query, "method": method, "hits": hits}, ensure_ascii=False))
+        return
+    for h in hits:
+        text = " ".join(f"{h['title']} {h['text']}".split())
+        typer.echo(f"{h['rank']:>3}  {h['score']:8.3f}  {h['id']}  {text[:100]}")
+
+
 @app.command("sample-corpus")
 def sample_corpus(
     output: Path = typer.Argument(..., help="JSONL file to write"),
@@ -148,6 +261,114 @@ def bench_encode(
 
     run(dataset=dataset, queries=queries, model=model, max_length=max_length, batch_size=batch_size, limit=limit,
         n_queries=n_queries, threads=threads, output=output)
+
+@app.command("eval")
+def eval_(
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="ir_datasets id (beir/scifact/test, "
+                                          "msmarco-passage/dev/small, msmarco-passage/trec-dl-2019/judged) or a "
+                                          "BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv)"),
+    split: str = typer.Option("test", help="judgements of a BEIR folder: qrels/SPLIT.tsv"),
+    model: str = typer.Option("splade-tiny"),
+    method: str = typer.Option("exact", help="index method (exact, bmp, seismic, ...), bm25, or hybrid "
+                               "(BM25 fused with the model's --splade-method)"),
+    param: list[str] = typer.Option([], "--param", "-p", help="search parameter KEY=VALUE (repeatable); V1,V2,... "
+                                    "sweeps; for hybrid also fusion=rrf|linear, rrf_k=60, weight=0.5 (SPLADE's)"),
+    build_param: list[str] = typer.Option([], "--build-param", "-b", help="index build parameter KEY=VALUE"),
+    splade_method: str = typer.Option("exact", help="index method of the SPLADE side of a hybrid"),
+    k: int = typer.Option(1000, "--k", "-k", min=1, help="hits per query in the run"),
+    max_length: int = typer.Option(256, min=8, help="document tokens (longer ones are truncated)"),
+    query_max_length: Optional[int] = typer.Option(None, min=1, help="query tokens (default: the encoder's, 64)"),
+    quantization: str = typer.Option("uint8", help="index impacts: uint8, float16 or float32"),
+    measure: list[str] = typer.Option([], "--measure", "-m", help="ir-measures name (default: the collection's)"),
+    bm25_k1: float = typer.Option(0.9), bm25_b: float = typer.Option(0.4),
+    stemmer: str = typer.Option("porter", help="BM25 stemmer: porter (as Lucene), english (Snowball), none"),
+    limit_queries: Optional[int] = typer.Option(None, min=1, help="evaluate only the first N judged queries"),
+    latency_queries: int = typer.Option(1000, min=1, help="queries timed one by one for latency"),
+    doc_vectors: Optional[Path] = typer.Option(None, help="document vectors from `lsr encode` (else cached/encoded)"),
+    cache_dir: Optional[Path] = typer.Option(None, help="vector cache (default $LSR_CACHE_DIR or ~/.cache/lsr)"),
+    device: str = typer.Option("auto"),
+    batch_size: int = typer.Option(32, min=1),
+    threads: Optional[int] = typer.Option(None, min=1, help="threads for the batch search of the run"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="results JSON"),
+    run: Optional[Path] = typer.Option(None, "--run", help="TREC run file (one setting only)"),
+    report: Optional[Path] = typer.Option(None, "--report", help="folder of results: add this one, redraw "
+                                          "report.md and report.png (alone: only redraw)"),
+) -> None:
+    """Evaluate a model and an index method (or BM25, or a hybrid) on a test collection: measures, latency, run."""
+    from eval.report import result_filename, write_report
+
+    if dataset is None:
+        if report is None:
+            fail("give --dataset (or --report DIR alone to redraw a report)")
+        try:
+            md, png = write_report(report)
+        except ValueError as e:
+            fail(str(e))
+        typer.echo(json.dumps({"report": str(md), "plot": str(png)}))
+        return
+    from eval.datasets import DatasetError, load_eval_set
+    from eval.evaluate import Options, evaluate
+    from eval.params import parse_settings
+    from eval.runs import write_trec_run
+    from lsr.atomic import atomic_write_text
+
+    try:
+        settings = parse_settings(param)
+        builds = parse_settings(build_param)
+        if len(builds) > 1:
+            raise ValueError("build parameters take one value each (sweep search parameters only)")
+        if run is not None and len(settings) > 1:
+            raise ValueError("--run writes one run: give one value per parameter")
+        es = load_eval_set(dataset, split)
+        if limit_queries:
+            es = es.with_queries(limit_queries)
+        opts = Options(model=model, max_length=max_length, query_max_length=query_max_length, batch_size=batch_size,
+                       device=device, k=k, measures=measure or None, build_params=builds[0],
+                       quantization=quantization, splade_method=splade_method, bm25_k1=bm25_k1, bm25_b=bm25_b,
+                       stemmer=stemmer, latency_queries=latency_queries, threads=threads, cache_dir=cache_dir,
+                       doc_vectors=doc_vectors)
+        pairs = evaluate(es, method, settings, opts)
+    except (DatasetError, ValueError, FileExistsError) as e:
+        fail(str(e))
+    results = [r for r, _ in pairs]
+    if run is not None:
+        write_trec_run(run, pairs[0][1], f"lsr-{method}")
+    if output is not None:
+        atomic_write_text(output, json.dumps(results[0] if len(results) == 1 else results, indent=2) + "\n")
+    if report is not None:
+        report.mkdir(parents=True, exist_ok=True)
+        for r in results:
+            atomic_write_text(report / result_filename(r), json.dumps(r, indent=2) + "\n")
+        write_report(report)
+    for r in results:
+        typer.echo(json.dumps({key: r[key] for key in ("dataset", "model", "method", "params", "metrics",
+                                                       "latency_ms", "encode_s")}))
+
+
+@bench_app.command("index")
+def bench_index(
+    docs: Path = typer.Option(..., help="document vectors (.npz: indptr, indices, values)"),
+    queries: Path = typer.Option(..., help="query vectors (.npz)"),
+    k: int = typer.Option(10, min=1),
+    output: Path = typer.Option(Path("bench/results/index.json")),
+    n_queries: int = typer.Option(1000, min=1, help="first N queries"),
+    rounds: int = typer.Option(2, min=1, help="timed passes over the queries (interleaved across methods)"),
+    block_size: list[int] = typer.Option([16, 32, 64, 128], "--block-size", help="bmp block sizes (repeat)"),
+    alpha: list[float] = typer.Option([1.0, 0.95, 0.9, 0.8, 0.7, 0.6], "--alpha", help="bmp alphas (repeat)"),
+    beta: list[float] = typer.Option([1.0, 0.7, 0.5], "--beta", help="bmp betas (repeat)"),
+    quantization: list[str] = typer.Option(["uint8", "float16", "float32"], "--quantization"),
+    suite: Optional[list[str]] = typer.Option(None, "--suite", help="only these suites: scipy, ours, "
+                                                                     "splade_index, bmp_peer, ..."),
+) -> None:
+    """Every search method and installed peer on the same vectors: recall@k, latency, build time, bytes."""
+    from bench.index_search import run
+
+    for f in (docs, queries):
+        if not f.exists():
+            fail(f"{f}: no such file")
+    run(docs, queries, k, output, n_queries=n_queries, rounds=rounds, block_sizes=tuple(block_size),
+        alphas=tuple(alpha), betas=tuple(beta), quantizations=tuple(quantization),
+        suites=tuple(suite) if suite else None)
 
 
 def main() -> None:  # pragma: no cover - console entry
