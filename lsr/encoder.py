@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from lsr.head import splade_max_pool, splade_sum_pool
-from lsr.models import DEFAULT_MODEL, available_models, resolve_model, vocab_fingerprint
+from lsr.models import DEFAULT_MODEL, available_models, hub_reachable, in_hub_cache, resolve_model, vocab_fingerprint
 from lsr.sparse import SparseBatch
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,9 @@ class Encoder:
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
         path = resolve_model(name_or_path)
+        if not os.path.isdir(path) and not in_hub_cache(path) and not hub_reachable():
+            raise ModelLoadError(f"{name_or_path!r} is not a local folder and the Hugging Face hub cannot be reached "
+                                 f"(offline?); embedded models that need no download: {available_models()}")
         dev = _pick_device(device)
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
