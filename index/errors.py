@@ -1,0 +1,11 @@
+"""Errors the index raises on purpose, so callers can tell bad input from a damaged index."""
+
+from __future__ import annotations
+
+
+class IndexCorrupt(RuntimeError):
+    """An index folder cannot be trusted: missing manifest, missing or truncated file, checksum mismatch."""
+
+
+class VocabularyMismatch(ValueError):
+    """Query vectors come from a vocabulary other than the one the index was built with."""
