@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from index.quantize import impact
+
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -44,7 +46,7 @@ def sample_positions(n: int, count: int, seed: np.uint64) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def top_terms(fwd_indptr, fwd_indices, fwd_values, doc_cut):
+def top_terms(fwd_indptr, fwd_terms, fwd_values, doc_cut):
     """Per document, its ``doc_cut`` heaviest (term, weight) pairs as a CSR: what clustering compares."""
     n = len(fwd_indptr) - 1
     indptr = np.zeros(n + 1, dtype=np.int64)
@@ -55,15 +57,18 @@ def top_terms(fwd_indptr, fwd_indices, fwd_values, doc_cut):
     for d in range(n):
         lo, hi = fwd_indptr[d], fwd_indptr[d + 1]
         keep = indptr[d + 1] - indptr[d]
-        order = np.argsort(-fwd_values[lo:hi].astype(np.float32), kind="mergesort")[:keep]
+        w = np.empty(hi - lo, dtype=np.float32)
+        for j in range(lo, hi):
+            w[j - lo] = impact(fwd_values[j])
+        order = np.argsort(-w, kind="mergesort")[:keep]
         for j in range(keep):
-            terms[indptr[d] + j] = fwd_indices[lo + order[j]]
-            weights[indptr[d] + j] = fwd_values[lo + order[j]]
+            terms[indptr[d] + j] = fwd_terms[lo + order[j]]
+            weights[indptr[d] + j] = w[order[j]]
     return indptr, terms, weights
 
 
 @njit(cache=True, nogil=True)
-def _assign(docs, members, centroid_docs, alive, fwd_indptr, fwd_indices, fwd_values, cut_indptr, cut_terms,
+def _assign(docs, members, centroid_docs, alive, fwd_indptr, fwd_terms, fwd_values, cut_indptr, cut_terms,
             cut_weights, head, head_stamp, stamp, scores, assignment):
     """Sets ``assignment[i]`` for each position i in ``members`` to the best live centroid of ``docs[i]``."""
     n_centroids = len(centroid_docs)
@@ -81,12 +86,12 @@ def _assign(docs, members, centroid_docs, alive, fwd_indptr, fwd_indices, fwd_va
             continue
         d = centroid_docs[c]
         for j in range(fwd_indptr[d], fwd_indptr[d + 1]):
-            t = fwd_indices[j]
+            t = fwd_terms[j]
             if head_stamp[t] != stamp:
                 head_stamp[t] = stamp
                 head[t] = -1
             entry_centroid[e] = c
-            entry_weight[e] = fwd_values[j]
+            entry_weight[e] = impact(fwd_values[j])
             entry_next[e] = head[t]
             head[t] = e
             e += 1
@@ -114,7 +119,7 @@ def _assign(docs, members, centroid_docs, alive, fwd_indptr, fwd_indices, fwd_va
 
 
 @njit(cache=True, nogil=True)
-def cluster_list(docs, n_clusters, min_cluster_size, seed, fwd_indptr, fwd_indices, fwd_values, cut_indptr,
+def cluster_list(docs, n_clusters, min_cluster_size, seed, fwd_indptr, fwd_terms, fwd_values, cut_indptr,
                  cut_terms, cut_weights, head, head_stamp, stamp):
     """Reorders ``docs`` in place so that each cluster is contiguous (doc ids ascending inside a cluster).
 
@@ -130,7 +135,7 @@ def cluster_list(docs, n_clusters, min_cluster_size, seed, fwd_indptr, fwd_indic
     alive = np.ones(n_clusters, dtype=np.bool_)
     scores = np.zeros(n_clusters, dtype=np.float32)
     assignment = np.empty(m, dtype=np.int64)
-    _assign(docs, np.arange(m), centroid_docs, alive, fwd_indptr, fwd_indices, fwd_values, cut_indptr, cut_terms,
+    _assign(docs, np.arange(m), centroid_docs, alive, fwd_indptr, fwd_terms, fwd_values, cut_indptr, cut_terms,
             cut_weights, head, head_stamp, stamp, scores, assignment)
     sizes = np.bincount(assignment, minlength=n_clusters)
     small = sizes < min_cluster_size
@@ -138,7 +143,7 @@ def cluster_list(docs, n_clusters, min_cluster_size, seed, fwd_indptr, fwd_indic
         alive = ~small
         moved = np.nonzero(small[assignment])[0]
         # a second stamp keeps the rebuilt centroid lists apart from the first ones
-        _assign(docs, moved, centroid_docs, alive, fwd_indptr, fwd_indices, fwd_values, cut_indptr, cut_terms,
+        _assign(docs, moved, centroid_docs, alive, fwd_indptr, fwd_terms, fwd_values, cut_indptr, cut_terms,
                 cut_weights, head, head_stamp, -stamp, scores, assignment)
         sizes = np.bincount(assignment, minlength=n_clusters)
     # group by cluster, doc ids ascending within a cluster (forward-index reads then go forward in memory)

@@ -61,7 +61,7 @@ class Method:
         return params
 
 
-_MODULES = ("index.exact",)
+_MODULES = ("index.exact", "index.seismic")
 _REGISTRY: dict[str, Method] = {}
 _loaded = False
 

@@ -1,13 +1,20 @@
 """Block summaries: one small sparse vector per block that stands in for all the block's documents at query time.
 
-A summary is the per-term maximum over the block's documents (so its dot product with a non-negative query bounds
-every member's score), pruned to the heaviest terms that hold ``summary_energy`` of its total mass (so it stays
-small; the bound becomes an estimate), and quantized to 8 bits with one scale per block (code = ceil(v / scale),
-rounding up so that the kept terms still over-estimate).
+A summary is the per-term maximum over the block's documents (its dot product with a non-negative query bounds
+every member's score), pruned to its heaviest terms holding ``summary_energy`` of the total mass (it stays small;
+the bound becomes an estimate), and quantized to 8 bits with one scale per block: code = ceil(v / scale), rounded
+up so a kept term never under-estimates. The energy cut is taken on those 255 levels (a histogram instead of a
+sort): every term at the cut level is kept.
 
-Summaries of one posting list are stored inverted, term -> (block, code) entries, because a query touches few of
-the terms a list's summaries hold: scoring all blocks of a list costs one binary search per query term plus the
-entries of the terms the query has, instead of a pass over every summary.
+A query touches few of the terms a list's summaries hold, so each list's summaries are stored inverted, by term:
+  records   sorted (term, count) pairs, term -> ``count`` entries; a term with more than 255 entries spans several
+            consecutive records, so counts fit in uint8;
+  entries   a byte stream per list, blocks ascending within a record; an entry is (block, code): 2 bytes when the
+            list has at most 256 blocks, 3 bytes (block as little-endian uint16) otherwise;
+  samples   the byte offset (uint32, from the list's start) of every 16th record; a record's offset is its
+            sample plus the sizes of at most 15 records before it.
+Scoring every block of a list then costs one binary search per query term plus the entries of the terms the query
+has, and the layout takes about 2 bytes per entry and 3.3 bytes per distinct (list, term) pair.
 """
 
 from __future__ import annotations
@@ -15,66 +22,145 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from index.quantize import impact
+
+LEVELS = 255
+RUN = 255    # most entries in one record (its count is a uint8)
+SAMPLE = 16  # records per stored offset
+
+
+@njit(cache=True, nogil=True, inline="always")
+def entry_width(n_blocks):
+    return 2 if n_blocks <= 256 else 3
+
 
 @njit(cache=True, nogil=True)
-def block_summary(block_docs, fwd_indptr, fwd_indices, fwd_values, energy, maxv, stamp_of, stamp, touched):
-    """(terms, codes, scale) of one block's summary; terms in no particular order.
+def block_summary(block_docs, fwd_indptr, fwd_terms, fwd_values, energy, maxv, touched, mass, out_terms, out_codes):
+    """Writes one block's summary into out_terms/out_codes (terms in no particular order); returns (size, scale).
 
-    ``maxv``/``stamp_of``/``touched`` are vocabulary-sized scratch; ``stamp`` must differ between calls.
+    ``maxv`` (vocabulary, zeros: left zeroed) and ``touched`` (vocabulary) are scratch, ``mass`` has LEVELS + 1
+    slots; the outputs need room for the block's distinct terms.
     """
-    n_touched = 0
+    n = 0
+    top = np.float32(0.0)
     for d in block_docs:
         for j in range(fwd_indptr[d], fwd_indptr[d + 1]):
-            t = fwd_indices[j]
-            v = np.float32(fwd_values[j])
-            if stamp_of[t] != stamp:
-                stamp_of[t] = stamp
-                maxv[t] = v
-                touched[n_touched] = t
-                n_touched += 1
-            elif v > maxv[t]:
-                maxv[t] = v
-    terms = touched[:n_touched]
-    values = np.empty(n_touched, dtype=np.float32)
+            t = fwd_terms[j]
+            v = impact(fwd_values[j])
+            was = maxv[t]
+            touched[n] = t       # kept only when the term is new: no branch to mispredict
+            n += was == 0.0
+            maxv[t] = max(was, v)
+            top = max(top, v)
+    scale = np.float32(top / LEVELS) if top > 0 else np.float32(1.0)
+    inv = np.float32(1.0) / scale
+    mass[:] = 0.0
     total = 0.0
-    for i in range(n_touched):
-        values[i] = maxv[terms[i]]
-        total += values[i]
-    order = np.argsort(-values, kind="mergesort")
-    keep, mass = 0, 0.0
-    while keep < n_touched and (keep == 0 or mass < energy * total):
-        mass += values[order[keep]]
-        keep += 1
-    kept_terms = terms[order[:keep]].copy()
-    top = values[order[0]] if n_touched else np.float32(1.0)
-    scale = np.float32(top / 255.0) if top > 0 else np.float32(1.0)
-    codes = np.empty(keep, dtype=np.uint8)
-    for i in range(keep):
-        codes[i] = min(255, max(1, int(np.ceil(values[order[i]] / scale))))
-    return kept_terms, codes, scale
+    for i in range(n):
+        t = touched[i]
+        v = maxv[t]
+        level = min(LEVELS, max(1, int(np.ceil(v * inv))))
+        out_codes[i] = level    # parked here until the cut is known
+        mass[level] += v
+        total += v
+    cut, kept_mass = LEVELS, 0.0
+    while cut > 1:
+        kept_mass += mass[cut]
+        if kept_mass >= energy * total:
+            break
+        cut -= 1
+    keep = 0
+    for i in range(n):
+        t = touched[i]
+        maxv[t] = 0.0
+        level = out_codes[i]
+        if level >= cut:
+            out_terms[keep] = t
+            out_codes[keep] = level
+            keep += 1
+    return keep, scale
 
 
 @njit(cache=True, nogil=True)
-def invert_list_summaries(terms, blocks, codes):
-    """Groups one list's summary entries by term: (unique terms, offsets, block ids, codes), blocks ascending."""
-    order = np.argsort(terms.astype(np.int64) * np.int64(1 << 20) + blocks, kind="mergesort")
-    n = len(terms)
-    n_unique = 0
-    for i in range(n):
-        if i == 0 or terms[order[i]] != terms[order[i - 1]]:
-            n_unique += 1
-    unique = np.empty(n_unique, dtype=np.int32)
-    offsets = np.empty(n_unique + 1, dtype=np.int64)
-    out_blocks = np.empty(n, dtype=np.uint16)
-    out_codes = np.empty(n, dtype=np.uint8)
-    u = -1
-    for i in range(n):
+def layout_size(term_counts, n_blocks):
+    """(records, entry bytes, samples) that a list needs, from the entry count of each of its distinct terms."""
+    records, entries = 0, 0
+    for c in term_counts:
+        records += (c + RUN - 1) // RUN
+        entries += c
+    return records, entries * entry_width(n_blocks), (records + SAMPLE - 1) // SAMPLE
+
+
+@njit(cache=True, nogil=True)
+def write_list(terms, blocks, codes, distinct, count, cursor, n_blocks, record_terms, record_counts, entries,
+               samples):
+    """Stores one list's summary entries, given in block order, into its slices of the layout arrays.
+
+    ``distinct`` holds the list's distinct terms ascending and ``count[t]`` their entry counts; ``cursor`` is
+    vocabulary-sized scratch. A counting sort by term keeps the blocks ascending within each term.
+    """
+    width = entry_width(n_blocks)
+    pos = 0
+    for u in distinct:
+        cursor[u] = pos
+        pos += count[u]
+    order = np.empty(len(terms), dtype=np.int64)
+    for e in range(len(terms)):
+        u = terms[e]
+        order[cursor[u]] = e
+        cursor[u] += 1
+    r, pos, run, i = -1, 0, 0, 0
+    for i in range(len(order)):
         e = order[i]
-        if i == 0 or terms[e] != terms[order[i - 1]]:
-            u += 1
-            unique[u] = terms[e]
-            offsets[u] = i
-        out_blocks[i] = blocks[e]
-        out_codes[i] = codes[e]
-    offsets[n_unique] = n
-    return unique, offsets, out_blocks, out_codes
+        if r < 0 or terms[e] != record_terms[r] or run == RUN:
+            r += 1
+            record_terms[r] = terms[e]
+            record_counts[r] = 0
+            run = 0
+            if r % SAMPLE == 0:
+                samples[r // SAMPLE] = pos
+        record_counts[r] += 1
+        run += 1
+        b = blocks[e]
+        entries[pos] = b & 0xFF
+        if width == 3:
+            entries[pos + 1] = b >> 8
+        entries[pos + width - 1] = codes[e]
+        pos += width
+
+
+@njit(cache=True, nogil=True)
+def score_list(q_terms, q_weights, r0, r1, base, s0, n_blocks, record_terms, record_counts, entries, samples, acc):
+    """Adds sum_u q[u] * code[block, u] into acc[block] for every block of one list (acc zeroed by the caller).
+
+    ``q_terms`` ascending; r0:r1 the list's records, ``base`` its first entry byte, s0 its first sample.
+    """
+    width = entry_width(n_blocks)
+    lo = r0
+    for i in range(len(q_terms)):
+        u = q_terms[i]
+        hi = r1
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if record_terms[mid] < u:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo == r1:
+            break
+        r = lo
+        if record_terms[r] != u:
+            continue
+        local = r - r0
+        pos = base + np.int64(samples[s0 + local // SAMPLE])
+        for x in range(r - local % SAMPLE, r):
+            pos += np.int64(record_counts[x]) * width
+        w = q_weights[i]
+        while r < r1 and record_terms[r] == u:
+            for _ in range(record_counts[r]):
+                b = np.int64(entries[pos])
+                if width == 3:
+                    b |= np.int64(entries[pos + 1]) << 8
+                acc[b] += w * np.float32(entries[pos + width - 1])
+                pos += width
+            r += 1

@@ -150,6 +150,47 @@ def bench_encode(
         n_queries=n_queries, threads=threads, output=output)
 
 
+@bench_app.command("seismic")
+def bench_seismic(
+    docs: Path = typer.Option(..., help="document vectors (.npz)"),
+    queries: Path = typer.Option(..., help="query vectors (.npz)"),
+    output: Path = typer.Option(..., help="JSON report"),
+    plot: Optional[Path] = typer.Option(None, help="PNG of recall@k against mean latency"),
+    query_prefix: Optional[str] = typer.Option(None, help="keep queries whose id starts with this"),
+    max_queries: int = typer.Option(1000, help="a seeded sample of at most this many queries"),
+    k: int = typer.Option(10, min=1),
+    grid: Optional[Path] = typer.Option(None, help='JSON {"ours": [...], "peer": [...], "query": [...]} of params'),
+    quantization: str = typer.Option("uint8"),
+    scipy: bool = typer.Option(True, help="also time scipy brute force"),
+) -> None:
+    """Seismic against pyseismic-lsr (and exact, scipy): recall@k vs latency, build time, index size."""
+    import numpy as np
+
+    from bench import seismic as bench
+    from lsr.vectors import load_vectors
+
+    try:
+        d, q = load_vectors(docs).vectors, load_vectors(queries)
+    except ValueError as e:
+        fail(str(e))
+    keep = np.array([str(i).startswith(query_prefix or "") for i in q.ids])
+    chosen = np.nonzero(keep)[0]
+    if len(chosen) > max_queries:
+        chosen = np.sort(np.random.default_rng(0).choice(chosen, max_queries, replace=False))
+    if not len(chosen):
+        fail(f"no query id starts with {query_prefix!r}")
+    g = json.loads(grid.read_text()) if grid else {}
+    rep = bench.run(d, q.vectors.take(chosen), k=k, our_builds=g.get("ours", bench.OUR_BUILDS),
+                    peer_builds=g.get("peer", bench.PEER_BUILDS), query_grid=g.get("query", bench.QUERY_GRID),
+                    quantization=quantization, with_scipy=scipy,
+                    meta={"corpus": docs.stem, "query_prefix": query_prefix, "command": " ".join(sys.argv)})
+    bench.print_table(rep)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(rep, indent=1) + "\n")
+    if plot:
+        bench.plot(rep, plot)
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 
