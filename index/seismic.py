@@ -335,17 +335,29 @@ def seismic_topk(q_terms, q_weights, query_cut, heap_factor, list_blocks, block_
     topk.drain(hs, hd, size, out_scores, out_docs, 0)
 
 
+@njit(cache=True, nogil=True)
+def seismic_batch(q_indptr, q_terms, q_weights, query_cut, heap_factor, list_blocks, block_docs_ptr, docs,
+                  block_scale, list_records, list_entries, list_samples, record_terms, record_counts, entries, samples,
+                  fwd_indptr, fwd_terms, fwd_values, scale, q_dense, visited, acc, hs, hd, out_scores, out_docs):
+    for r in range(len(q_indptr) - 1):
+        lo, hi = q_indptr[r], q_indptr[r + 1]
+        seismic_topk(q_terms[lo:hi], q_weights[lo:hi], query_cut, heap_factor, list_blocks, block_docs_ptr, docs,
+                     block_scale, list_records, list_entries, list_samples, record_terms, record_counts, entries,
+                     samples, fwd_indptr, fwd_terms, fwd_values, scale, q_dense, visited, acc, hs, hd,
+                     out_scores[r], out_docs[r])
+
+
 _INDEX_ARRAYS = ("list_blocks", "block_docs_ptr", "docs", "block_scale", "list_records", "list_entries",
                  "list_samples", "record_terms", "record_counts", "entries", "samples")
 
 
 class Scratch:
-    """One thread's working memory for one segment (dense query, visited bitset, block scores, heap), and the
-    segment's arrays as plain ndarray views: Numba dispatches those faster than np.memmap objects."""
+    """One thread's working memory for one segment: dense query, visited bitset, block scores, heap; and the
+    arrays the kernel reads, gathered once."""
 
     def __init__(self, seg):
-        self.arrays = tuple(np.asarray(seg[f"seismic.{name}"]) for name in _INDEX_ARRAYS) + tuple(
-            np.asarray(seg[name]) for name in ("fwd_indptr", "fwd_terms", "fwd_values"))
+        self.arrays = tuple(seg[f"seismic.{name}"] for name in _INDEX_ARRAYS) + tuple(
+            seg[name] for name in ("fwd_indptr", "fwd_terms", "fwd_values")) + (np.float32(seg.scale),)
         list_blocks = self.arrays[0]
         self.q_dense = np.zeros(len(list_blocks) - 1, dtype=np.float32)
         self.visited = np.zeros((seg.num_docs + 63) >> 6, dtype=np.uint64)
@@ -354,19 +366,17 @@ class Scratch:
         self.hd = np.zeros(0, dtype=np.int64)
 
     def heap(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if len(self.hs) < k:
+        if len(self.hs) != k:
             self.hs = np.zeros(k, dtype=np.float32)
             self.hd = np.zeros(k, dtype=np.int64)
         return self.hs, self.hd
 
 
-def search(seg, q_terms, q_weights, k, scratch: Scratch, query_cut: int, heap_factor: float):
+def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, out_docs, query_cut: int,
+           heap_factor: float) -> None:
     hs, hd = scratch.heap(k)
-    scores = np.empty(k, dtype=np.float32)
-    docs = np.empty(k, dtype=np.int64)
-    seismic_topk(q_terms, q_weights, query_cut, np.float32(heap_factor), *scratch.arrays, np.float32(seg.scale),
-                 scratch.q_dense, scratch.visited, scratch.acc, hs, hd, scores, docs)
-    return scores, docs
+    seismic_batch(q_indptr, q_terms, q_weights, query_cut, np.float32(heap_factor), *scratch.arrays, scratch.q_dense,
+                  scratch.visited, scratch.acc, hs, hd, out_scores, out_docs)
 
 
 def build(fwd, postings, params: dict) -> dict[str, np.ndarray]:

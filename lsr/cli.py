@@ -276,58 +276,24 @@ def bench_index(
     beta: list[float] = typer.Option([1.0, 0.7, 0.5], "--beta", help="bmp betas (repeat)"),
     quantization: list[str] = typer.Option(["uint8", "float16", "float32"], "--quantization"),
     suite: Optional[list[str]] = typer.Option(None, "--suite", help="only these suites: scipy, ours, "
-                                                                     "splade_index, bmp_peer, ..."),
+                                                                     "splade_index, bmp_peer, seismic, peer_seismic"),
+    seismic_grid: Optional[Path] = typer.Option(None, help="JSON overriding bench.seismic.DEFAULT_GRID"),
+    plot: Optional[Path] = typer.Option(None, help="PNG of recall@k against mean latency, all methods"),
 ) -> None:
     """Every search method and installed peer on the same vectors: recall@k, latency, build time, bytes."""
     from bench.index_search import run
 
-    for f in (docs, queries):
+    for f in (docs, queries, *([seismic_grid] if seismic_grid else [])):
         if not f.exists():
             fail(f"{f}: no such file")
-    run(docs, queries, k, output, n_queries=n_queries, rounds=rounds, block_sizes=tuple(block_size),
-        alphas=tuple(alpha), betas=tuple(beta), quantizations=tuple(quantization),
-        suites=tuple(suite) if suite else None)
-
-
-@bench_app.command("seismic")
-def bench_seismic(
-    docs: Path = typer.Option(..., help="document vectors (.npz)"),
-    queries: Path = typer.Option(..., help="query vectors (.npz)"),
-    output: Path = typer.Option(..., help="JSON report"),
-    plot: Optional[Path] = typer.Option(None, help="PNG of recall@k against mean latency"),
-    query_prefix: Optional[str] = typer.Option(None, help="keep queries whose id starts with this"),
-    max_queries: int = typer.Option(1000, help="a seeded sample of at most this many queries"),
-    k: int = typer.Option(10, min=1),
-    grid: Optional[Path] = typer.Option(None, help='JSON {"ours": [...], "peer": [...], "query": [...]} of params'),
-    quantization: str = typer.Option("uint8"),
-    scipy: bool = typer.Option(True, help="also time scipy brute force"),
-) -> None:
-    """Seismic against pyseismic-lsr (and exact, scipy): recall@k vs latency, build time, index size."""
-    import numpy as np
-
-    from bench import seismic as bench
-    from lsr.vectors import load_vectors
-
-    try:
-        d, q = load_vectors(docs).vectors, load_vectors(queries)
-    except ValueError as e:
-        fail(str(e))
-    keep = np.array([str(i).startswith(query_prefix or "") for i in q.ids])
-    chosen = np.nonzero(keep)[0]
-    if len(chosen) > max_queries:
-        chosen = np.sort(np.random.default_rng(0).choice(chosen, max_queries, replace=False))
-    if not len(chosen):
-        fail(f"no query id starts with {query_prefix!r}")
-    g = json.loads(grid.read_text()) if grid else {}
-    rep = bench.run(d, q.vectors.take(chosen), k=k, our_builds=g.get("ours", bench.OUR_BUILDS),
-                    peer_builds=g.get("peer", bench.PEER_BUILDS), query_grid=g.get("query", bench.QUERY_GRID),
-                    quantization=quantization, with_scipy=scipy,
-                    meta={"corpus": docs.stem, "query_prefix": query_prefix, "command": " ".join(sys.argv)})
-    bench.print_table(rep)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(rep, indent=1) + "\n")
+    report = run(docs, queries, k, output, n_queries=n_queries, rounds=rounds, block_sizes=tuple(block_size),
+                 alphas=tuple(alpha), betas=tuple(beta), quantizations=tuple(quantization),
+                 suites=tuple(suite) if suite else None,
+                 seismic_grid=json.loads(seismic_grid.read_text()) if seismic_grid else None)
     if plot:
-        bench.plot(rep, plot)
+        from bench.plot import recall_latency
+
+        recall_latency(report, plot, title=docs.stem)
 
 
 def main() -> None:  # pragma: no cover - console entry
