@@ -6,7 +6,7 @@ all of them alike. Recall@k is measured against exact float32 scores computed by
 as relevant when its true score reaches the true k-th score (ties at the cut are not misses).
 
 Suites here: scipy brute force, ours (exact at each quantization; bmp at each block size over an alpha/beta grid),
-splade-index, the bmp package. The Seismic issue adds ``seismic`` and ``peer-seismic`` by appending to ``SUITES``.
+splade-index, the bmp package; ``seismic`` and ``peer-seismic`` (pyseismic-lsr) from bench/seismic.py.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from bench.seismic import peer_seismic_suite, seismic_suite, seismic_targets
 from lsr.sparse import SparseBatch
 
 
@@ -49,6 +50,7 @@ class Context:
     betas: list[float]
     quantizations: list[str]
     batch: list[dict] = field(default_factory=list)    # 2-thread batch speedups, filled by our suite
+    seismic_grid: dict = field(default_factory=dict)   # overrides of bench.seismic.DEFAULT_GRID
 
 
 def _timed(f: Callable) -> tuple[object, float]:
@@ -257,7 +259,8 @@ def _version(dist: str) -> str | None:
         return None
 
 
-SUITES: list[Callable[[Context], list[Runner]]] = [scipy_suite, ours_suite, splade_index_suite, bmp_peer_suite]
+SUITES: list[Callable[[Context], list[Runner]]] = [scipy_suite, ours_suite, splade_index_suite, bmp_peer_suite,
+                                                   seismic_suite, peer_seismic_suite]
 
 
 # ---- timing and report --------------------------------------------------------------------------------------------
@@ -299,6 +302,7 @@ def targets(entries: list[dict], batch: list[dict]) -> dict:
         out["bmp_approx_latency_vs_peer_at_recall_0.95"] = round(ours_apx["mean_ms"] / peer_apx["mean_ms"], 3)
         out["bmp_approx_best"] = {"ours": {**ours_apx["params"], "recall@10": ours_apx["recall@10"]},
                                   "peer": {**peer_apx["params"], "recall@10": peer_apx["recall@10"]}}
+    out.update(seismic_targets(entries))
     two = [b for b in batch if b["threads"] == 2]
     if two:
         out["batch_2_thread_speedup"] = {b["name"]: b["speedup"] for b in two}
@@ -308,7 +312,7 @@ def targets(entries: list[dict], batch: list[dict]) -> dict:
 def run(docs_path: Path, queries_path: Path, k: int, output: Path, n_queries: int | None = 1000, rounds: int = 2,
         block_sizes: tuple[int, ...] = (16, 32, 64, 128), alphas: tuple[float, ...] = (1.0, 0.95, 0.9, 0.8, 0.7, 0.6),
         betas: tuple[float, ...] = (1.0, 0.7, 0.5), quantizations: tuple[str, ...] = ("uint8", "float16", "float32"),
-        suites: tuple[str, ...] | None = None, workdir: Path | None = None) -> dict:
+        suites: tuple[str, ...] | None = None, workdir: Path | None = None, seismic_grid: dict | None = None) -> dict:
     from index.forward import ForwardIndex
     from index.reorder import bisection_order
     from lsr.vectors import load_vectors
@@ -322,7 +326,7 @@ def run(docs_path: Path, queries_path: Path, k: int, output: Path, n_queries: in
     order, reorder_s = _timed(lambda: bisection_order(ForwardIndex.from_vectors(docs, "float32")))
     tmp = Path(tempfile.mkdtemp(prefix="lsr-bench-index-", dir=workdir))
     ctx = Context(docs, queries, k, tmp, order, reorder_s, list(block_sizes), list(alphas), list(betas),
-                  list(quantizations))
+                  list(quantizations), seismic_grid=seismic_grid or {})
     load_before = os.getloadavg()
     try:
         chosen = [s for s in SUITES if suites is None or s.__name__.removesuffix("_suite") in suites]

@@ -276,17 +276,24 @@ def bench_index(
     beta: list[float] = typer.Option([1.0, 0.7, 0.5], "--beta", help="bmp betas (repeat)"),
     quantization: list[str] = typer.Option(["uint8", "float16", "float32"], "--quantization"),
     suite: Optional[list[str]] = typer.Option(None, "--suite", help="only these suites: scipy, ours, "
-                                                                     "splade_index, bmp_peer, ..."),
+                                                                     "splade_index, bmp_peer, seismic, peer_seismic"),
+    seismic_grid: Optional[Path] = typer.Option(None, help="JSON overriding bench.seismic.DEFAULT_GRID"),
+    plot: Optional[Path] = typer.Option(None, help="PNG of recall@k against mean latency, all methods"),
 ) -> None:
     """Every search method and installed peer on the same vectors: recall@k, latency, build time, bytes."""
     from bench.index_search import run
 
-    for f in (docs, queries):
+    for f in (docs, queries, *([seismic_grid] if seismic_grid else [])):
         if not f.exists():
             fail(f"{f}: no such file")
-    run(docs, queries, k, output, n_queries=n_queries, rounds=rounds, block_sizes=tuple(block_size),
-        alphas=tuple(alpha), betas=tuple(beta), quantizations=tuple(quantization),
-        suites=tuple(suite) if suite else None)
+    report = run(docs, queries, k, output, n_queries=n_queries, rounds=rounds, block_sizes=tuple(block_size),
+                 alphas=tuple(alpha), betas=tuple(beta), quantizations=tuple(quantization),
+                 suites=tuple(suite) if suite else None,
+                 seismic_grid=json.loads(seismic_grid.read_text()) if seismic_grid else None)
+    if plot:
+        from bench.plot import recall_latency
+
+        recall_latency(report, plot, title=docs.stem)
 
 
 def main() -> None:  # pragma: no cover - console entry
