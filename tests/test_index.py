@@ -263,7 +263,7 @@ def test_existing_index_needs_overwrite_and_survives_a_failed_rebuild(corpus, tm
     # a later successful rebuild replaces it and removes the leftovers of the failed one
     rebuilt = Index.build(path, docs.take(np.arange(100)), ids[:100], overwrite=True)
     assert rebuilt.num_docs == 100 and rebuilt.manifest.generation == 2
-    assert sorted(p.name for p in path.iterdir()) == ["manifest.json", "seg-000002"]
+    assert sorted(p.name for p in path.iterdir()) == ["manifest.json", "seg-000002", "write.lock"]
 
 
 def test_interrupted_build_leaves_nothing_that_opens(corpus, tmp_path, monkeypatch):

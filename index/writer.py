@@ -1,0 +1,344 @@
+"""The single writer of an index: durable adds, replacements and deletes; flushes to new segments; merges.
+
+A write (``put`` or ``delete``; one at a time under the writer's mutex) goes through four steps:
+  1. ``add`` refuses ids already present (``upsert`` replaces them);
+  2. it is appended to the write-ahead log as one record and fsynced: from here it survives a crash, and the call
+     returns (the acknowledgement);
+  3. it is applied: new documents go to the in-memory buffer; replaced or deleted ones are marked in their segment's
+     deleted-documents mask, or dropped from the buffer;
+  4. once the buffer holds ``flush_docs`` documents it is flushed: written as a new segment and committed, with the
+     current masks, in a manifest whose ``wal_seq`` covers every record so far; then the log files are deleted.
+A crash at any step leaves the last committed manifest plus the log; opening the writer again replays the records
+after ``wal_seq``, so every acknowledged write is there exactly once (a record is all or nothing).
+
+``snapshot()`` publishes what searches see: the committed segments, copies of the current masks and an in-memory
+segment of the buffer (acknowledged writes only). Readers in other processes open committed manifests only, so they
+see writes from the flush that commits them.
+
+Merges (index/merge.py) run on a background thread: the writer picks segments under its mutex, the merge builds
+without it, and the mutex is taken again only to commit, when deletes made to the sources meanwhile are carried
+over to the merged segment. A committed manifest may thus already hold deletes whose log records come after its
+``wal_seq``; replaying them again is harmless (a delete of a deleted document does nothing).
+
+Retired segment folders are removed once no snapshot of this process uses them (other processes keep reading the
+files they mapped: on POSIX an unlinked file lives while it is mapped) and, after a crash, at the next writer open.
+
+Thread safety: all methods may be called from any thread; writes and commits are serialized, and ``snapshot`` only
+holds the mutex to copy state.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import weakref
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from index.buffer import Buffer
+from index.builder import build_segment
+from index.deletes import write_deletes
+from index.docstore import doc_table
+from index.errors import IndexCorrupt
+from index.lock import WriterLock
+from index.manifest import Manifest
+from index.merge import BackgroundMerger, TieredMergePolicy, live_documents
+from index.quantize import scale_for
+from index.segment import Segment
+from index.snapshot import Snapshot
+from index.wal import DELETE, PUT, Record, WriteAheadLog
+from lsr.corpus import Document
+from lsr.sparse import SparseBatch
+
+
+class Writer:
+    def __init__(self, path: Path, lock: WriterLock, committed: Snapshot, flush_docs: int,
+                 merge_policy: TieredMergePolicy):
+        self.path = path
+        self._lock = lock
+        self._mutex = threading.RLock()
+        self._merges_done = threading.Condition(self._mutex)
+        self._manifest = committed.manifest
+        self._segments = list(committed.segments)
+        self._dead = {seg.name: (d.copy() if d is not None else np.zeros(seg.num_docs, dtype=bool))
+                      for seg, d in zip(committed.segments, committed.dead)}
+        self._dirty: set[str] = set()       # masks changed since the last commit
+        self._touched: set[str] = set()     # masks changed since the last snapshot
+        m = self._manifest
+        self._buffer = Buffer(m.vocab_size)
+        self._seq = m.wal_seq
+        self._scale = m.scale if m.scale is not None else (committed.segments[0].scale if committed.segments else None)
+        self._configs = {name: m.build_params.get(name, {}) for name in m.methods}
+        self._reorder = bool(m.build_params.get("reorder", True))
+        self._wal = WriteAheadLog(path)
+        self.flush_docs = flush_docs
+        self.policy = merge_policy
+        self._version = 0                   # grows with every change a snapshot would show
+        self._published: tuple[int, Snapshot] | None = None
+        self._published_dead: dict[str, np.ndarray | None] = {}
+        self._snapshots: weakref.WeakSet[Snapshot] = weakref.WeakSet()
+        self._retired: set[str] = set()     # segment folders to delete once no snapshot uses them
+        self._merging: set[str] = set()     # segments a merge is reading
+        self._building: set[str] = set()    # segments a merge is writing (not listed yet: not leftovers)
+        self._next_number = max([m.generation] + [int(s.name[4:]) for s in m.segments]) + 1
+        self._merger: BackgroundMerger | None = None
+        self.recovered_records = 0
+        self.torn_bytes = 0
+
+    # ---- open / close -------------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: Path, *, verify: bool = True, lock_timeout: float = 0.0, flush_docs: int = 10_000,
+             merge_policy: TieredMergePolicy | None = None, background_merges: bool = True) -> "Writer":
+        """Takes the writer lock, removes what a crash left behind, replays the log after the manifest's wal_seq."""
+        if isinstance(flush_docs, bool) or not isinstance(flush_docs, int) or flush_docs < 1:
+            raise ValueError(f"flush_docs must be a positive integer, got {flush_docs!r}")
+        Manifest.read(path)   # a clear error for a folder that is not an index, before creating the lock file
+        lock = WriterLock(path).acquire(lock_timeout)
+        try:
+            committed = Snapshot.open(path, verify)
+            committed.manifest.remove_unlisted(path)
+            writer = cls(path, lock, committed, flush_docs, merge_policy or TieredMergePolicy())
+            writer._replay()
+        except BaseException:
+            lock.release()
+            raise
+        if background_merges:
+            writer._merger = BackgroundMerger(writer.merge_once)
+            writer._merger.wake()
+        return writer
+
+    def _replay(self) -> None:
+        found = self._wal.recover()
+        self.torn_bytes = found.torn_bytes
+        pending = [r for r in found.records if r.seq > self._seq]
+        if pending and pending[0].seq != self._seq + 1:
+            raise IndexCorrupt(f"{self._wal.dir}: write-ahead-log records {self._seq + 1}..{pending[0].seq - 1} are "
+                               "missing; acknowledged writes are lost, restore from a backup")
+        for record in pending:
+            self._apply(record)
+        self.recovered_records = len(pending)
+
+    def close(self) -> None:
+        """Stops merging (a running merge finishes), commits the buffer and releases the lock."""
+        if self._merger is not None:
+            self._merger.stop()
+            self._merger = None
+        try:
+            self.flush()
+        finally:
+            self._wal.close()
+            self._lock.release()
+
+    # ---- writes -------------------------------------------------------------------------------------------------
+    @property
+    def scale(self) -> float | None:
+        return self._scale
+
+    def put(self, ids: list[str], vectors: SparseBatch, docs: list[Document | None] | None, replace: bool) -> None:
+        """Adds (or, with ``replace``, adds or replaces) checked documents; durable on return."""
+        with self._mutex:
+            if not replace:
+                present = [i for i in ids if self._find(i) is not None]
+                if present:
+                    raise ValueError(f"{len(present)} ids are already in the index (e.g. {present[:3]}); "
+                                     "use upsert to replace documents")
+            self._log(Record(self._seq + 1, PUT, ids, vectors, docs))
+            if len(self._buffer) >= self.flush_docs:
+                self._flush_locked()
+
+    def delete(self, ids: list[str]) -> int:
+        """Deletes the live documents among ``ids``; returns their number. Durable on return."""
+        with self._mutex:
+            present = [i for i in dict.fromkeys(ids) if self._find(i) is not None]
+            if present:
+                self._log(Record(self._seq + 1, DELETE, present))
+            return len(present)
+
+    def _log(self, record: Record) -> None:
+        self._wal.append(record)
+        self._apply(record)
+
+    def _apply(self, record: Record) -> None:
+        for doc_id in record.ids:
+            self._remove(doc_id)
+        if record.op == PUT:
+            if self._scale is None:   # an index created empty: its first documents fix the scale
+                self._scale = scale_for(record.vectors.values, self._manifest.quantization)
+            self._buffer.put(record.ids, record.vectors, record.docs)
+        self._seq = record.seq
+        self._version += 1
+
+    def _find(self, doc_id: str) -> Segment | str | None:
+        """Where the live document ``doc_id`` is: its segment, "buffer", or None."""
+        if doc_id in self._buffer:
+            return "buffer"
+        for seg in self._segments:
+            local = seg.number_of(doc_id)
+            if local is not None and not self._dead[seg.name][local]:
+                return seg
+        return None
+
+    def _remove(self, doc_id: str) -> None:
+        where = self._find(doc_id)
+        if where == "buffer":
+            self._buffer.remove(doc_id)
+        elif where is not None:
+            self._dead[where.name][where.number_of(doc_id)] = True
+            self._dirty.add(where.name)
+            self._touched.add(where.name)
+
+    # ---- flush / commit -----------------------------------------------------------------------------------------
+    def flush(self) -> int:
+        """Commits the buffer as a new segment, and every delete; returns the committed generation."""
+        with self._mutex:
+            self._flush_locked()
+            return self._manifest.generation
+
+    def _flush_locked(self) -> None:
+        if not self._buffer and not self._dirty and self._manifest.wal_seq == self._seq:
+            return
+        segments = list(self._segments)
+        if self._buffer:
+            fwd, ids, docs = self._buffer.forward(self._manifest.quantization, self._scale)
+            info, _ = build_segment(self.path, self._new_name(), fwd, doc_table(ids, docs), reorder=self._reorder,
+                                    configs=self._configs)
+            segment = Segment.open(self.path, info, verify=False)
+            self._dead[segment.name] = np.zeros(segment.num_docs, dtype=bool)
+            segments.append(segment)
+        self._commit(segments, wal_seq=self._seq)
+        self._buffer.clear()
+        self._wal.trim()
+        self._version += 1
+        if self._merger is not None:
+            self._merger.wake()
+
+    def _new_name(self) -> str:
+        self._next_number += 1
+        return f"seg-{self._next_number - 1:06d}"
+
+    def _commit(self, segments: list[Segment], wal_seq: int) -> None:
+        """Writes a manifest of ``segments`` (dropping any wholly deleted) with their current masks."""
+        generation = self._manifest.generation + 1
+        committed = {info.name: info for info in self._manifest.segments}
+        keep, infos = [], []
+        for seg in segments:
+            dead = self._dead[seg.name]
+            count = int(dead.sum())
+            if count == seg.num_docs:
+                continue
+            info = committed.get(seg.name, seg.info)
+            if seg.name in self._dirty or seg.name not in committed:
+                info = replace(seg.info, deletes=write_deletes(self.path, seg.name, generation, dead) if count else None)
+            keep.append(seg)
+            infos.append(info)
+        manifest = replace(self._manifest, generation=generation, segments=infos, wal_seq=wal_seq, scale=self._scale)
+        manifest.write(self.path)
+        kept = {seg.name for seg in keep}
+        for seg in self._segments + segments:
+            if seg.name not in kept and seg.name in self._dead:
+                self._retired.add(seg.name)
+                del self._dead[seg.name]
+        self._manifest, self._segments = manifest, keep
+        self._dirty.clear()
+        self._collect()
+
+    def _collect(self) -> None:
+        """Deletes retired segment folders no snapshot uses any more, and delete bitmaps no longer listed."""
+        in_use = {seg.name for snap in list(self._snapshots) for seg in snap.segments}
+        gone = {name for name in self._retired if name not in in_use}
+        self._retired -= gone
+        building = self._building | {f"{name}.tmp" for name in self._building}
+        self._manifest.remove_unlisted(self.path, keep=self._retired | in_use | building)
+        for name in gone:
+            shutil.rmtree(self.path / name, ignore_errors=True)
+
+    # ---- snapshots ----------------------------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        """What searches see now: committed segments, current deletes, and the buffer as an in-memory segment."""
+        with self._mutex:
+            if self._published is not None and self._published[0] == self._version:
+                return self._published[1]
+            for seg in self._segments:
+                if seg.name in self._touched or seg.name not in self._published_dead:
+                    mask = self._dead[seg.name]
+                    self._published_dead[seg.name] = mask.copy() if mask.any() else None
+            self._touched.clear()
+            segments = list(self._segments)
+            dead = [self._published_dead[seg.name] for seg in segments]
+            if self._buffer:
+                segments.append(self._buffer.segment(f"mem-{self._seq}", self._manifest.quantization, self._scale))
+                dead.append(None)
+            snap = Snapshot(self._manifest, segments, dead, seq=self._seq)
+            self._published = (self._version, snap)
+            self._published_dead = {seg.name: self._published_dead[seg.name] for seg in self._segments}
+            self._snapshots.add(snap)
+            self._collect()
+            return snap
+
+    # ---- merges -------------------------------------------------------------------------------------------------
+    def merge_once(self) -> bool:
+        """Runs the merge the policy picks, if any; returns whether there was one."""
+        with self._mutex:
+            candidates = [(s.name, s.num_docs, int(self._dead[s.name].sum())) for s in self._segments
+                          if s.name not in self._merging]
+            names = self.policy.select(candidates)
+            if not names:
+                return False
+            self._merging |= set(names)
+        self._merge(names)
+        return True
+
+    def compact(self) -> int:
+        """Flushes, waits for running merges, then merges every segment into one; returns the generation."""
+        with self._mutex:
+            self._flush_locked()
+            while self._merging:
+                self._merges_done.wait()
+            names = [s.name for s in self._segments]
+            if len(names) <= 1 and not any(self._dead[n].any() for n in names):
+                return self._manifest.generation
+            self._merging |= set(names)
+        self._merge(names)
+        return self._manifest.generation
+
+    def _merge(self, names: list[str]) -> None:
+        """Builds one segment of the live documents of ``names`` (marked merging), then commits it in their place."""
+        try:
+            with self._mutex:
+                sources = [s for s in self._segments if s.name in names]
+                start = [self._dead[s.name].copy() for s in sources]
+                name = self._new_name()
+                self._building.add(name)
+            fwd, docs = live_documents(sources, start, self._manifest.vocab_size)
+            info, order = build_segment(self.path, name, fwd, docs, reorder=self._reorder, configs=self._configs)
+            merged = Segment.open(self.path, info, verify=False)
+            with self._mutex:
+                self._commit_merge(sources, start, merged, order)
+        finally:
+            with self._mutex:
+                self._merging -= set(names)
+                self._building.discard(name)
+                self._merges_done.notify_all()
+
+    def _commit_merge(self, sources: list[Segment], start: list[np.ndarray], merged: Segment,
+                      order: np.ndarray) -> None:
+        """Replaces ``sources`` by ``merged``, carrying over the deletes made to them while it was built."""
+        position = np.empty(len(order), dtype=np.int64)
+        position[order] = np.arange(len(order))   # input row -> merged document number
+        dead = np.zeros(merged.num_docs, dtype=bool)
+        base = 0
+        for seg, was in zip(sources, start):
+            alive = np.flatnonzero(~was)
+            dead[position[base + np.flatnonzero(self._dead[seg.name][alive])]] = True
+            base += len(alive)
+        self._dead[merged.name] = dead
+        if dead.any():
+            self._dirty.add(merged.name)
+        names = {s.name for s in sources}
+        first = next(i for i, s in enumerate(self._segments) if s.name in names)
+        segments = [s for s in self._segments[:first]] + [merged] + \
+                   [s for s in self._segments[first:] if s.name not in names]
+        self._commit(segments, wal_seq=self._manifest.wal_seq)
+        self._version += 1
