@@ -7,6 +7,7 @@ how its documents arrived.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,10 @@ from index.forward import ForwardIndex
 from index.manifest import SegmentInfo
 from index.postings import Postings
 from index.segment import write_segment
+
+# Numba parallel regions are entered by one thread at a time: a flush and a background merge may build together, and
+# some threading layers (workqueue) abort on concurrent entry, while two regions on the same cores gain nothing.
+_PARALLEL = threading.Lock()
 
 
 def build_segment(folder: Path, name: str, fwd: ForwardIndex, docs: pa.Table, *, reorder: bool,
@@ -29,7 +34,8 @@ def build_segment(folder: Path, name: str, fwd: ForwardIndex, docs: pa.Table, *,
     if reorder:
         from index.reorder import bisection_order
 
-        order = bisection_order(fwd)
+        with _PARALLEL:
+            order = bisection_order(fwd)
         fwd = fwd.take(order)
         docs = docs.take(pa.array(order))
     postings = Postings.from_forward(fwd)

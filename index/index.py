@@ -51,12 +51,12 @@ class SearchResult:
 
     scores: np.ndarray
     docs: np.ndarray
-    _index: Snapshot = field(repr=False)   # the snapshot searched: internal numbers are its own
+    snapshot: Snapshot = field(repr=False)   # the snapshot searched: internal numbers are its own
 
     @property
     def ids(self) -> list[list[str]]:
         """External ids of the hits of each query (padding left out)."""
-        return [[self._index.doc_id(d) for d in row if d >= 0] for row in self.docs]
+        return [[self.snapshot.doc_id(d) for d in row if d >= 0] for row in self.docs]
 
 
 def _prepare_folder(path: Path, overwrite: bool) -> Manifest | None:
@@ -323,10 +323,11 @@ class Index:
         self.refresh()
         return generation
 
-    def close(self) -> None:
-        """Commits and releases the writer lock (a writable Index); searches keep working on the last snapshot."""
+    def close(self, commit: bool = True) -> None:
+        """Commits (unless ``commit`` is False: the write-ahead log keeps the writes) and releases the writer lock
+        of a writable Index; searches keep working on the last snapshot."""
         if self._writer is not None:
-            self._writer.close()
+            self._writer.close(commit)
             self._snap = self._writer.snapshot()
             self._writer = None
         with self._pool_lock:
@@ -394,6 +395,10 @@ class Index:
     def document(self, key: int | str) -> dict:
         """{"id", "title", "text"} of an internal number or an external id; KeyError when there is none."""
         return self.snapshot().document(key)
+
+    def vector(self, key: int | str) -> tuple[np.ndarray, np.ndarray]:
+        """(term ids int32, weights float32) of a document as stored (quantized); KeyError when there is none."""
+        return self.snapshot().vector(key)
 
     # ---- search -------------------------------------------------------------------------------------------------
     def _resolve(self, method: str, params: dict) -> tuple[registry.Method, dict]:

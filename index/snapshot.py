@@ -28,6 +28,7 @@ from index import methods as registry
 from index.deletes import read_deletes
 from index.errors import IndexCorrupt
 from index.manifest import Manifest
+from index.quantize import dequantize
 from index.segment import Segment
 
 _OPEN_ATTEMPTS = 10
@@ -89,16 +90,25 @@ class Snapshot:
         s, local = self.locate(int(number))
         return self.segments[s].docs.get(local)["id"]
 
+    def _key(self, key: int | str) -> tuple[int, int]:
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+            return self.locate(int(key))
+        found = self.find(key)
+        if found is None:
+            raise KeyError(f"no document with id {key!r}")
+        return found
+
     def document(self, key: int | str) -> dict:
         """{"id", "title", "text"} of an internal number or an external id; KeyError when there is none."""
-        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-            s, local = self.locate(int(key))
-        else:
-            found = self.find(key)
-            if found is None:
-                raise KeyError(f"no document with id {key!r}")
-            s, local = found
+        s, local = self._key(key)
         return self.segments[s].docs.get(local)
+
+    def vector(self, key: int | str) -> tuple[np.ndarray, np.ndarray]:
+        """(term ids int32, weights float32) of a document as stored: quantized, then dequantized."""
+        s, local = self._key(key)
+        seg = self.segments[s]
+        lo, hi = seg["fwd_indptr"][local], seg["fwd_indptr"][local + 1]
+        return seg["fwd_terms"][lo:hi].astype(np.int32), dequantize(seg["fwd_values"][lo:hi], seg.scale)
 
     def doc_ids(self) -> np.ndarray:
         """External ids by internal number (object array; None where a document is deleted)."""

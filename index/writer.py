@@ -15,10 +15,14 @@ after ``wal_seq``, so every acknowledged write is there exactly once (a record i
 segment of the buffer (acknowledged writes only). Readers in other processes open committed manifests only, so they
 see writes from the flush that commits them.
 
+Every manifest holds exactly the state after its ``wal_seq``-th record, so readers in other processes only ever see
+a prefix of the acknowledged writes. Hence two masks per segment: the committed one (as of ``wal_seq``, written as
+delete bitmaps) and the current one (every applied record, what the writer's snapshots show).
+
 Merges (index/merge.py) run on a background thread: the writer picks segments under its mutex, the merge builds
-without it, and the mutex is taken again only to commit, when deletes made to the sources meanwhile are carried
-over to the merged segment. A committed manifest may thus already hold deletes whose log records come after its
-``wal_seq``; replaying them again is harmless (a delete of a deleted document does nothing).
+the documents live in their committed masks without it, and the mutex is taken again only to commit, when the
+deletes made to the sources meanwhile (committed by flushes, or only applied) are carried over to the merged
+segment's two masks.
 
 Retired segment folders are removed once no snapshot of this process uses them (other processes keep reading the
 files they mapped: on POSIX an unlinked file lives while it is mapped) and, after a crash, at the next writer open.
@@ -62,9 +66,10 @@ class Writer:
         self._merges_done = threading.Condition(self._mutex)
         self._manifest = committed.manifest
         self._segments = list(committed.segments)
-        self._dead = {seg.name: (d.copy() if d is not None else np.zeros(seg.num_docs, dtype=bool))
-                      for seg, d in zip(committed.segments, committed.dead)}
-        self._dirty: set[str] = set()       # masks changed since the last commit
+        self._committed = {seg.name: (d if d is not None else np.zeros(seg.num_docs, dtype=bool))
+                           for seg, d in zip(committed.segments, committed.dead)}   # as of wal_seq; never mutated
+        self._dead = {name: mask.copy() for name, mask in self._committed.items()}   # as of the last record
+        self._dirty: set[str] = set()       # current masks that differ from the committed ones
         self._touched: set[str] = set()     # masks changed since the last snapshot
         m = self._manifest
         self._buffer = Buffer(m.vocab_size)
@@ -120,13 +125,17 @@ class Writer:
             self._apply(record)
         self.recovered_records = len(pending)
 
-    def close(self) -> None:
-        """Stops merging (a running merge finishes), commits the buffer and releases the lock."""
+    def close(self, commit: bool = True) -> None:
+        """Stops merging (a running merge finishes), commits the buffer (unless ``commit`` is False: the log keeps
+        it for the next writer) and releases the lock."""
         if self._merger is not None:
             self._merger.stop()
             self._merger = None
         try:
-            self.flush()
+            with self._mutex:
+                if commit:
+                    self._flush_locked()
+                self._collect()
         finally:
             self._wal.close()
             self._lock.release()
@@ -200,6 +209,7 @@ class Writer:
         if not self._buffer and not self._dirty and self._manifest.wal_seq == self._seq:
             return
         segments = list(self._segments)
+        changed = set(self._dirty)
         if self._buffer:
             fwd, ids, docs = self._buffer.forward(self._manifest.quantization, self._scale)
             info, _ = build_segment(self.path, self._new_name(), fwd, doc_table(ids, docs), reorder=self._reorder,
@@ -207,7 +217,9 @@ class Writer:
             segment = Segment.open(self.path, info, verify=False)
             self._dead[segment.name] = np.zeros(segment.num_docs, dtype=bool)
             segments.append(segment)
-        self._commit(segments, wal_seq=self._seq)
+            changed.add(segment.name)
+        self._commit(segments, wal_seq=self._seq, masks={name: self._dead[name].copy() for name in changed})
+        self._dirty.clear()
         self._buffer.clear()
         self._wal.trim()
         self._version += 1
@@ -218,30 +230,32 @@ class Writer:
         self._next_number += 1
         return f"seg-{self._next_number - 1:06d}"
 
-    def _commit(self, segments: list[Segment], wal_seq: int) -> None:
-        """Writes a manifest of ``segments`` (dropping any wholly deleted) with their current masks."""
+    def _commit(self, segments: list[Segment], wal_seq: int, masks: dict[str, np.ndarray]) -> None:
+        """Writes a manifest of ``segments`` at ``wal_seq``; ``masks`` are their committed masks that changed (new
+        segments included). A segment whose committed mask covers it all is dropped."""
         generation = self._manifest.generation + 1
-        committed = {info.name: info for info in self._manifest.segments}
+        listed = {info.name: info for info in self._manifest.segments}
         keep, infos = [], []
         for seg in segments:
-            dead = self._dead[seg.name]
+            dead = masks.get(seg.name, self._committed.get(seg.name))
             count = int(dead.sum())
             if count == seg.num_docs:
                 continue
-            info = committed.get(seg.name, seg.info)
-            if seg.name in self._dirty or seg.name not in committed:
-                info = replace(seg.info, deletes=write_deletes(self.path, seg.name, generation, dead) if count else None)
+            info = listed[seg.name] if seg.name not in masks else replace(
+                seg.info, deletes=write_deletes(self.path, seg.name, generation, dead) if count else None)
             keep.append(seg)
             infos.append(info)
         manifest = replace(self._manifest, generation=generation, segments=infos, wal_seq=wal_seq, scale=self._scale)
         manifest.write(self.path)
+        self._committed.update(masks)
         kept = {seg.name for seg in keep}
-        for seg in self._segments + segments:
-            if seg.name not in kept and seg.name in self._dead:
-                self._retired.add(seg.name)
-                del self._dead[seg.name]
+        for name in list(self._dead):
+            if name not in kept:
+                self._retired.add(name)
+                for table in (self._dead, self._committed):
+                    table.pop(name, None)
+                self._dirty.discard(name)
         self._manifest, self._segments = manifest, keep
-        self._dirty.clear()
         self._collect()
 
     def _collect(self) -> None:
@@ -308,7 +322,7 @@ class Writer:
         try:
             with self._mutex:
                 sources = [s for s in self._segments if s.name in names]
-                start = [self._dead[s.name].copy() for s in sources]
+                start = [self._committed[s.name] for s in sources]
                 name = self._new_name()
                 self._building.add(name)
             fwd, docs = live_documents(sources, start, self._manifest.vocab_size)
@@ -327,18 +341,20 @@ class Writer:
         """Replaces ``sources`` by ``merged``, carrying over the deletes made to them while it was built."""
         position = np.empty(len(order), dtype=np.int64)
         position[order] = np.arange(len(order))   # input row -> merged document number
-        dead = np.zeros(merged.num_docs, dtype=bool)
+        committed = np.zeros(merged.num_docs, dtype=bool)
+        current = np.zeros(merged.num_docs, dtype=bool)
         base = 0
         for seg, was in zip(sources, start):
             alive = np.flatnonzero(~was)
-            dead[position[base + np.flatnonzero(self._dead[seg.name][alive])]] = True
+            committed[position[base + np.flatnonzero(self._committed[seg.name][alive])]] = True
+            current[position[base + np.flatnonzero(self._dead[seg.name][alive])]] = True
             base += len(alive)
-        self._dead[merged.name] = dead
-        if dead.any():
+        self._dead[merged.name] = current
+        if not np.array_equal(current, committed):
             self._dirty.add(merged.name)
+        self._touched.add(merged.name)
         names = {s.name for s in sources}
         first = next(i for i, s in enumerate(self._segments) if s.name in names)
-        segments = [s for s in self._segments[:first]] + [merged] + \
-                   [s for s in self._segments[first:] if s.name not in names]
-        self._commit(segments, wal_seq=self._manifest.wal_seq)
+        segments = self._segments[:first] + [merged] + [s for s in self._segments[first:] if s.name not in names]
+        self._commit(segments, wal_seq=self._manifest.wal_seq, masks={merged.name: committed})
         self._version += 1

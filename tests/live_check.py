@@ -1,0 +1,88 @@
+"""What the live-update tests compare an index with: a model of its documents, and a from-scratch build of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from index import Index
+from index.quantize import dequantize, quantize
+from lsr.corpus import Document
+from lsr.sparse import SparseBatch
+
+
+class Model:
+    """The documents an index should hold: id -> (row of the source vectors, Document), in insertion order."""
+
+    def __init__(self, vectors: SparseBatch, docs: list[Document]):
+        self.vectors = vectors
+        self.docs = docs
+        self.live: dict[str, tuple[int, Document]] = {}
+
+    def copy(self) -> "Model":
+        other = Model(self.vectors, self.docs)
+        other.live = dict(self.live)
+        return other
+
+    def put(self, ids: list[str], rows: list[int], texts: list[str]) -> None:
+        for doc_id, row, text in zip(ids, rows, texts):
+            self.live.pop(doc_id, None)
+            self.live[doc_id] = (row, Document(doc_id, text))
+
+    def delete(self, ids: list[str]) -> None:
+        for doc_id in ids:
+            self.live.pop(doc_id, None)
+
+    def batch(self) -> tuple[SparseBatch, list[str], list[Document]]:
+        ids = list(self.live)
+        rows = np.array([self.live[i][0] for i in ids], dtype=np.int64)
+        return self.vectors.take(rows), ids, [self.live[i][1] for i in ids]
+
+    def reference(self, path: Path, scale: float) -> Index:
+        """A from-scratch build of the model's documents, with the live index's scale."""
+        vectors, ids, docs = self.batch()
+        return Index.build(path, vectors, ids, texts=docs, scale=scale, methods=["exact"], overwrite=True)
+
+    def assert_holds(self, idx: Index) -> None:
+        """Every document of the model is in ``idx`` exactly once, with its text and (quantized) vector; no other."""
+        present = [d for d in idx.doc_ids if d is not None]
+        assert len(present) == len(set(present)), "a document is present twice"
+        assert set(present) == set(self.live), (sorted(set(present) - set(self.live))[:5],
+                                                 sorted(set(self.live) - set(present))[:5])
+        assert idx.num_docs == len(self.live)
+        scale, quantization = idx.scale, idx.manifest.quantization
+        for doc_id, (row, doc) in self.live.items():
+            assert idx.document(doc_id)["text"] == doc.text
+            terms, weights = idx.vector(doc_id)
+            want_terms, want = self.vectors.row(row)
+            np.testing.assert_array_equal(terms, want_terms)
+            np.testing.assert_array_equal(weights, dequantize(quantize(want, quantization, scale), scale))
+
+
+def assert_same_topk(got, ref, k: int) -> None:
+    """``got`` (top-k) equals ``ref`` (a deeper top-k of the same documents): identical scores, identical ids up to
+    the order of equal scores, and at the k-th score any of the documents tied there."""
+    got_ids, ref_ids = got.ids, ref.ids
+    for r in range(len(got_ids)):
+        n = len(got_ids[r])
+        assert n == min(k, len(ref_ids[r]))
+        np.testing.assert_array_equal(got.scores[r, :n], ref.scores[r, :n])
+        if not n:
+            continue
+        kth = got.scores[r, n - 1]
+        above = {(s, i) for s, i in zip(got.scores[r], got_ids[r]) if s > kth}
+        assert above == {(s, i) for s, i in zip(ref.scores[r], ref_ids[r]) if s > kth}
+        tied = {i for s, i in zip(ref.scores[r], ref_ids[r]) if s == kth}
+        assert {i for s, i in zip(got.scores[r], got_ids[r]) if s == kth} <= tied
+
+
+def assert_matches_scratch(idx: Index, model: Model, queries: SparseBatch, path: Path, k: int = 10,
+                           methods=("exact", "bmp"), ref: Index | None = None) -> Index:
+    """Exact (and safe BMP) results of ``idx`` equal an index built from scratch of the model's documents
+    (``ref``, when it is already built); returns that index."""
+    ref = ref or model.reference(path, idx.scale)
+    deep = ref.search(queries, k=k + 30)
+    for method in methods:
+        assert_same_topk(idx.search(queries, k=k, method=method), deep, k)
+    return ref
