@@ -186,8 +186,10 @@ class Index:
     @classmethod
     def create(cls, path: str | os.PathLike, vocab_size: int, *, model: str | None = None,
                vocab_fingerprint: str | None = None, quantization: str = "uint8", reorder: bool = True,
-               methods: Sequence[str] = ("exact", "bmp"), scale: float | None = None, **method_params) -> "Index":
-        """Creates an empty index at ``path`` (a new or empty folder) and opens it for writing.
+               methods: Sequence[str] = ("exact", "bmp"), scale: float | None = None,
+               refresh_interval: float | None = 1.0, **method_params) -> "Index":
+        """Creates an empty index at ``path`` (a new or empty folder) and opens it for writing (for other writer
+        options, close it and ``open`` it again).
 
         With uint8 impacts the scale is fixed by ``scale`` or, when None, by the first documents added (their
         largest weight / 255); later weights above 255 levels are stored at the top level."""
@@ -201,7 +203,7 @@ class Index:
         Manifest(generation=1, vocab_size=int(vocab_size), quantization=quantization, model=model,
                  vocab_fingerprint=vocab_fingerprint, build_params={"reorder": bool(reorder), **configs},
                  methods=list(configs), scale=scale if quantization == "uint8" else 1.0).write(path)
-        return cls.open(path, writable=True, verify=False)
+        return cls.open(path, writable=True, verify=False, refresh_interval=refresh_interval)
 
     @classmethod
     def open(cls, path: str | os.PathLike, verify: bool = True, *, writable: bool = False,
@@ -287,10 +289,10 @@ class Index:
         writer = self._write_path()
         if isinstance(vectors, SparseBatch) and len(vectors) == 0 and len(doc_ids) == 0:
             return
-        ids = _check_documents(vectors, doc_ids, texts)
-        if vectors.vocab_size != self.vocab_size:
+        if isinstance(vectors, SparseBatch) and vectors.vocab_size != self.vocab_size:
             raise VocabularyMismatch(f"the documents are over {vectors.vocab_size} terms, the index over "
                                      f"{self.vocab_size}: they come from another vocabulary")
+        ids = _check_documents(vectors, doc_ids, texts)
         writer.put(ids, vectors, list(texts) if texts is not None else None, replace=replace)
 
     def add(self, doc_ids: Sequence[str], vectors: SparseBatch, texts: Sequence[Document] | None = None) -> None:

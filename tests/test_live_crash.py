@@ -139,7 +139,7 @@ def test_sigkill_loses_nothing_acknowledged(live_corpus, tmp_path):
     np.savez(data, indptr=vectors.indptr, indices=vectors.indices, values=vectors.values,
              vocab_size=vectors.vocab_size)
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["tests.live_warmup", "tests.test_live_crash"])
+    ctx.set_forkserver_preload(["tests.live_warmup", child.__module__])
     rng = np.random.default_rng(0)
     kills, landed, runs, seed, warm = 0, {"flush": 0, "merge": 0}, 0, 0, 0
     deadline = time.monotonic() + 240
