@@ -1,8 +1,9 @@
 """The writer's recent documents: acknowledged (in the write-ahead log) but not yet in a segment on disk.
 
-Kept as float32 rows by id, in arrival order, so a replacement or a delete simply drops the row. ``segment()`` makes
-a searchable in-memory segment of them (quantized with the index's scale, postings only: searched exactly), and
-``forward()`` the quantized documents a flush writes as a new segment. Not thread-safe: the writer serializes it.
+Kept as float32 rows by id, in arrival order, so a replacement or a delete simply drops the row. ``memory_segment``
+makes a searchable in-memory segment of buffers (quantized with the index's scale, postings only: searched exactly),
+and ``forward()`` the quantized documents a flush writes as a new segment. Not thread-safe: the writer serializes
+access.
 """
 
 from __future__ import annotations
@@ -47,19 +48,21 @@ class Buffer:
         self.rows.clear()
         self.nnz = 0
 
-    def max_weight(self) -> float:
-        return max((float(w.max()) for _, w, _ in self.rows.values() if len(w)), default=0.0)
-
     def forward(self, quantization: str, scale: float) -> tuple[ForwardIndex, list[str], list[Document | None]]:
         """The documents quantized with the index's scale, their ids and stored texts, in arrival order."""
-        ids = list(self.rows)
-        rows = list(self.rows.values())
-        vectors = SparseBatch.from_rows([(t, w) for t, w, _ in rows], self.vocab_size)
-        return ForwardIndex.from_vectors(vectors, quantization, scale), ids, [d for _, _, d in rows]
+        return _forward([self], quantization, scale)
 
-    def segment(self, name: str, quantization: str, scale: float) -> Segment:
-        """A searchable in-memory segment of the buffer (exact search only: it has postings, no method arrays)."""
-        fwd, ids, docs = self.forward(quantization, scale)
-        postings = Postings.from_forward(fwd)
-        info = SegmentInfo(name, fwd.num_docs, int(fwd.indptr[-1]), scale, files={}, methods=["exact"])
-        return Segment(info, {**fwd.arrays(), **postings.arrays()}, DocStore(None, doc_table(ids, docs)))
+
+def _forward(buffers: list[Buffer], quantization: str, scale: float):
+    ids = [doc_id for b in buffers for doc_id in b.rows]
+    rows = [row for b in buffers for row in b.rows.values()]
+    vectors = SparseBatch.from_rows([(t, w) for t, w, _ in rows], buffers[0].vocab_size)
+    return ForwardIndex.from_vectors(vectors, quantization, scale), ids, [d for _, _, d in rows]
+
+
+def memory_segment(buffers: list[Buffer], name: str, quantization: str, scale: float) -> Segment:
+    """A searchable in-memory segment of the buffers' documents (exact search only: postings, no method arrays)."""
+    fwd, ids, docs = _forward(buffers, quantization, scale)
+    postings = Postings.from_forward(fwd)
+    info = SegmentInfo(name, fwd.num_docs, int(fwd.indptr[-1]), scale, files={}, methods=["exact"])
+    return Segment(info, {**fwd.arrays(), **postings.arrays()}, DocStore(None, doc_table(ids, docs)))

@@ -236,7 +236,7 @@ class Index:
             # interval 0 promises the latest: wait for a refresh in progress; otherwise searches never wait
             if self._refresh_lock.acquire(blocking=self.refresh_interval == 0):
                 try:
-                    self._refresh_locked()
+                    self._refresh_locked(latest=self.refresh_interval == 0)
                 finally:
                     self._refresh_lock.release()
         return self._snap
@@ -245,13 +245,13 @@ class Index:
         """Moves to the latest snapshot: the writer's (acknowledged writes included) or the latest committed
         generation. Returns whether it changed."""
         with self._refresh_lock:
-            return self._refresh_locked()
+            return self._refresh_locked(latest=True)
 
-    def _refresh_locked(self) -> bool:
+    def _refresh_locked(self, latest: bool) -> bool:
         self._checked = time.monotonic()
         old = self._snap
         if self._writer is not None:
-            self._snap = self._writer.snapshot()
+            self._snap = self._writer.snapshot(latest)
         else:
             stat = _stat(self.path / MANIFEST)
             if stat == self._manifest_stat:

@@ -8,7 +8,8 @@ A write (add or replace documents, delete ids) becomes one record, so a batch is
 
 Sequence numbers grow by one per record. The manifest records ``wal_seq``, the last record whose effects its segments
 hold; on open the writer replays the records after it. Files live in ``wal/`` and are named by their first sequence
-number; each writer session (and each flush) starts a new file, and a flush's commit deletes the files it covers.
+number; each writer session starts a new file and so does each flush (at its freeze), and a flush's commit deletes
+the files it covers.
 
 A process killed in the middle of an append leaves a torn tail: a short header, a short body or a checksum that does
 not match. Replay keeps every complete record before it and the writer cuts the tail off (it was never
@@ -176,11 +177,16 @@ class WriteAheadLog:
             data = data[os.write(self._fd, data):]
         os.fsync(self._fd)
 
-    def trim(self) -> None:
-        """Deletes every log file: call after committing a manifest whose ``wal_seq`` covers all records written."""
+    def rotate(self) -> None:
+        """Closes the current file: the next record starts a new one (a flush freezes the log at this point)."""
         self.close()
+
+    def trim(self, through_seq: int) -> None:
+        """Deletes the files of records up to ``through_seq``, once a committed manifest covers them (files end
+        at a rotation, so a file named after a record <= through_seq holds no later one)."""
         for path in log_files(self.dir.parent):
-            path.unlink()
+            if int(path.stem) <= through_seq:
+                path.unlink()
         fsync_dir(self.dir)
 
     def close(self) -> None:

@@ -6,33 +6,36 @@ A write (``put`` or ``delete``; one at a time under the writer's mutex) goes thr
      returns (the acknowledgement);
   3. it is applied: new documents go to the in-memory buffer; replaced or deleted ones are marked in their segment's
      deleted-documents mask, or dropped from the buffer;
-  4. once the buffer holds ``flush_docs`` documents it is flushed: written as a new segment and committed, with the
-     current masks, in a manifest whose ``wal_seq`` covers every record so far; then the log files are deleted.
+  4. once the buffer holds ``flush_docs`` documents it is flushed: frozen (a new buffer takes the next writes),
+     written as a new segment without the mutex, and committed, with the masks as they were at the freeze, in a
+     manifest whose ``wal_seq`` is the last record before the freeze; then the log files it covers are deleted.
 A crash at any step leaves the last committed manifest plus the log; opening the writer again replays the records
 after ``wal_seq``, so every acknowledged write is there exactly once (a record is all or nothing).
-
-``snapshot()`` publishes what searches see: the committed segments, copies of the current masks and an in-memory
-segment of the buffer (acknowledged writes only). Readers in other processes open committed manifests only, so they
-see writes from the flush that commits them.
 
 Every manifest holds exactly the state after its ``wal_seq``-th record, so readers in other processes only ever see
 a prefix of the acknowledged writes. Hence two masks per segment: the committed one (as of ``wal_seq``, written as
 delete bitmaps) and the current one (every applied record, what the writer's snapshots show).
 
+``snapshot()`` publishes what searches see: the committed segments, copies of the current masks and an in-memory
+segment of the buffers (acknowledged writes only). Readers in other processes open committed manifests only, so they
+see writes from the flush that commits them.
+
 Merges (index/merge.py) run on a background thread: the writer picks segments under its mutex, the merge builds
-the documents live in their committed masks without it, and the mutex is taken again only to commit, when the
-deletes made to the sources meanwhile (committed by flushes, or only applied) are carried over to the merged
+the documents live in their committed masks without it, and the mutex is taken again only to commit (never while a
+flush is between freeze and commit), when the deletes made to the sources meanwhile are carried over to the merged
 segment's two masks.
 
 Retired segment folders are removed once no snapshot of this process uses them (other processes keep reading the
 files they mapped: on POSIX an unlinked file lives while it is mapped) and, after a crash, at the next writer open.
 
-Thread safety: all methods may be called from any thread; writes and commits are serialized, and ``snapshot`` only
-holds the mutex to copy state.
+Thread safety: all methods may be called from any thread. Writes are serialized; the mutex is held to log and apply
+a record, to freeze and commit, and to copy state into a snapshot, never while a segment is built, so searches and
+writes go on during flushes and merges.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 import weakref
@@ -41,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.buffer import Buffer
+from index.buffer import Buffer, memory_segment
 from index.builder import build_segment
 from index.deletes import write_deletes
 from index.docstore import doc_table
@@ -56,6 +59,9 @@ from index.wal import DELETE, PUT, Record, WriteAheadLog
 from lsr.corpus import Document
 from lsr.sparse import SparseBatch
 
+log = logging.getLogger(__name__)
+_PUBLISHED_WAIT_S = 0.05   # a refresh that may be stale waits this long for the mutex, then keeps the last snapshot
+
 
 class Writer:
     def __init__(self, path: Path, lock: WriterLock, committed: Snapshot, flush_docs: int,
@@ -63,16 +69,17 @@ class Writer:
         self.path = path
         self._lock = lock
         self._mutex = threading.RLock()
-        self._merges_done = threading.Condition(self._mutex)
-        self._manifest = committed.manifest
+        self._idle = threading.Condition(self._mutex)   # notified when a flush or a merge ends
+        m = self._manifest = committed.manifest
         self._segments = list(committed.segments)
         self._committed = {seg.name: (d if d is not None else np.zeros(seg.num_docs, dtype=bool))
                            for seg, d in zip(committed.segments, committed.dead)}   # as of wal_seq; never mutated
         self._dead = {name: mask.copy() for name, mask in self._committed.items()}   # as of the last record
         self._dirty: set[str] = set()       # current masks that differ from the committed ones
         self._touched: set[str] = set()     # masks changed since the last snapshot
-        m = self._manifest
         self._buffer = Buffer(m.vocab_size)
+        self._frozen: Buffer | None = None  # the buffer a flush is writing
+        self._frozen_gone: list[str] = []   # its documents deleted or replaced since the freeze
         self._seq = m.wal_seq
         self._scale = m.scale if m.scale is not None else (committed.segments[0].scale if committed.segments else None)
         self._configs = {name: m.build_params.get(name, {}) for name in m.methods}
@@ -86,11 +93,13 @@ class Writer:
         self._snapshots: weakref.WeakSet[Snapshot] = weakref.WeakSet()
         self._retired: set[str] = set()     # segment folders to delete once no snapshot uses them
         self._merging: set[str] = set()     # segments a merge is reading
-        self._building: set[str] = set()    # segments a merge is writing (not listed yet: not leftovers)
+        self._building: set[str] = set()    # segments being written (not listed yet, but not leftovers)
         self._next_number = max([m.generation] + [int(s.name[4:]) for s in m.segments]) + 1
         self._merger: BackgroundMerger | None = None
-        self.recovered_records = 0
-        self.torn_bytes = 0
+        self.recovered_records = 0          # log records replayed at open
+        self.torn_bytes = 0                 # bytes of a torn log tail cut off at open
+        self.flushes = 0                    # commits by flushes, and merges committed, since open
+        self.merges = 0
 
     # ---- open / close -------------------------------------------------------------------------------------------
     @classmethod
@@ -132,9 +141,9 @@ class Writer:
             self._merger.stop()
             self._merger = None
         try:
+            if commit:
+                self.flush()
             with self._mutex:
-                if commit:
-                    self._flush_locked()
                 self._collect()
         finally:
             self._wal.close()
@@ -154,8 +163,9 @@ class Writer:
                     raise ValueError(f"{len(present)} ids are already in the index (e.g. {present[:3]}); "
                                      "use upsert to replace documents")
             self._log(Record(self._seq + 1, PUT, ids, vectors, docs))
-            if len(self._buffer) >= self.flush_docs:
-                self._flush_locked()
+            full = len(self._buffer) >= self.flush_docs
+        if full:
+            self._flush(wait=False)
 
     def delete(self, ids: list[str]) -> int:
         """Deletes the live documents among ``ids``; returns their number. Durable on return."""
@@ -179,10 +189,11 @@ class Writer:
         self._seq = record.seq
         self._version += 1
 
-    def _find(self, doc_id: str) -> Segment | str | None:
-        """Where the live document ``doc_id`` is: its segment, "buffer", or None."""
-        if doc_id in self._buffer:
-            return "buffer"
+    def _find(self, doc_id: str) -> Segment | Buffer | None:
+        """Where the live document ``doc_id`` is: a buffer, its segment, or None."""
+        for buffer in (self._buffer, self._frozen):
+            if buffer is not None and doc_id in buffer:
+                return buffer
         for seg in self._segments:
             local = seg.number_of(doc_id)
             if local is not None and not self._dead[seg.name][local]:
@@ -191,8 +202,10 @@ class Writer:
 
     def _remove(self, doc_id: str) -> None:
         where = self._find(doc_id)
-        if where == "buffer":
-            self._buffer.remove(doc_id)
+        if isinstance(where, Buffer):
+            where.remove(doc_id)
+            if where is self._frozen:
+                self._frozen_gone.append(doc_id)
         elif where is not None:
             self._dead[where.name][where.number_of(doc_id)] = True
             self._dirty.add(where.name)
@@ -200,31 +213,72 @@ class Writer:
 
     # ---- flush / commit -----------------------------------------------------------------------------------------
     def flush(self) -> int:
-        """Commits the buffer as a new segment, and every delete; returns the committed generation."""
-        with self._mutex:
-            self._flush_locked()
-            return self._manifest.generation
+        """Commits every write so far (the buffer as a new segment, and all deletes); returns the generation."""
+        self._flush(wait=True)
+        return self._manifest.generation
 
-    def _flush_locked(self) -> None:
-        if not self._buffer and not self._dirty and self._manifest.wal_seq == self._seq:
-            return
-        segments = list(self._segments)
-        changed = set(self._dirty)
-        if self._buffer:
-            fwd, ids, docs = self._buffer.forward(self._manifest.quantization, self._scale)
-            info, _ = build_segment(self.path, self._new_name(), fwd, doc_table(ids, docs), reorder=self._reorder,
-                                    configs=self._configs)
-            segment = Segment.open(self.path, info, verify=False)
-            self._dead[segment.name] = np.zeros(segment.num_docs, dtype=bool)
-            segments.append(segment)
-            changed.add(segment.name)
-        self._commit(segments, wal_seq=self._seq, masks={name: self._dead[name].copy() for name in changed})
-        self._dirty.clear()
-        self._buffer.clear()
-        self._wal.trim()
-        self._version += 1
+    def _flush(self, wait: bool) -> None:
+        """One flush; ``wait=False`` (a write crossing the threshold) leaves it to a flush already running."""
+        with self._mutex:
+            if self._frozen is not None:
+                if not wait:
+                    return
+                while self._frozen is not None:
+                    self._idle.wait()
+            if not self._buffer and not self._dirty and self._manifest.wal_seq == self._seq:
+                return
+            frozen, self._buffer = self._buffer, Buffer(self._manifest.vocab_size)
+            self._frozen, self._frozen_gone = frozen, []
+            seq, masks = self._seq, {name: self._dead[name].copy() for name in self._dirty}
+            self._dirty = set()
+            self._wal.rotate()
+            built = None
+            if frozen:
+                fwd, ids, docs = frozen.forward(self._manifest.quantization, self._scale)
+                name = self._new_name()
+                self._building.add(name)
+        try:
+            if frozen:
+                info, _ = build_segment(self.path, name, fwd, doc_table(ids, docs), reorder=self._reorder,
+                                        configs=self._configs)
+                built = Segment.open(self.path, info, verify=False)
+            with self._mutex:
+                segments = list(self._segments)
+                if built is not None:
+                    segments.append(built)
+                    masks[built.name] = np.zeros(built.num_docs, dtype=bool)
+                    current = masks[built.name].copy()
+                    current[[built.number_of(d) for d in self._frozen_gone]] = True
+                    self._dead[built.name] = current
+                    if current.any():
+                        self._dirty.add(built.name)
+                self._commit(segments, wal_seq=seq, masks=masks)
+                self._frozen = None   # its documents are in the committed segment now, in the same step
+                self.flushes += 1
+                self._version += 1
+        except BaseException:
+            with self._mutex:   # nothing committed: the frozen documents and deletes are pending again
+                self._frozen = None
+                if built is not None:
+                    self._dead.pop(built.name, None)
+                    masks.pop(built.name, None)
+                self._dirty |= set(masks)
+                for doc_id, row in frozen.rows.items():
+                    if doc_id not in self._buffer:
+                        self._buffer.rows[doc_id] = row
+                        self._buffer.nnz += len(row[0])
+            raise
+        finally:
+            with self._mutex:
+                if frozen:
+                    self._building.discard(name)
+                self._idle.notify_all()
+        with self._mutex:
+            self._wal.trim(seq)
         if self._merger is not None:
             self._merger.wake()
+        if not wait and len(self._buffer) >= self.flush_docs:
+            self._flush(wait=False)
 
     def _new_name(self) -> str:
         self._next_number += 1
@@ -264,14 +318,20 @@ class Writer:
         gone = {name for name in self._retired if name not in in_use}
         self._retired -= gone
         building = self._building | {f"{name}.tmp" for name in self._building}
-        self._manifest.remove_unlisted(self.path, keep=self._retired | in_use | building)
+        try:   # cleaning up is not part of any commit: a failure here is only logged (the next open retries)
+            self._manifest.remove_unlisted(self.path, keep=self._retired | in_use | building)
+        except OSError:
+            log.exception("removing unlisted files from %s failed", self.path)
         for name in gone:
             shutil.rmtree(self.path / name, ignore_errors=True)
 
     # ---- snapshots ----------------------------------------------------------------------------------------------
-    def snapshot(self) -> Snapshot:
-        """What searches see now: committed segments, current deletes, and the buffer as an in-memory segment."""
-        with self._mutex:
+    def snapshot(self, latest: bool = True) -> Snapshot:
+        """What searches see: committed segments, current deletes, and the buffers as an in-memory segment.
+        ``latest=False`` settles for the last published snapshot when the mutex stays busy for a moment."""
+        if not self._mutex.acquire(timeout=-1 if latest or self._published is None else _PUBLISHED_WAIT_S):
+            return self._published[1]
+        try:
             if self._published is not None and self._published[0] == self._version:
                 return self._published[1]
             for seg in self._segments:
@@ -281,8 +341,10 @@ class Writer:
             self._touched.clear()
             segments = list(self._segments)
             dead = [self._published_dead[seg.name] for seg in segments]
-            if self._buffer:
-                segments.append(self._buffer.segment(f"mem-{self._seq}", self._manifest.quantization, self._scale))
+            buffers = [b for b in (self._frozen, self._buffer) if b]
+            if buffers:
+                segments.append(memory_segment(buffers, f"mem-{self._seq}", self._manifest.quantization,
+                                               self._scale))
                 dead.append(None)
             snap = Snapshot(self._manifest, segments, dead, seq=self._seq)
             self._published = (self._version, snap)
@@ -290,6 +352,8 @@ class Writer:
             self._snapshots.add(snap)
             self._collect()
             return snap
+        finally:
+            self._mutex.release()
 
     # ---- merges -------------------------------------------------------------------------------------------------
     def merge_once(self) -> bool:
@@ -306,10 +370,10 @@ class Writer:
 
     def compact(self) -> int:
         """Flushes, waits for running merges, then merges every segment into one; returns the generation."""
+        self._flush(wait=True)
         with self._mutex:
-            self._flush_locked()
             while self._merging:
-                self._merges_done.wait()
+                self._idle.wait()
             names = [s.name for s in self._segments]
             if len(names) <= 1 and not any(self._dead[n].any() for n in names):
                 return self._manifest.generation
@@ -319,22 +383,24 @@ class Writer:
 
     def _merge(self, names: list[str]) -> None:
         """Builds one segment of the live documents of ``names`` (marked merging), then commits it in their place."""
+        with self._mutex:
+            sources = [s for s in self._segments if s.name in names]
+            start = [self._committed[s.name] for s in sources]
+            name = self._new_name()
+            self._building.add(name)
         try:
-            with self._mutex:
-                sources = [s for s in self._segments if s.name in names]
-                start = [self._committed[s.name] for s in sources]
-                name = self._new_name()
-                self._building.add(name)
             fwd, docs = live_documents(sources, start, self._manifest.vocab_size)
             info, order = build_segment(self.path, name, fwd, docs, reorder=self._reorder, configs=self._configs)
             merged = Segment.open(self.path, info, verify=False)
             with self._mutex:
+                while self._frozen is not None:   # a flush between freeze and commit holds the masks it commits
+                    self._idle.wait()
                 self._commit_merge(sources, start, merged, order)
         finally:
             with self._mutex:
                 self._merging -= set(names)
                 self._building.discard(name)
-                self._merges_done.notify_all()
+                self._idle.notify_all()
 
     def _commit_merge(self, sources: list[Segment], start: list[np.ndarray], merged: Segment,
                       order: np.ndarray) -> None:
@@ -358,3 +424,4 @@ class Writer:
         segments = self._segments[:first] + [merged] + [s for s in self._segments[first:] if s.name not in names]
         self._commit(segments, wal_seq=self._manifest.wal_seq, masks={merged.name: committed})
         self._version += 1
+        self.merges += 1
