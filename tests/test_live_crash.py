@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -81,9 +82,9 @@ def child(path: str, data: str, start: int, ack: str) -> None:
     if "tests.live_warmup" in sys.modules:
         os.write(fd, b"W\n")
 
-    def marked(fn, begin: str, end: str, when=lambda self, *a: True):
+    def marked(fn, begin: str, end: str, when=lambda self: True):
         def wrapper(self, *a, **kw):
-            mark = when(self, *a)
+            mark = when(self)
             if mark:
                 os.write(fd, begin.encode())
             try:
@@ -100,7 +101,7 @@ def child(path: str, data: str, start: int, ack: str) -> None:
         return write_segment(*a, **kw)
 
     index.builder.write_segment = slow_write_segment
-    Writer._flush_locked = marked(Writer._flush_locked, "F\n", "f\n", lambda self: len(self._buffer) > 0)
+    Writer._flush = marked(Writer._flush, "F\n", "f\n", lambda self: len(self._buffer) > 0)
     Writer._merge = marked(Writer._merge, "M\n", "m\n")
     with np.load(data) as z:
         vectors = SparseBatch(z["indptr"], z["indices"], z["values"], int(z["vocab_size"]))
@@ -175,6 +176,7 @@ def test_sigkill_loses_nothing_acknowledged(live_corpus, tmp_path):
             acked, markers = read_acks(ack)
             assert acked == list(range(done, done + len(acked))), "acknowledgements out of order"
             finished = markers.endswith("D")
+            assert proc.exitcode == (0 if finished else -signal.SIGKILL), f"the child failed ({proc.exitcode})"
             warm += "W" in markers
             if not finished:
                 kills += 1
