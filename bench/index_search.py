@@ -264,6 +264,8 @@ SUITES: list[Callable[[Context], list[Runner]]] = [scipy_suite, ours_suite, spla
 def time_runners(runners: list[Runner], n_queries: int, rounds: int, chunk: int = 50) -> dict[int, dict]:
     """Per runner: latencies (ms) of every timed call and the last answer to each query. Interleaved in chunks."""
     out = {r_i: {"lat": [], "found": [None] * n_queries} for r_i in range(len(runners))}
+    for r in runners:   # compile / load caches / touch the index outside the timing
+        r.search(0)
     for _ in range(rounds):
         for lo in range(0, n_queries, chunk):
             for r_i, r in enumerate(runners):
