@@ -5,6 +5,10 @@ term the build stores the largest impact in each block (uint8 levels, rounded up
 ``weight * block max`` into one upper bound per block, visits blocks from the highest bound down (a counting sort
 into buckets, no full sort), scores a block exactly, and stops when ``alpha * bound`` falls below the k-th score.
 ``alpha = 1`` is safe; smaller values stop sooner. ``beta`` keeps only the ceil(beta * m) heaviest query terms.
+When, after the ``PROBE`` best blocks, more than ``exhaustive`` of all blocks could still hold a top-k document, the
+bounds are too loose for block-at-a-time scoring to pay (a block costs about as much as 1/7 of a whole
+term-at-a-time pass): the kept terms are then scored over all documents by exact search, which gives the alpha = 1
+result. ``exhaustive = 1`` never does this.
 The starting threshold comes from each term's 10th, 100th and 1000th largest impact (k documents score at least
 ``weight * kth impact``), as in the paper.
 
@@ -25,11 +29,14 @@ import numba as nb
 import numpy as np
 
 from index import topk
+from index.exact import exact_one
 from index.methods import Method, register
 from index.quantize import dequantize, impact
 
 KTH = np.array([10, 100, 1000], dtype=np.int64)
 BUCKETS = 1024   # bound buckets for the best-first block order
+PROBE = 8        # blocks scored before deciding whether pruning pays (see ``exhaustive``)
+EXHAUSTIVE = 0.15
 
 
 @nb.njit(cache=True, nogil=True)
@@ -219,8 +226,8 @@ def _score_block(b, block_size, n_docs, terms, wq, post_indptr, post_docs, post_
 
 @nb.njit(cache=True, nogil=True)
 def bmp_one(post_indptr, post_docs, post_values, dense_row, dense, term_ptr, blocks, offsets, maxes, max_row,
-            max_dense, kth, unit, block_size, n_docs, q_terms, q_weights, scale, alpha, beta, ub, local, bucket_count,
-            bucket_start, order, entry, hs, hd, out_scores, out_docs):
+            max_dense, kth, unit, block_size, n_docs, q_terms, q_weights, scale, alpha, beta, exhaustive, ub, local,
+            bucket_count, bucket_start, order, entry, acc, hs, hd, out_scores, out_docs):
     k = len(out_scores)
     m = len(q_terms)
     keep = m if beta >= 1.0 else min(m, int(math.ceil(beta * m)))
@@ -246,6 +253,14 @@ def bmp_one(post_indptr, post_docs, post_values, dense_row, dense, term_ptr, blo
     size = 0
     thr = theta0
     for c in range(total):
+        if c == PROBE and exhaustive < 1.0:
+            alive = 0
+            for c2 in range(c, total):
+                alive += alpha * ub[order[c2]] >= thr
+            if alive > exhaustive * len(ub):   # bounds too loose: one term-at-a-time pass costs less
+                exact_one(post_indptr, post_docs, post_values, dense_row, dense, terms, weights, scale, acc, hs, hd,
+                          out_scores, out_docs)
+                return
         b = order[c]
         if c > 0 and alpha * ub[b] < thr:   # the best block is always scored, as in the paper's code
             # blocks come bucket by bucket; within a bucket bounds differ by less than one bucket width
@@ -268,13 +283,14 @@ def bmp_one(post_indptr, post_docs, post_values, dense_row, dense, term_ptr, blo
 
 @nb.njit(cache=True, nogil=True)
 def bmp_batch(post_indptr, post_docs, post_values, dense_row, dense, term_ptr, blocks, offsets, maxes, max_row,
-              max_dense, kth, unit, block_size, n_docs, q_indptr, q_terms, q_weights, scale, alpha, beta, ub, local,
-              bucket_count, bucket_start, order, entry, hs, hd, out_scores, out_docs):
+              max_dense, kth, unit, block_size, n_docs, q_indptr, q_terms, q_weights, scale, alpha, beta, exhaustive,
+              ub, local, bucket_count, bucket_start, order, entry, acc, hs, hd, out_scores, out_docs):
     for r in range(len(q_indptr) - 1):
         lo, hi = q_indptr[r], q_indptr[r + 1]
         bmp_one(post_indptr, post_docs, post_values, dense_row, dense, term_ptr, blocks, offsets, maxes, max_row,
-                max_dense, kth, unit, block_size, n_docs, q_terms[lo:hi], q_weights[lo:hi], scale, alpha, beta, ub,
-                local, bucket_count, bucket_start, order, entry, hs, hd, out_scores[r], out_docs[r])
+                max_dense, kth, unit, block_size, n_docs, q_terms[lo:hi], q_weights[lo:hi], scale, alpha, beta,
+                exhaustive, ub, local, bucket_count, bucket_start, order, entry, acc, hs, hd, out_scores[r],
+                out_docs[r])
 
 
 class Scratch:
@@ -287,6 +303,7 @@ class Scratch:
         self.bucket_start = np.zeros(BUCKETS, dtype=np.int64)
         self.order = np.zeros(n_blocks, dtype=np.int32)
         self.entry = np.zeros((0, n_blocks), dtype=np.int32)
+        self.acc = np.zeros(seg.num_docs, dtype=np.float32)
         self.hs = np.zeros(0, dtype=np.float32)
         self.hd = np.zeros(0, dtype=np.int64)
         self.consts = (np.float32(seg["bmp.unit"][0]), block_size, seg.num_docs, np.float32(seg.scale))
@@ -306,14 +323,15 @@ class Scratch:
 
 
 def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, out_docs, alpha: float = 1.0,
-           beta: float = 1.0) -> None:
+           beta: float = 1.0, exhaustive: float = EXHAUSTIVE) -> None:
     hs, hd = scratch.heap(k)
     unit, block_size, n_docs, scale = scratch.consts
     bmp_batch(seg["post_indptr"], seg["post_docs"], seg["post_values"], seg["dense_row"], seg["dense"],
               seg["bmp.term_ptr"], seg["bmp.blocks"], seg["bmp.offsets"], seg["bmp.maxes"], seg["bmp.max_row"],
               seg["bmp.max_dense"], seg["bmp.kth"], unit, block_size, n_docs, q_indptr, q_terms, q_weights, scale,
-              np.float32(alpha), np.float32(beta), scratch.ub, scratch.local, scratch.bucket_count,
-              scratch.bucket_start, scratch.order, scratch.entries(q_indptr), hs, hd, out_scores, out_docs)
+              np.float32(alpha), np.float32(beta), np.float32(exhaustive), scratch.ub, scratch.local,
+              scratch.bucket_count, scratch.bucket_start, scratch.order, scratch.entries(q_indptr), scratch.acc, hs, hd,
+              out_scores, out_docs)
 
 
 def check(params: dict) -> None:
@@ -325,7 +343,9 @@ def check(params: dict) -> None:
         raise ValueError(f"bmp alpha must be in (0, 1] (1 = safe), got {params['alpha']!r}")
     if "beta" in params and not 0.0 < params["beta"] <= 1.0:
         raise ValueError(f"bmp beta must be in (0, 1] (fraction of query terms kept), got {params['beta']!r}")
+    if "exhaustive" in params and not 0.0 <= params["exhaustive"] <= 1.0:
+        raise ValueError(f"bmp exhaustive must be in [0, 1] (1 = never), got {params['exhaustive']!r}")
 
 
 register(Method("bmp", search=search, scratch=Scratch, build=build, build_params={"block_size": 32},
-                search_params={"alpha": 1.0, "beta": 1.0}, check=check))
+                search_params={"alpha": 1.0, "beta": 1.0, "exhaustive": EXHAUSTIVE}, check=check))
