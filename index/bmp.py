@@ -15,7 +15,8 @@ The starting threshold comes from each term's 10th, 100th and 1000th largest imp
 A block is scored from the segment's postings (index/postings.py): a common term's dense row gives the block's
 impacts as one vectorized slice; a listed term's postings in the block start at the offset its block list records
 (``term_ptr`` (V + 1) int64 into ``blocks`` int32 ascending / ``offsets`` int32 into the term's list / ``maxes``
-uint8), found through a per-query table filled by one walk of each list. Terms in at least half the blocks (all dense-row terms among them) also get a row of maxima over
+uint8), found by binary search for the first blocks, then through a per-query table filled by one walk of each
+list. Terms in at least half the blocks (all dense-row terms among them) also get a row of maxima over
 every block (``max_row`` (V) int32 into ``max_dense`` (rows x n_blocks) uint8; -1 otherwise), so their bounds add up
 in one vectorized pass and absent blocks are skipped without a search. ``kth`` (V, 3) impacts; ``unit`` (1,)
 float32: one maxima level in stored-impact units; ``block_size`` (1,) int64.
@@ -183,6 +184,20 @@ def _order_blocks(ub, floor, bucket_count, bucket_start, order):
 
 
 @nb.njit(cache=True, nogil=True)
+def _find(blocks, lo, hi, b):
+    """Index of block b in the ascending blocks[lo:hi], or -1 (branch-free halving: no mispredicted jumps)."""
+    n = hi - lo
+    if n <= 0:
+        return -1
+    base = lo
+    while n > 1:
+        half = n >> 1
+        base = base + half if blocks[base + half] <= b else base
+        n -= half
+    return base if blocks[base] == b else -1
+
+
+@nb.njit(cache=True, nogil=True)
 def _locate(terms, dense_row, term_ptr, blocks, entry):
     """entry[i, b]: index of block b in listed query term i's block list, or -1 (one walk per list per query
     instead of a binary search per scored block)."""
@@ -198,9 +213,10 @@ def _locate(terms, dense_row, term_ptr, blocks, entry):
 
 @nb.njit(cache=True, nogil=True)
 def _score_block(b, block_size, n_docs, terms, wq, post_indptr, post_docs, post_values, dense_row, dense, term_ptr,
-                 offsets, max_row, max_dense, entry, local) -> int:
-    """Exact scores of block b's documents into local[:count]; returns count. Indices are unsigned so that Numba
-    emits no negative-index fix-up (and vectorizes the dense rows)."""
+                 blocks, offsets, max_row, max_dense, entry, located, local) -> int:
+    """Exact scores of block b's documents into local[:count]; returns count. Listed terms are found in ``entry``
+    once ``located``, by binary search before. Indices are unsigned so that Numba emits no negative-index fix-up
+    (and vectorizes the dense rows)."""
     base = np.uint64(b * block_size)
     count = min(block_size, n_docs - b * block_size)
     for i in range(len(terms)):
@@ -214,7 +230,7 @@ def _score_block(b, block_size, n_docs, terms, wq, post_indptr, post_docs, post_
             for x in range(np.uint64(count)):
                 local[x] += w * impact(dense[ur, base + x])
             continue
-        e = entry[i, b]
+        e = entry[i, b] if located else _find(blocks, term_ptr[t], term_ptr[t + 1], b)
         if e < 0:
             continue
         start = np.uint64(post_indptr[t] + offsets[e])
@@ -249,7 +265,7 @@ def bmp_one(post_indptr, post_docs, post_values, dense_row, dense, term_ptr, blo
             theta0 = max(theta0, wq[i] * impact(kth[terms[i], rank]))
     _bounds(terms, wq, term_ptr, blocks, maxes, max_row, max_dense, unit, ub)
     total, width = _order_blocks(ub, theta0 / alpha, bucket_count, bucket_start, order)
-    _locate(terms, dense_row, term_ptr, blocks, entry)
+    located = False
     size = 0
     thr = theta0
     for c in range(total):
@@ -261,6 +277,9 @@ def bmp_one(post_indptr, post_docs, post_values, dense_row, dense, term_ptr, blo
                 exact_one(post_indptr, post_docs, post_values, dense_row, dense, terms, weights, scale, acc, hs, hd,
                           out_scores, out_docs)
                 return
+        if c == PROBE:
+            _locate(terms, dense_row, term_ptr, blocks, entry)
+            located = True
         b = order[c]
         if c > 0 and alpha * ub[b] < thr:   # the best block is always scored, as in the paper's code
             # blocks come bucket by bucket; within a bucket bounds differ by less than one bucket width
@@ -268,7 +287,7 @@ def bmp_one(post_indptr, post_docs, post_values, dense_row, dense, term_ptr, blo
                 break
             continue
         count = _score_block(b, block_size, n_docs, terms, wq, post_indptr, post_docs, post_values, dense_row, dense,
-                             term_ptr, offsets, max_row, max_dense, entry, local)
+                             term_ptr, blocks, offsets, max_row, max_dense, entry, located, local)
         base = b * block_size
         for x in range(count):
             s = local[x]
