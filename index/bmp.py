@@ -5,8 +5,8 @@ term the build stores the largest impact in each block (uint8 levels, rounded up
 ``weight * block max`` into one upper bound per block, visits blocks from the highest bound down (a counting sort
 into buckets, no full sort), scores a block exactly, and stops when ``alpha * bound`` falls below the k-th score.
 ``alpha = 1`` is safe; smaller values stop sooner. ``beta`` keeps only the ceil(beta * m) heaviest query terms.
-When, after the ``PROBE`` best blocks, more than ``exhaustive`` of all blocks could still hold a top-k document, the
-bounds are too loose for block-at-a-time scoring to pay (a block costs about as much as 1/7 of a whole
+When the best blocks have filled the top-k (or ``PROBE`` blocks are scored) and more than ``exhaustive`` of all
+blocks could still hold a better document, the bounds are too loose for block-at-a-time scoring to pay (a block costs about 1/7 of a whole
 term-at-a-time pass): the kept terms are then scored over all documents by exact search, which gives the alpha = 1
 result. ``exhaustive = 1`` never does this.
 The starting threshold comes from each term's 10th, 100th and 1000th largest impact (k documents score at least
@@ -15,7 +15,7 @@ The starting threshold comes from each term's 10th, 100th and 1000th largest imp
 A block is scored from the segment's postings (index/postings.py): a common term's dense row gives the block's
 impacts as one vectorized slice; a listed term's postings in the block start at the offset its block list records
 (``term_ptr`` (V + 1) int64 into ``blocks`` int32 ascending / ``offsets`` int32 into the term's list / ``maxes``
-uint8), found by binary search for the first blocks, then through a per-query table filled by one walk of each
+uint8), found by binary search in the first blocks, then through a per-query table filled by one walk of each
 list. Terms in at least half the blocks (all dense-row terms among them) also get a row of maxima over
 every block (``max_row`` (V) int32 into ``max_dense`` (rows x n_blocks) uint8; -1 otherwise), so their bounds add up
 in one vectorized pass and absent blocks are skipped without a search. ``kth`` (V, 3) impacts; ``unit`` (1,)
@@ -36,7 +36,7 @@ from index.quantize import dequantize, impact
 
 KTH = np.array([10, 100, 1000], dtype=np.int64)
 BUCKETS = 1024   # bound buckets for the best-first block order
-PROBE = 8        # blocks scored before deciding whether pruning pays (see ``exhaustive``)
+PROBE = 4        # blocks scored at most before deciding whether block-at-a-time pays (see ``exhaustive``)
 EXHAUSTIVE = 0.15
 
 
@@ -268,24 +268,24 @@ def bmp_one(post_indptr, post_docs, post_values, dense_row, dense, term_ptr, blo
     located = False
     size = 0
     thr = theta0
+    located = False
     for c in range(total):
-        if c == PROBE and exhaustive < 1.0:
-            alive = 0
-            for c2 in range(c, total):
-                alive += alpha * ub[order[c2]] >= thr
-            if alive > exhaustive * len(ub):   # bounds too loose: one term-at-a-time pass costs less
-                exact_one(post_indptr, post_docs, post_values, dense_row, dense, terms, weights, scale, acc, hs, hd,
-                          out_scores, out_docs)
-                return
-        if c == PROBE:
-            _locate(terms, dense_row, term_ptr, blocks, entry)
-            located = True
         b = order[c]
         if c > 0 and alpha * ub[b] < thr:   # the best block is always scored, as in the paper's code
             # blocks come bucket by bucket; within a bucket bounds differ by less than one bucket width
             if alpha * (ub[b] + width) < thr:
                 break
             continue
+        if not located and (size == k or c == PROBE):   # the threshold now tells whether the bounds can prune
+            alive = 0
+            for c2 in range(c, total):
+                alive += alpha * ub[order[c2]] >= thr
+            if alive > exhaustive * len(ub):   # too loose: one term-at-a-time pass costs less
+                exact_one(post_indptr, post_docs, post_values, dense_row, dense, terms, weights, scale, acc, hs, hd,
+                          out_scores, out_docs)
+                return
+            _locate(terms, dense_row, term_ptr, blocks, entry)
+            located = True
         count = _score_block(b, block_size, n_docs, terms, wq, post_indptr, post_docs, post_values, dense_row, dense,
                              term_ptr, blocks, offsets, max_row, max_dense, entry, located, local)
         base = b * block_size
@@ -323,8 +323,7 @@ class Scratch:
         self.order = np.zeros(n_blocks, dtype=np.int32)
         self.entry = np.zeros((0, n_blocks), dtype=np.int32)
         self.acc = np.zeros(seg.num_docs, dtype=np.float32)
-        self.hs = np.zeros(0, dtype=np.float32)
-        self.hd = np.zeros(0, dtype=np.int64)
+        self.heap = topk.Heap()
         self.consts = (np.float32(seg["bmp.unit"][0]), block_size, seg.num_docs, np.float32(seg.scale))
 
     def entries(self, q_indptr: np.ndarray) -> np.ndarray:
@@ -334,16 +333,10 @@ class Scratch:
             self.entry = np.zeros((longest, self.entry.shape[1]), dtype=np.int32)
         return self.entry
 
-    def heap(self, k: int):
-        if len(self.hs) != k:
-            self.hs = np.zeros(k, dtype=np.float32)
-            self.hd = np.zeros(k, dtype=np.int64)
-        return self.hs, self.hd
-
 
 def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, out_docs, alpha: float = 1.0,
            beta: float = 1.0, exhaustive: float = EXHAUSTIVE) -> None:
-    hs, hd = scratch.heap(k)
+    hs, hd = scratch.heap.arrays(k)
     unit, block_size, n_docs, scale = scratch.consts
     bmp_batch(seg["post_indptr"], seg["post_docs"], seg["post_values"], seg["dense_row"], seg["dense"],
               seg["bmp.term_ptr"], seg["bmp.blocks"], seg["bmp.offsets"], seg["bmp.maxes"], seg["bmp.max_row"],
@@ -366,5 +359,5 @@ def check(params: dict) -> None:
         raise ValueError(f"bmp exhaustive must be in [0, 1] (1 = never), got {params['exhaustive']!r}")
 
 
-register(Method("bmp", search=search, scratch=Scratch, build=build, build_params={"block_size": 32},
+register(Method("bmp", search=search, scratch=Scratch, build=build, build_params={"block_size": 64},
                 search_params={"alpha": 1.0, "beta": 1.0, "exhaustive": EXHAUSTIVE}, check=check))

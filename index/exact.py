@@ -79,18 +79,11 @@ class Scratch:
 
     def __init__(self, seg):
         self.acc = np.zeros(seg.num_docs, dtype=np.float32)
-        self.hs = np.zeros(0, dtype=np.float32)
-        self.hd = np.zeros(0, dtype=np.int64)
-
-    def heap(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if len(self.hs) != k:
-            self.hs = np.zeros(k, dtype=np.float32)
-            self.hd = np.zeros(k, dtype=np.int64)
-        return self.hs, self.hd
+        self.heap = topk.Heap()
 
 
 def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, out_docs) -> None:
-    hs, hd = scratch.heap(k)
+    hs, hd = scratch.heap.arrays(k)
     exact_batch(seg["post_indptr"], seg["post_docs"], seg["post_values"], seg["dense_row"], seg["dense"], q_indptr,
                 q_terms, q_weights, np.float32(seg.scale), scratch.acc, hs, hd, out_scores, out_docs)
 

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from index import methods as registry
-from index.errors import VocabularyMismatch
+from index.errors import IndexCorrupt, VocabularyMismatch
 from index.forward import ForwardIndex
 from index.manifest import MANIFEST, Manifest, SegmentInfo
 from index.postings import Postings
@@ -55,7 +55,10 @@ def _prepare_folder(path: Path, overwrite: bool) -> Manifest | None:
     if (path / MANIFEST).exists():
         if not overwrite:
             raise FileExistsError(f"{path} already holds an index; pass overwrite=True (lsr index --overwrite)")
-        old = Manifest.read(path)
+        try:
+            old = Manifest.read(path)
+        except IndexCorrupt:   # nothing worth keeping: the new build starts the generations again
+            old = None
     foreign = [p.name for p in path.iterdir() if p.name != MANIFEST and not _LEFTOVER.match(p.name)]
     if foreign:
         raise FileExistsError(f"{path} is not empty and not an index (found {sorted(foreign)[:5]}); "
@@ -222,7 +225,7 @@ class Index:
 
     def doc_id(self, number: int) -> str:
         seg, local = self._locate(int(number))
-        return seg.docs.get(local)["id"]
+        return seg.docs.id(local)
 
     def document(self, key: int | str) -> dict:
         """{"id", "title", "text"} of an internal number or an external id; KeyError when there is none."""

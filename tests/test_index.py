@@ -355,3 +355,6 @@ def test_corruption_detected_on_open(corpus, tmp_path):
     (path / "manifest.json").write_text("{not json")
     with pytest.raises(IndexCorrupt, match="malformed manifest"):
         Index.open(path)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        Index.build(path, docs, ids)
+    assert Index.build(path, docs, ids, overwrite=True).num_docs == len(ids)   # a damaged index can be replaced
