@@ -49,6 +49,9 @@ class DocStore:
     def ids(self) -> np.ndarray:
         return np.asarray(self.table.column("id").to_pylist(), dtype=object)
 
+    def id(self, row: int) -> str:
+        return self._table.column("id")[row].as_py()
+
     def get(self, row: int) -> dict:
         """{"id", "title", "text"}; title and text are "" when the index stores no text."""
         return {name: self.table.column(name)[row].as_py() or "" for name in ("id", "title", "text")}

@@ -31,7 +31,7 @@ import numpy as np
 from index import methods as registry
 from index.builder import build_segment
 from index.docstore import doc_table
-from index.errors import ReadOnlyIndex, VocabularyMismatch
+from index.errors import IndexCorrupt, ReadOnlyIndex, VocabularyMismatch
 from index.forward import ForwardIndex
 from index.lock import WriterLock
 from index.manifest import MANIFEST, OWNED, Manifest
@@ -68,7 +68,10 @@ def _prepare_folder(path: Path, overwrite: bool) -> Manifest | None:
     if (path / MANIFEST).exists():
         if not overwrite:
             raise FileExistsError(f"{path} already holds an index; pass overwrite=True (lsr index --overwrite)")
-        old = Manifest.read(path)
+        try:
+            old = Manifest.read(path)
+        except IndexCorrupt:   # nothing worth keeping: the new build starts the generations again
+            old = None
     foreign = [p.name for p in path.iterdir() if p.name != MANIFEST and not OWNED.match(p.name)]
     if foreign:
         raise FileExistsError(f"{path} is not empty and not an index (found {sorted(foreign)[:5]}); "

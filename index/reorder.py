@@ -31,8 +31,7 @@ def _bisect(perm, lo, hi, indptr, terms, iters, lg, deg, gain_tab, touched, gain
         for i in range(lo, hi):
             side = 0 if i < mid else 1
             d = perm[i]
-            for j in range(indptr[d], indptr[d + 1]):
-                t = terms[j]
+            for t in terms[indptr[d]:indptr[d + 1]]:
                 if deg[0, t] == 0 and deg[1, t] == 0:
                     touched[n_touched] = t
                     n_touched += 1
@@ -49,8 +48,8 @@ def _bisect(perm, lo, hi, indptr, terms, iters, lg, deg, gain_tab, touched, gain
             side = 0 if i < mid else 1
             d = perm[i]
             g = 0.0
-            for j in range(indptr[d], indptr[d + 1]):
-                g += gain_tab[side, terms[j]]
+            for t in terms[indptr[d]:indptr[d + 1]]:
+                g += gain_tab[side, t]
             gains[i - lo] = g
         for x in range(n_touched):
             t = touched[x]
@@ -99,7 +98,9 @@ def bisection_order(fwd: ForwardIndex, leaf_size: int = 16, iters: int = 10) -> 
     bounds = np.array([0, n], dtype=np.int64)
     while np.any(np.diff(bounds) > leaf_size):
         workers = min(nb.get_num_threads(), len(bounds) - 1)
-        _bisect_level(perm, bounds, fwd.indptr, fwd.terms, fwd.vocab_size, iters, lg, leaf_size, workers)
+        # unsigned term ids: Numba indexes with them without a negative-index fix-up
+        _bisect_level(perm, bounds, fwd.indptr, fwd.terms.view(np.uint32), fwd.vocab_size, iters, lg, leaf_size,
+                      workers)
         mids = bounds[:-1] + np.diff(bounds) // 2
         split = np.diff(bounds) > leaf_size
         bounds = np.unique(np.concatenate([bounds, mids[split]]))

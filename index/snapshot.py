@@ -88,7 +88,7 @@ class Snapshot:
 
     def doc_id(self, number: int) -> str:
         s, local = self.locate(int(number))
-        return self.segments[s].docs.get(local)["id"]
+        return self.segments[s].docs.id(local)
 
     def _key(self, key: int | str) -> tuple[int, int]:
         if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
