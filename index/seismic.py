@@ -265,18 +265,20 @@ def build_arrays(fwd_indptr: np.ndarray, fwd_terms: np.ndarray, fwd_values: np.n
 
 @njit(cache=True, nogil=True, inline="always")
 def _dot(lo, hi, fwd_terms, fwd_values, q_dense):
-    """Dot product of one forward-index row with the dense query; four sums hide the add latency."""
+    """Dot product of forward-index entries lo:hi (uint64: no negative-index checks) with the dense query; four
+    partial sums hide the add latency."""
+    one, two, three, four = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
     s0 = s1 = s2 = s3 = np.float32(0.0)
     j = lo
-    while j + 4 <= hi:
+    while j + four <= hi:
         s0 += q_dense[fwd_terms[j]] * impact(fwd_values[j])
-        s1 += q_dense[fwd_terms[j + 1]] * impact(fwd_values[j + 1])
-        s2 += q_dense[fwd_terms[j + 2]] * impact(fwd_values[j + 2])
-        s3 += q_dense[fwd_terms[j + 3]] * impact(fwd_values[j + 3])
-        j += 4
+        s1 += q_dense[fwd_terms[j + one]] * impact(fwd_values[j + one])
+        s2 += q_dense[fwd_terms[j + two]] * impact(fwd_values[j + two])
+        s3 += q_dense[fwd_terms[j + three]] * impact(fwd_values[j + three])
+        j += four
     while j < hi:
         s0 += q_dense[fwd_terms[j]] * impact(fwd_values[j])
-        j += 1
+        j += one
     return (s0 + s1) + (s2 + s3)
 
 
@@ -286,7 +288,8 @@ def seismic_topk(q_terms, q_weights, query_cut, heap_factor, list_blocks, block_
                  fwd_terms, fwd_values, scale, q_dense, visited, acc, hs, hd, out_scores, out_docs):
     """Top-k of one query (``q_terms`` ascending) into out_scores/out_docs, best first, padded with (0, -1).
 
-    Scratch, left as found: q_dense (vocabulary, zeros), visited (bitset over documents, zeros), acc (most blocks
+    ``fwd_indptr`` comes as uint64 (a view), so row offsets index without negative-index checks. Scratch, left as
+    found: q_dense (vocabulary, zeros), visited (bitset over documents, zeros), acc (most blocks
     in a list), hs/hd (heap, at least k).
     """
     k = len(out_scores)
@@ -356,8 +359,8 @@ class Scratch:
     arrays the kernel reads, gathered once."""
 
     def __init__(self, seg):
-        self.arrays = tuple(seg[f"seismic.{name}"] for name in _INDEX_ARRAYS) + tuple(
-            seg[name] for name in ("fwd_indptr", "fwd_terms", "fwd_values")) + (np.float32(seg.scale),)
+        self.arrays = tuple(seg[f"seismic.{name}"] for name in _INDEX_ARRAYS) + (
+            seg["fwd_indptr"].view(np.uint64), seg["fwd_terms"], seg["fwd_values"], np.float32(seg.scale))
         list_blocks = self.arrays[0]
         self.q_dense = np.zeros(len(list_blocks) - 1, dtype=np.float32)
         self.visited = np.zeros((seg.num_docs + 63) >> 6, dtype=np.uint64)
