@@ -296,6 +296,30 @@ def bench_index(
         recall_latency(report, plot, title=docs.stem)
 
 
+@bench_app.command("synthetic")
+def bench_synthetic(
+    like: list[Path] = typer.Option(..., "--like", help="real vectors whose statistics to imitate (repeat)"),
+    docs: int = typer.Option(1_000_000, min=1, help="documents to generate"),
+    output: Path = typer.Option(..., help="vectors file to write (.npz)"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Synthetic document vectors with the length, term-frequency and weight statistics of real ones."""
+    from bench.synthetic import describe, generate
+    from lsr.sparse import SparseBatch
+    from lsr.vectors import load_vectors, save_vectors
+
+    try:
+        files = [load_vectors(p) for p in like]
+        source = SparseBatch.concat([f.vectors for f in files])
+    except ValueError as e:
+        fail(str(e))
+    batch = generate(source, docs, seed)
+    meta = {k: files[0].meta[k] for k in ("model", "vocab_fingerprint") if k in files[0].meta}
+    save_vectors(output, batch, [f"syn-{i}" for i in range(docs)],
+                 {**meta, "synthetic": {"like": [str(p) for p in like], "seed": seed}})
+    typer.echo(json.dumps({"output": str(output), "source": describe(source), "synthetic": describe(batch)}))
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 
