@@ -250,3 +250,35 @@ def test_params_dataclasses_reject_and_accept():
     assert SeismicBuildParams().n_postings > 0 and SeismicSearchParams().query_cut > 0
     with pytest.raises(ValueError):
         SeismicSearchParams(query_cut=-1)
+
+
+@pytest.mark.slow
+def test_cli_index_and_search_with_seismic(tmp_path):
+    """lsr index --method seismic --param ... on a vectors file, lsr search --method seismic --param ... (the query
+    is encoded by splade-tiny, whose 30,522-term vocabulary the random documents use)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from lsr.cli import app
+    from lsr.vectors import save_vectors
+
+    docs = random_batch(300, 60, seed=9, vocab=30522)
+    save_vectors(tmp_path / "v.npz", docs, [f"d{i}" for i in range(len(docs))], {"model": "splade-tiny"})
+    runner = CliRunner()
+    out = tmp_path / "idx"
+    result = runner.invoke(app, ["index", str(tmp_path / "v.npz"), "-o", str(out), "--method", "exact", "--method",
+                                 "seismic", "--param", "n_postings=1000", "--param", "summary_energy=1.0"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["index", str(tmp_path / "v.npz"), "-o", str(tmp_path / "bad"), "--method",
+                                 "seismic", "--param", "summary_energy=0"])
+    assert result.exit_code == 2 and "summary_energy" in result.output
+
+    def hits(*args) -> list[str]:
+        r = runner.invoke(app, ["search", "the of and a in", "--index", str(out), "-k", "5", "--json", *args])
+        assert r.exit_code == 0, r.output
+        return [h["id"] for h in json.loads(r.stdout)["hits"]]
+
+    exact = hits()
+    assert len(exact) == 5
+    assert hits("--method", "seismic", "--param", "query_cut=1000", "--param", "heap_factor=0.000001") == exact
