@@ -142,8 +142,9 @@ def _build_lists(terms, post_indptr, post_docs, post_values, n_postings, centroi
     e_terms = np.empty(4096, dtype=np.int32)
     e_blocks = np.empty(4096, dtype=np.int64)
     e_codes = np.empty(4096, dtype=np.uint8)
-    head = np.empty(vocab_size, dtype=np.int32)
-    head_stamp = np.zeros(vocab_size, dtype=np.int64)
+    term_start = np.empty(vocab_size, dtype=np.int64)
+    term_end = np.empty(vocab_size, dtype=np.int64)
+    term_stamp = np.zeros(vocab_size, dtype=np.int64)
     maxv = np.zeros(vocab_size, dtype=np.float32)
     touched = np.empty(vocab_size + 1, dtype=np.int32)
     mass = np.zeros(LEVELS + 1, dtype=np.float64)
@@ -157,9 +158,9 @@ def _build_lists(terms, post_indptr, post_docs, post_values, n_postings, centroi
         m = counts[0, i]
         docs = docs_out[n_docs:n_docs + m]
         _heaviest(post_docs[lo:hi], post_values[lo:hi], m, docs)
-        sizes = cluster_list(docs, int(centroid_fraction * m), min_cluster_size,
+        sizes = cluster_list(docs, t, int(centroid_fraction * m), min_cluster_size,
                              np.uint64(_SEED) * np.uint64(1000003) + np.uint64(t), fwd_indptr, fwd_terms, fwd_values,
-                             cut_indptr, cut_terms, cut_weights, head, head_stamp, t + 1)
+                             cut_indptr, cut_terms, cut_weights, term_start, term_end, term_stamp, t + 1)
         nb = len(sizes)
         start, n_entries, n_distinct = 0, 0, 0
         for b in range(nb):

@@ -208,8 +208,9 @@ def test_clustering_partitions_the_list():
     cut = top_terms(fwd.indptr, fwd.terms, fwd.values, 10)
     members = np.arange(0, 400, 2, dtype=np.int32)
     vocab = docs.vocab_size
-    sizes = cluster_list(members, 20, 3, np.uint64(5), fwd.indptr, fwd.terms, fwd.values, *cut,
-                         np.zeros(vocab, np.int32), np.zeros(vocab, np.int64), 1)
+    sizes = cluster_list(members, 5, 20, 3, np.uint64(5), fwd.indptr, fwd.terms, fwd.values, *cut,
+                         np.zeros(vocab, np.int64), np.zeros(vocab, np.int64),
+                         np.zeros(vocab, np.int64), 1)
     assert sizes.sum() == 200 and np.all(sizes >= 3) and len(sizes) <= 20
     assert sorted(members) == list(range(0, 400, 2))
     start = 0
