@@ -17,7 +17,8 @@ _BUILD = {"n_postings": 4000, "centroid_fraction": 0.1, "summary_energy": 0.4}
 DEFAULT_GRID = {
     "builds": [_BUILD],
     "peer_builds": [_BUILD],
-    "queries": [{"query_cut": c, "heap_factor": h} for c, h in itertools.product((3, 5, 8, 12, 20), (0.7, 0.8, 0.9, 1.0))],
+    "queries": [{"query_cut": c, "heap_factor": h}
+                for c, h in itertools.product((3, 5, 8, 12, 20), (0.7, 0.8, 0.9, 1.0))],
 }
 RECALLS = (0.95, 0.99)
 

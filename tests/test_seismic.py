@@ -165,15 +165,17 @@ def test_layout_round_trip(n_blocks):
     n_rec, n_bytes, n_samples = layout_size(counts, n_blocks)
     rec_terms, rec_counts = np.zeros(n_rec, np.uint16), np.zeros(n_rec, np.uint8)
     entries, samples = np.zeros(n_bytes, np.uint8), np.zeros(n_samples, np.uint32)
+    fence = np.zeros(n_samples, np.uint16)
     write_list(terms, blocks, codes, distinct.astype(np.int32), count, np.zeros(vocab, np.int64), n_blocks,
-               rec_terms, rec_counts, entries, samples)
+               rec_terms, rec_counts, entries, samples, fence)
+    np.testing.assert_array_equal(fence, rec_terms[::SAMPLE])
     assert n_samples == -(-n_rec // SAMPLE) and (n_rec > len(distinct)) == (n_blocks > 255)
     q_terms = np.sort(rng.choice(vocab, 40, replace=False)).astype(np.int32)
     q_terms[0] = 7
     q_terms.sort()
     q_weights = rng.random(40).astype(np.float32)
     acc = np.zeros(n_blocks, np.float32)
-    score_list(q_terms, q_weights, 0, n_rec, 0, 0, n_blocks, rec_terms, rec_counts, entries, samples, acc)
+    score_list(q_terms, q_weights, 0, n_rec, 0, 0, n_blocks, rec_terms, rec_counts, entries, samples, fence, acc)
     dense = np.zeros((n_blocks, vocab), np.float64)
     dense[blocks, terms] = codes
     q = np.zeros(vocab)
