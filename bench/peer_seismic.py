@@ -34,20 +34,19 @@ def _captured_stdout(fn):
 class PeerSeismic:
     """One built pyseismic-lsr index over a batch; its doc ids are the positions in that batch."""
 
-    def __init__(self, docs: SparseBatch, *, n_postings: int, centroid_fraction: float, summary_energy: float,
-                 threads: int | None = None):
+    def __init__(self, docs: SparseBatch, threads: int | None = None, **params):
+        """``params``: build_from_dataset's keyword arguments (n_postings, centroid_fraction, summary_energy,
+        min_cluster_size, doc_cut, max_fraction)."""
         import seismic
 
-        self.params = {"n_postings": n_postings, "centroid_fraction": centroid_fraction,
-                       "summary_energy": summary_energy}
+        self.params = params
         self._string = seismic.get_seismic_string()
         start = time.perf_counter()
         dataset = seismic.SeismicDataset(dim=docs.vocab_size)
         dataset.add_documents_by_id([str(i) for i in range(len(docs))], docs.indices.astype(np.int64), docs.values,
                                     docs.indptr)
         self.index, log = _captured_stdout(lambda: seismic.SeismicIndex.build_from_dataset(
-            dataset, n_postings=n_postings, centroid_fraction=centroid_fraction, summary_energy=summary_energy,
-            num_threads=threads or os.cpu_count() or 1))
+            dataset, num_threads=threads or os.cpu_count() or 1, **params))
         self.build_s = time.perf_counter() - start
         _, usage = _captured_stdout(self.index.print_space_usage_byte)
         found = re.search(r"Total:\s*(\d+)\s*Bytes", usage)

@@ -68,63 +68,98 @@ def top_terms(fwd_indptr, fwd_terms, fwd_values, doc_cut):
 
 
 @njit(cache=True, nogil=True)
-def _assign(docs, members, centroid_docs, alive, fwd_indptr, fwd_terms, fwd_values, cut_indptr, cut_terms,
-            cut_weights, head, head_stamp, stamp, scores, assignment):
-    """Sets ``assignment[i]`` for each position i in ``members`` to the best live centroid of ``docs[i]``."""
+def _assign(docs, members, centroid_docs, alive, list_term, fwd_indptr, fwd_terms, fwd_values, cut_indptr, cut_terms,
+            cut_weights, term_start, term_end, term_stamp, stamp, scores, touched, assignment):
+    """Sets ``assignment[i]`` for each position i in ``members`` to the live centroid of ``docs[i]`` with the
+    largest dot product on the document's cut terms.
+
+    Every document and centroid of the list holds ``list_term``, so that term is not walked (it would touch every
+    centroid for every document): its part, w_doc * w_centroid, is added to the centroids the other terms reach,
+    and the best centroid reached by no other term is the live one with the largest ``list_term`` weight.
+    ``scores`` is zeroed on entry and left zeroed; ``touched`` has room for every centroid.
+    """
     n_centroids = len(centroid_docs)
-    # inverted index over the centroids' full vectors: linked lists threaded through head[term] -> entries
+    # inverted index over the live centroids' full vectors, contiguous per term: term_start[t]:term_end[t]
+    own = np.zeros(n_centroids, dtype=np.float32)   # each centroid's weight on the list term
+    lone = -1                                        # the live centroid with the heaviest list term
     n_entries = 0
     for c in range(n_centroids):
         d = centroid_docs[c]
         n_entries += fwd_indptr[d + 1] - fwd_indptr[d]
-    entry_centroid = np.empty(n_entries, dtype=np.int32)
-    entry_weight = np.empty(n_entries, dtype=np.float32)
-    entry_next = np.empty(n_entries, dtype=np.int32)
-    e = 0
+    seen = np.empty(n_entries, dtype=np.int64)
+    n_seen = 0
     for c in range(n_centroids):
         if not alive[c]:
             continue
         d = centroid_docs[c]
         for j in range(fwd_indptr[d], fwd_indptr[d + 1]):
             t = fwd_terms[j]
-            if head_stamp[t] != stamp:
-                head_stamp[t] = stamp
-                head[t] = -1
-            entry_centroid[e] = c
-            entry_weight[e] = impact(fwd_values[j])
-            entry_next[e] = head[t]
-            head[t] = e
-            e += 1
-    fallback = 0
-    while not alive[fallback]:
-        fallback += 1
+            if t == list_term:
+                own[c] = impact(fwd_values[j])
+            elif term_stamp[t] != stamp:
+                term_stamp[t] = stamp
+                term_end[t] = 1
+                seen[n_seen] = t
+                n_seen += 1
+            else:
+                term_end[t] += 1
+        if lone < 0 or own[c] > own[lone]:
+            lone = c
+    pos = 0
+    for x in range(n_seen):
+        t = seen[x]
+        term_start[t] = pos
+        pos += term_end[t]
+        term_end[t] = term_start[t]                  # now the fill cursor
+    entry_centroid = np.empty(pos, dtype=np.int32)
+    entry_weight = np.empty(pos, dtype=np.float32)
+    for c in range(n_centroids):
+        if not alive[c]:
+            continue
+        d = centroid_docs[c]
+        for j in range(fwd_indptr[d], fwd_indptr[d + 1]):
+            t = fwd_terms[j]
+            if t != list_term:
+                e = term_end[t]
+                entry_centroid[e] = c
+                entry_weight[e] = impact(fwd_values[j])
+                term_end[t] = e + 1
     for i in members:
         d = docs[i]
-        for c in range(n_centroids):
-            scores[c] = 0.0
+        w_own = np.float32(0.0)
+        n_touched = 0
         for j in range(cut_indptr[d], cut_indptr[d + 1]):
             t = cut_terms[j]
-            if head_stamp[t] != stamp:
-                continue
             w = cut_weights[j]
-            e = head[t]
-            while e >= 0:
-                scores[entry_centroid[e]] += w * entry_weight[e]
-                e = entry_next[e]
-        best, best_score = fallback, np.float32(-1.0)
-        for c in range(n_centroids):
-            if alive[c] and scores[c] > best_score:
-                best, best_score = c, scores[c]
+            if t == list_term:
+                w_own = w
+                continue
+            if term_stamp[t] != stamp:
+                continue
+            for e in range(term_start[t], term_end[t]):
+                c = entry_centroid[e]
+                if scores[c] == 0.0:
+                    touched[n_touched] = c
+                    n_touched += 1
+                scores[c] += w * entry_weight[e]
+        best, best_score = lone, w_own * own[lone]
+        for x in range(n_touched):
+            c = touched[x]
+            s = scores[c] + w_own * own[c]
+            if s > best_score or (s == best_score and c < best):
+                best, best_score = c, s
+            scores[c] = 0.0
         assignment[i] = best
 
 
 @njit(cache=True, nogil=True)
-def cluster_list(docs, n_clusters, min_cluster_size, seed, fwd_indptr, fwd_terms, fwd_values, cut_indptr,
-                 cut_terms, cut_weights, head, head_stamp, stamp):
-    """Reorders ``docs`` in place so that each cluster is contiguous (doc ids ascending inside a cluster).
+def cluster_list(docs, list_term, n_clusters, min_cluster_size, seed, fwd_indptr, fwd_terms, fwd_values,
+                 cut_indptr, cut_terms, cut_weights, term_start, term_end, term_stamp, stamp):
+    """Reorders ``docs`` (the list of ``list_term``) in place so that each cluster is contiguous (doc ids ascending
+    inside a cluster).
 
-    Returns the cluster sizes in order. ``head``/``head_stamp`` are vocabulary-sized scratch; ``stamp`` must be
-    unique per call on the same scratch (the caller passes the term id + 1), which saves clearing them.
+    Returns the cluster sizes in order. ``term_start``/``term_end``/``term_stamp`` are vocabulary-sized scratch;
+    ``stamp`` must be unique per call on the same scratch (the caller passes the term id + 1): no clearing.
     """
     m = len(docs)
     n_clusters = max(1, min(n_clusters, m))
@@ -134,17 +169,18 @@ def cluster_list(docs, n_clusters, min_cluster_size, seed, fwd_indptr, fwd_terms
     centroid_docs = docs[sample_positions(m, n_clusters, seed)]
     alive = np.ones(n_clusters, dtype=np.bool_)
     scores = np.zeros(n_clusters, dtype=np.float32)
+    touched = np.empty(n_clusters, dtype=np.int64)
     assignment = np.empty(m, dtype=np.int64)
-    _assign(docs, np.arange(m), centroid_docs, alive, fwd_indptr, fwd_terms, fwd_values, cut_indptr, cut_terms,
-            cut_weights, head, head_stamp, stamp, scores, assignment)
+    _assign(docs, np.arange(m), centroid_docs, alive, list_term, fwd_indptr, fwd_terms, fwd_values, cut_indptr,
+            cut_terms, cut_weights, term_start, term_end, term_stamp, stamp, scores, touched, assignment)
     sizes = np.bincount(assignment, minlength=n_clusters)
     small = sizes < min_cluster_size
     if small.any() and not small.all():
         alive = ~small
         moved = np.nonzero(small[assignment])[0]
         # a second stamp keeps the rebuilt centroid lists apart from the first ones
-        _assign(docs, moved, centroid_docs, alive, fwd_indptr, fwd_terms, fwd_values, cut_indptr, cut_terms,
-                cut_weights, head, head_stamp, -stamp, scores, assignment)
+        _assign(docs, moved, centroid_docs, alive, list_term, fwd_indptr, fwd_terms, fwd_values, cut_indptr,
+                cut_terms, cut_weights, term_start, term_end, term_stamp, -stamp, scores, touched, assignment)
         sizes = np.bincount(assignment, minlength=n_clusters)
     # group by cluster, doc ids ascending within a cluster (forward-index reads then go forward in memory)
     order = np.argsort(assignment * np.int64(2**32) + docs.astype(np.int64))

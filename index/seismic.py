@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit
 
 from index import topk
+from index.errors import IndexCorrupt
 from index.clustering import cluster_list, top_terms
 from index.methods import Method, register
 from index.prefetch import prefetch
@@ -122,7 +123,7 @@ def _build_lists(terms, post_indptr, post_docs, post_values, n_postings, centroi
     """Prunes, clusters and summarizes the lists of ``terms``; their arrays come back concatenated in that order.
 
     Returns per-term counts (kept postings, blocks, records, entry bytes, samples) and the concatenated docs,
-    block sizes, block scales, record terms, record counts, entries and samples.
+    block sizes, block scales, record terms, record counts, entries, samples and fence terms.
     """
     vocab_size = len(post_indptr) - 1
     n_terms = len(terms)
@@ -138,12 +139,14 @@ def _build_lists(terms, post_indptr, post_docs, post_values, n_postings, centroi
     record_counts = np.empty(1024, dtype=np.uint8)
     entries = np.empty(4096, dtype=np.uint8)
     samples = np.empty(64, dtype=np.uint32)
+    fence = np.empty(64, dtype=record_dtype)
     # one list's summary entries in block order, before they are inverted
     e_terms = np.empty(4096, dtype=np.int32)
     e_blocks = np.empty(4096, dtype=np.int64)
     e_codes = np.empty(4096, dtype=np.uint8)
-    head = np.empty(vocab_size, dtype=np.int32)
-    head_stamp = np.zeros(vocab_size, dtype=np.int64)
+    term_start = np.empty(vocab_size, dtype=np.int64)
+    term_end = np.empty(vocab_size, dtype=np.int64)
+    term_stamp = np.zeros(vocab_size, dtype=np.int64)
     maxv = np.zeros(vocab_size, dtype=np.float32)
     touched = np.empty(vocab_size + 1, dtype=np.int32)
     mass = np.zeros(LEVELS + 1, dtype=np.float64)
@@ -157,9 +160,9 @@ def _build_lists(terms, post_indptr, post_docs, post_values, n_postings, centroi
         m = counts[0, i]
         docs = docs_out[n_docs:n_docs + m]
         _heaviest(post_docs[lo:hi], post_values[lo:hi], m, docs)
-        sizes = cluster_list(docs, int(centroid_fraction * m), min_cluster_size,
+        sizes = cluster_list(docs, t, int(centroid_fraction * m), min_cluster_size,
                              np.uint64(_SEED) * np.uint64(1000003) + np.uint64(t), fwd_indptr, fwd_terms, fwd_values,
-                             cut_indptr, cut_terms, cut_weights, head, head_stamp, t + 1)
+                             cut_indptr, cut_terms, cut_weights, term_start, term_end, term_stamp, t + 1)
         nb = len(sizes)
         start, n_entries, n_distinct = 0, 0, 0
         for b in range(nb):
@@ -188,8 +191,10 @@ def _build_lists(terms, post_indptr, post_docs, post_values, n_postings, centroi
         record_counts = _grow(record_counts, n_records + nr)
         entries = _grow(entries, n_bytes + nbytes)
         samples = _grow(samples, n_samples + ns)
+        fence = _grow(fence, n_samples + ns)
         write_list(e_terms[:n_entries], e_blocks[:n_entries], e_codes[:n_entries], list_terms, count, cursor, nb,
-                   record_terms[n_records:], record_counts[n_records:], entries[n_bytes:], samples[n_samples:])
+                   record_terms[n_records:], record_counts[n_records:], entries[n_bytes:], samples[n_samples:],
+                   fence[n_samples:])
         for u in list_terms:
             count[u] = 0
         counts[1, i], counts[2, i], counts[3, i], counts[4, i] = nb, nr, nbytes, ns
@@ -199,7 +204,7 @@ def _build_lists(terms, post_indptr, post_docs, post_values, n_postings, centroi
         n_bytes += nbytes
         n_samples += ns
     return (counts, docs_out, block_sizes[:n_blocks], block_scale[:n_blocks], record_terms[:n_records],
-            record_counts[:n_records], entries[:n_bytes], samples[:n_samples])
+            record_counts[:n_records], entries[:n_bytes], samples[:n_samples], fence[:n_samples])
 
 
 @njit(cache=True, nogil=True)
@@ -246,47 +251,50 @@ def build_arrays(fwd_indptr: np.ndarray, fwd_terms: np.ndarray, fwd_values: np.n
     for terms, (counts, *_) in zip(chunks, results):
         per_term[:, terms] = counts
     offsets = [_offsets(row) for row in per_term]   # docs, blocks, records, entry bytes, samples
-    kinds = (0, 1, 1, 2, 2, 3, 4)                     # which offsets each concatenated array follows
+    kinds = (0, 1, 1, 2, 2, 3, 4, 4)                  # which offsets each concatenated array follows
     outs = []
     for a, kind in enumerate(kinds):
         out = np.empty(offsets[kind][-1], dtype=results[0][1 + a].dtype)
         for terms, result in zip(chunks, results):
             _place(terms, result[0][kind], result[1 + a], offsets[kind], out)
         outs.append(out)
-    docs, block_sizes, block_scale, record_terms, record_counts, entries, samples = outs
+    docs, block_sizes, block_scale, record_terms, record_counts, entries, samples, fence = outs
     list_blocks, list_records, list_entries, list_samples = offsets[1:]
     return {"list_blocks": list_blocks, "block_docs_ptr": _offsets(block_sizes), "docs": docs,
             "block_scale": block_scale, "list_records": list_records, "list_entries": list_entries,
             "list_samples": list_samples, "record_terms": record_terms, "record_counts": record_counts,
-            "entries": entries, "samples": samples}
+            "entries": entries, "samples": samples, "fence": fence}
 
 
 # ---------------------------------------------------------------------------------------------------------- search
 
 @njit(cache=True, nogil=True, inline="always")
 def _dot(lo, hi, fwd_terms, fwd_values, q_dense):
-    """Dot product of one forward-index row with the dense query; four sums hide the add latency."""
+    """Dot product of forward-index entries lo:hi (uint64: no negative-index checks) with the dense query; four
+    partial sums hide the add latency."""
+    one, two, three, four = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
     s0 = s1 = s2 = s3 = np.float32(0.0)
     j = lo
-    while j + 4 <= hi:
+    while j + four <= hi:
         s0 += q_dense[fwd_terms[j]] * impact(fwd_values[j])
-        s1 += q_dense[fwd_terms[j + 1]] * impact(fwd_values[j + 1])
-        s2 += q_dense[fwd_terms[j + 2]] * impact(fwd_values[j + 2])
-        s3 += q_dense[fwd_terms[j + 3]] * impact(fwd_values[j + 3])
-        j += 4
+        s1 += q_dense[fwd_terms[j + one]] * impact(fwd_values[j + one])
+        s2 += q_dense[fwd_terms[j + two]] * impact(fwd_values[j + two])
+        s3 += q_dense[fwd_terms[j + three]] * impact(fwd_values[j + three])
+        j += four
     while j < hi:
         s0 += q_dense[fwd_terms[j]] * impact(fwd_values[j])
-        j += 1
+        j += one
     return (s0 + s1) + (s2 + s3)
 
 
 @njit(cache=True, nogil=True)
 def seismic_topk(q_terms, q_weights, query_cut, heap_factor, list_blocks, block_docs_ptr, docs, block_scale,
-                 list_records, list_entries, list_samples, record_terms, record_counts, entries, samples, fwd_indptr,
-                 fwd_terms, fwd_values, scale, q_dense, visited, acc, hs, hd, out_scores, out_docs):
+                 list_records, list_entries, list_samples, record_terms, record_counts, entries, samples, fence,
+                 fwd_indptr, fwd_terms, fwd_values, scale, q_dense, visited, acc, hs, hd, out_scores, out_docs):
     """Top-k of one query (``q_terms`` ascending) into out_scores/out_docs, best first, padded with (0, -1).
 
-    Scratch, left as found: q_dense (vocabulary, zeros), visited (bitset over documents, zeros), acc (most blocks
+    ``fwd_indptr`` comes as uint64 (a view), so row offsets index without negative-index checks. Scratch, left as
+    found: q_dense (vocabulary, zeros), visited (bitset over documents, zeros), acc (most blocks
     in a list), hs/hd (heap, at least k).
     """
     k = len(out_scores)
@@ -303,7 +311,7 @@ def seismic_topk(q_terms, q_weights, query_cut, heap_factor, list_blocks, block_
             continue
         acc[:nb] = 0.0
         score_list(q_terms, q_weights, list_records[t], list_records[t + 1], list_entries[t], list_samples[t], nb,
-                   record_terms, record_counts, entries, samples, acc)
+                   record_terms, record_counts, entries, samples, fence, acc)
         for b in range(nb):
             acc[b] *= block_scale[b0 + b]
         # the first list best block first: the heap fills with good documents before the others are filtered
@@ -338,17 +346,17 @@ def seismic_topk(q_terms, q_weights, query_cut, heap_factor, list_blocks, block_
 @njit(cache=True, nogil=True)
 def seismic_batch(q_indptr, q_terms, q_weights, query_cut, heap_factor, list_blocks, block_docs_ptr, docs,
                   block_scale, list_records, list_entries, list_samples, record_terms, record_counts, entries, samples,
-                  fwd_indptr, fwd_terms, fwd_values, scale, q_dense, visited, acc, hs, hd, out_scores, out_docs):
+                  fence, fwd_indptr, fwd_terms, fwd_values, scale, q_dense, visited, acc, hs, hd, out_scores, out_docs):
     for r in range(len(q_indptr) - 1):
         lo, hi = q_indptr[r], q_indptr[r + 1]
         seismic_topk(q_terms[lo:hi], q_weights[lo:hi], query_cut, heap_factor, list_blocks, block_docs_ptr, docs,
                      block_scale, list_records, list_entries, list_samples, record_terms, record_counts, entries,
-                     samples, fwd_indptr, fwd_terms, fwd_values, scale, q_dense, visited, acc, hs, hd,
+                     samples, fence, fwd_indptr, fwd_terms, fwd_values, scale, q_dense, visited, acc, hs, hd,
                      out_scores[r], out_docs[r])
 
 
 _INDEX_ARRAYS = ("list_blocks", "block_docs_ptr", "docs", "block_scale", "list_records", "list_entries",
-                 "list_samples", "record_terms", "record_counts", "entries", "samples")
+                 "list_samples", "record_terms", "record_counts", "entries", "samples", "fence")
 
 
 class Scratch:
@@ -356,8 +364,12 @@ class Scratch:
     arrays the kernel reads, gathered once."""
 
     def __init__(self, seg):
-        self.arrays = tuple(seg[f"seismic.{name}"] for name in _INDEX_ARRAYS) + tuple(
-            seg[name] for name in ("fwd_indptr", "fwd_terms", "fwd_values")) + (np.float32(seg.scale),)
+        missing = [name for name in _INDEX_ARRAYS if f"seismic.{name}" not in seg.arrays]
+        if missing:
+            raise IndexCorrupt(f"segment {seg.info.name} lacks the seismic arrays {missing}: it was built by another "
+                               "version of the seismic layout; rebuild the index")
+        self.arrays = tuple(seg[f"seismic.{name}"] for name in _INDEX_ARRAYS) + (
+            seg["fwd_indptr"].view(np.uint64), seg["fwd_terms"], seg["fwd_values"], np.float32(seg.scale))
         list_blocks = self.arrays[0]
         self.q_dense = np.zeros(len(list_blocks) - 1, dtype=np.float32)
         self.visited = np.zeros((seg.num_docs + 63) >> 6, dtype=np.uint64)

@@ -11,10 +11,11 @@ A query touches few of the terms a list's summaries hold, so each list's summari
             consecutive records, so counts fit in uint8;
   entries   a byte stream per list, blocks ascending within a record; an entry is (block, code): 2 bytes when the
             list has at most 256 blocks, 3 bytes (block as little-endian uint16) otherwise;
-  samples   the byte offset (uint32, from the list's start) of every 16th record; a record's offset is its
-            sample plus the sizes of at most 15 records before it.
-Scoring every block of a list then costs one binary search per query term plus the entries of the terms the query
-has, and the layout takes about 2 bytes per entry and 3.3 bytes per distinct (list, term) pair.
+  samples   the byte offset (uint32, from the list's start) of every 16th record, and its term (the fence); a
+            record's offset is its sample plus the sizes of at most 15 records before it.
+Scoring every block of a list then costs one forward pass over the fence plus at most 16 records per query term,
+and the entries of the terms the query has; the layout takes about 2 bytes per entry and 3.4 bytes per distinct
+(list, term) pair.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def layout_size(term_counts, n_blocks):
 
 @njit(cache=True, nogil=True)
 def write_list(terms, blocks, codes, distinct, count, cursor, n_blocks, record_terms, record_counts, entries,
-               samples):
+               samples, fence):
     """Stores one list's summary entries, given in block order, into its slices of the layout arrays.
 
     ``distinct`` holds the list's distinct terms ascending and ``count[t]`` their entry counts; ``cursor`` is
@@ -119,6 +120,7 @@ def write_list(terms, blocks, codes, distinct, count, cursor, n_blocks, record_t
             run = 0
             if r % SAMPLE == 0:
                 samples[r // SAMPLE] = pos
+                fence[r // SAMPLE] = terms[e]
         record_counts[r] += 1
         run += 1
         b = blocks[e]
@@ -130,31 +132,28 @@ def write_list(terms, blocks, codes, distinct, count, cursor, n_blocks, record_t
 
 
 @njit(cache=True, nogil=True)
-def score_list(q_terms, q_weights, r0, r1, base, s0, n_blocks, record_terms, record_counts, entries, samples, acc):
+def score_list(q_terms, q_weights, r0, r1, base, s0, n_blocks, record_terms, record_counts, entries, samples, fence,
+               acc):
     """Adds sum_u q[u] * code[block, u] into acc[block] for every block of one list (acc zeroed by the caller).
 
-    ``q_terms`` ascending; r0:r1 the list's records, ``base`` its first entry byte, s0 its first sample.
+    ``q_terms`` ascending; r0:r1 the list's records, ``base`` its first entry byte, s0 its first sample. Query terms
+    and the fence (first term of every 16 records) are merged in one forward pass, then at most 16 records are
+    stepped through per query term, adding up their sizes to find the term's entries: all reads move forward.
     """
     width = entry_width(n_blocks)
-    lo = r0
+    n_groups = (r1 - r0 + SAMPLE - 1) // SAMPLE
+    f = 0
     for i in range(len(q_terms)):
         u = q_terms[i]
-        hi = r1
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if record_terms[mid] < u:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo == r1:
+        while f + 1 < n_groups and fence[s0 + f + 1] < u:
+            f += 1
+        r = r0 + f * SAMPLE
+        pos = base + np.int64(samples[s0 + f])
+        while r < r1 and record_terms[r] < u:
+            pos += np.int64(record_counts[r]) * width
+            r += 1
+        if r == r1:
             break
-        r = lo
-        if record_terms[r] != u:
-            continue
-        local = r - r0
-        pos = base + np.int64(samples[s0 + local // SAMPLE])
-        for x in range(r - local % SAMPLE, r):
-            pos += np.int64(record_counts[x]) * width
         w = q_weights[i]
         while r < r1 and record_terms[r] == u:
             for _ in range(record_counts[r]):

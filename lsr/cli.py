@@ -131,8 +131,11 @@ def index(
     output: Path = typer.Option(..., "--output", "-o", help="index folder to create"),
     model: Optional[str] = typer.Option(None, help="encoder for a corpus (default splade-tiny); a vectors file "
                                                    "records its own"),
-    method: list[str] = typer.Option(["exact", "bmp"], "--method", help="search methods to build (repeat)"),
-    param: list[str] = typer.Option([], "--param", help="method build parameter KEY=VALUE, e.g. block_size=32"),
+    method: list[str] = typer.Option(["exact", "bmp"], "--method", help="search methods to build (repeat): exact, "
+                                                                       "bmp, seismic"),
+    param: list[str] = typer.Option([], "--param", help="method build parameter KEY=VALUE, e.g. block_size=32 "
+                                                        "(bmp), n_postings=4000, centroid_fraction=0.2, "
+                                                        "summary_energy=0.4 (seismic)"),
     quantization: str = typer.Option("uint8", help="uint8 (per-index scale), float16 or float32"),
     reorder: bool = typer.Option(True, help="reorder documents by recursive graph bisection"),
     texts: Optional[str] = typer.Option(None, help="corpus whose texts to store with a vectors file (matched by id)"),
@@ -193,8 +196,9 @@ def search(
     query: str = typer.Argument(..., help="query text"),
     index_dir: Path = typer.Option(..., "--index", help="index folder"),
     k: int = typer.Option(10, "-k", min=1),
-    method: str = typer.Option("exact", help="exact, bmp, ... (as built)"),
-    param: list[str] = typer.Option([], "--param", help="method search parameter KEY=VALUE, e.g. alpha=0.9"),
+    method: str = typer.Option("exact", help="exact, bmp, seismic (as built)"),
+    param: list[str] = typer.Option([], "--param", help="method search parameter KEY=VALUE, e.g. alpha=0.9 (bmp), "
+                                                        "query_cut=10, heap_factor=0.9 (seismic)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
     device: str = typer.Option("cpu"),
 ) -> None:
@@ -294,6 +298,30 @@ def bench_index(
         from bench.plot import recall_latency
 
         recall_latency(report, plot, title=docs.stem)
+
+
+@bench_app.command("synthetic")
+def bench_synthetic(
+    like: list[Path] = typer.Option(..., "--like", help="real vectors whose statistics to imitate (repeat)"),
+    docs: int = typer.Option(1_000_000, min=1, help="documents to generate"),
+    output: Path = typer.Option(..., help="vectors file to write (.npz)"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Synthetic document vectors with the length, term-frequency and weight statistics of real ones."""
+    from bench.synthetic import describe, generate
+    from lsr.sparse import SparseBatch
+    from lsr.vectors import load_vectors, save_vectors
+
+    try:
+        files = [load_vectors(p) for p in like]
+        source = SparseBatch.concat([f.vectors for f in files])
+    except ValueError as e:
+        fail(str(e))
+    batch = generate(source, docs, seed)
+    meta = {k: files[0].meta[k] for k in ("model", "vocab_fingerprint") if k in files[0].meta}
+    save_vectors(output, batch, [f"syn-{i}" for i in range(docs)],
+                 {**meta, "synthetic": {"like": [str(p) for p in like], "seed": seed}})
+    typer.echo(json.dumps({"output": str(output), "source": describe(source), "synthetic": describe(batch)}))
 
 
 def main() -> None:  # pragma: no cover - console entry
