@@ -50,7 +50,7 @@ class DocStore:
         return np.asarray(self.table.column("id").to_pylist(), dtype=object)
 
     def id(self, row: int) -> str:
-        return self._table.column("id")[row].as_py()
+        return self.table.column("id")[row].as_py()
 
     def get(self, row: int) -> dict:
         """{"id", "title", "text"}; title and text are "" when the index stores no text."""

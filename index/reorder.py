@@ -99,7 +99,8 @@ def bisection_order(fwd: ForwardIndex, leaf_size: int = 16, iters: int = 10) -> 
     while np.any(np.diff(bounds) > leaf_size):
         workers = min(nb.get_num_threads(), len(bounds) - 1)
         # unsigned term ids: Numba indexes with them without a negative-index fix-up
-        _bisect_level(perm, bounds, fwd.indptr, fwd.terms.view(np.uint32), fwd.vocab_size, iters, lg, leaf_size,
+        terms = fwd.terms.view(np.uint32) if fwd.terms.dtype == np.int32 else fwd.terms   # uint16 already is
+        _bisect_level(perm, bounds, fwd.indptr, terms, fwd.vocab_size, iters, lg, leaf_size,
                       workers)
         mids = bounds[:-1] + np.diff(bounds) // 2
         split = np.diff(bounds) > leaf_size

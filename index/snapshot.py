@@ -13,7 +13,9 @@ Search over several segments: each segment returns its own top-k, and the lists 
 first). A segment with D deleted documents is asked for k + min(D, k) hits and the deleted ones dropped; a query that
 still has fewer than k live hits from it while the segment has more is asked again for k + D, which is always enough.
 So deletes need nothing from the methods' kernels, and exact (and safe BMP) results equal those of an index built
-from the live documents alone. The in-memory segment has no method arrays and is searched exactly whatever the
+from the live documents alone: the same documents with the same scores, up to the order in which float32 sums add a
+document's terms (exact search adds the terms it stores as dense rows first, and which terms are dense depends on
+the segment), a few ulps at most; every segment shares the index's quantization scale, so the impacts are equal. The in-memory segment has no method arrays and is searched exactly whatever the
 method: it is small, and exact is the best any method can do.
 """
 
