@@ -61,6 +61,9 @@ def test_writes_equal_a_build_from_scratch(base, live_corpus, tmp_path):
     # near-real-time: the acknowledged writes are searchable before any flush covers them all
     assert len(idx._writer._buffer) > 0
     model.assert_holds(idx)
+    doc_id = next(iter(model.live))
+    terms, weights = idx.vector(doc_id)
+    np.testing.assert_allclose(weights, model.vectors.row(model.live[doc_id][0])[1], atol=idx.scale / 2 + 1e-6)
     ref = assert_matches_scratch(idx, model, queries, tmp_path / "ref")
     idx.flush()
     model.assert_holds(idx)
