@@ -328,6 +328,25 @@ class Index:
         self.refresh()
         return generation
 
+    def merge(self) -> int:
+        """Runs now, on this thread, the merges the merge policy asks for (the background thread does the same
+        after flushes); returns how many ran."""
+        writer, count = self._write_path(), 0
+        while writer.merge_once():
+            count += 1
+        self.refresh()
+        return count
+
+    def stats(self) -> dict:
+        """Documents, segments and generation of the current snapshot; with a writer, also its recent documents
+        not yet flushed, and the flushes and merges since it opened."""
+        snap = self.snapshot()
+        out = {"documents": snap.num_docs, "segments": len(snap.manifest.segments), "generation": snap.generation,
+               "deleted": sum(snap.dead_counts), "writable": self._writer is not None}
+        if self._writer is not None:
+            out.update(self._writer.stats())
+        return out
+
     def close(self, commit: bool = True) -> None:
         """Commits (unless ``commit`` is False: the write-ahead log keeps the writes) and releases the writer lock
         of a writable Index; searches keep working on the last snapshot."""

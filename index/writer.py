@@ -149,6 +149,11 @@ class Writer:
             self._wal.close()
             self._lock.release()
 
+    def stats(self) -> dict:
+        with self._mutex:
+            return {"buffered": len(self._buffer) + len(self._frozen or ()), "flushes": self.flushes,
+                    "merges": self.merges, "merging": len(self._merging) > 0, "wal_seq": self._seq}
+
     # ---- writes -------------------------------------------------------------------------------------------------
     @property
     def scale(self) -> float | None:

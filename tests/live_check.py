@@ -40,24 +40,25 @@ class Model:
         other.live = dict(self.live)
         return other
 
-    def put(self, ids: list[str], rows: list[int], texts: list[str]) -> None:
+    def put(self, ids: list[str], rows: list[int], texts: list[str | None]) -> None:
+        """None: a document stored without text."""
         for doc_id, row, text in zip(ids, rows, texts):
             self.live.pop(doc_id, None)
-            self.live[doc_id] = (row, Document(doc_id, text))
+            self.live[doc_id] = (row, Document(doc_id, text) if text is not None else None)
 
     def delete(self, ids: list[str]) -> None:
         for doc_id in ids:
             self.live.pop(doc_id, None)
 
-    def batch(self) -> tuple[SparseBatch, list[str], list[Document]]:
+    def batch(self) -> tuple[SparseBatch, list[str]]:
         ids = list(self.live)
         rows = np.array([self.live[i][0] for i in ids], dtype=np.int64)
-        return self.vectors.take(rows), ids, [self.live[i][1] for i in ids]
+        return self.vectors.take(rows), ids
 
     def reference(self, path: Path, scale: float) -> Index:
         """A from-scratch build of the model's documents, with the live index's scale."""
-        vectors, ids, docs = self.batch()
-        return Index.build(path, vectors, ids, texts=docs, scale=scale, methods=["exact"], overwrite=True)
+        vectors, ids = self.batch()
+        return Index.build(path, vectors, ids, scale=scale, methods=["exact"], overwrite=True)
 
     def assert_holds(self, idx: Index) -> None:
         """Every document of the model is in ``idx`` exactly once, with its text and (quantized) vector; no other."""
@@ -69,7 +70,7 @@ class Model:
         for doc_id, (row, doc) in self.live.items():
             text, terms, stored = found[doc_id]
             want_terms, want = self.vectors.row(row)
-            assert text == doc.text
+            assert text == (doc.text if doc is not None else None)
             np.testing.assert_array_equal(terms, want_terms)
             np.testing.assert_array_equal(stored, quantize(want, quantization, scale))
 

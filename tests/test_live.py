@@ -309,3 +309,51 @@ def test_merge_policy_tiers_and_deletes():
     assert policy.select([("a", 400, 0), ("b", 500, 0), ("c", 350, 0), ("d", 10, 0)]) == ["c", "a", "b"]
     assert policy.select([("a", 5000, 2000), ("b", 80, 0)]) == ["a"]        # 40 % deleted: rewritten alone
     assert policy.select([("a", 5000, 1000), ("b", 80, 0)]) is None
+
+
+# ---- CLI --------------------------------------------------------------------------------------------------------
+def test_cli_append_and_compact(base, live_corpus, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from lsr.cli import app
+    from lsr.vectors import save_vectors
+
+    path, model = base
+    vectors, ids, docs, queries = live_corpus
+    runner = CliRunner()
+    more = tmp_path / "more.npz"
+    save_vectors(more, vectors.take(np.arange(200, 300)), ids[200:300])
+    for _ in range(2):   # the second time, the same ids are replaced: nothing is duplicated
+        r = runner.invoke(app, ["index", str(more), "--output", str(path), "--append"])
+        assert r.exit_code == 0, r.output
+        summary = json.loads(r.stdout.strip().splitlines()[-1])
+        assert summary["documents"] == 300 and summary["added"] == 100
+    r = runner.invoke(app, ["index", "--output", str(path), "--compact"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.strip().splitlines()[-1])["segments"] == 1
+    model.put(ids[200:300], list(range(200, 300)), [None] * 100)
+    idx = Index.open(path)
+    assert sorted(d for d in idx.doc_ids) == sorted(model.live)
+    assert idx.document(ids[250])["text"] == "" and idx.document(ids[5])["text"] == docs[5].text
+    assert_same_topk(idx.search(queries, k=10), model.reference(tmp_path / "ref", idx.scale).search(queries, k=40), 10)
+
+    other = tmp_path / "other.npz"
+    save_vectors(other, SparseBatch(*[getattr(vectors.take(np.arange(3)), a) for a in ("indptr", "indices", "values")],
+                                    vectors.vocab_size + 1), ["x", "y", "z"])
+    holder = Index.open(path, writable=True)
+    bad = [
+        (["index", "--output", str(path), "--append"], "needs a CORPUS"),
+        (["index", str(more), "--output", str(path), "--compact"], "takes no CORPUS"),
+        (["index", str(more), "--output", str(path), "--append", "--overwrite"], "do not go with"),
+        (["index", "--output", str(tmp_path / "none"), "--compact"], "not an index"),
+        (["index", str(more), "--output", str(path), "--append"], "open for writing"),
+    ]
+    for args, message in bad:
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2 and message in r.output, (args, r.output)
+    holder.close()
+    r = runner.invoke(app, ["index", str(other), "--output", str(path), "--append"])
+    assert r.exit_code == 2 and "another vocabulary" in r.output, r.output
+    assert Index.open(path).num_docs == 300
