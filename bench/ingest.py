@@ -4,7 +4,7 @@
 2. Ingestion alone: an index built from the first ``start`` documents takes the rest through ``Index.add`` in
    batches of ``batch`` documents (vectors given, one writer), each write fsynced before it returns; flushes every
    ``flush_docs`` documents and tiered merges in the background. Documents per second until the last write is
-   acknowledged, and until everything is committed and merged.
+   acknowledged, and until everything is committed and merged; then the time of ``compact`` (one segment).
 3. Small writes: ``Index.add`` of 1, 10 and 100 documents per call (the fsync per write dominates).
 4. Search while ingesting, interleaved: a writer thread alternates bursts of ingestion with pauses of the same
    length on a fresh copy of the start index, while the main thread runs queries one at a time (``search_one``, one
@@ -94,6 +94,11 @@ def run(docs_path: Path, queries_path: Path, output: Path, *, limit: int | None 
             "flushes": idx.stats()["flushes"], "merges": idx.stats()["merges"], "segments": len(idx.segments)}
         report["ingest_alone"]["vs_bulk_build"] = round(report["ingest_alone"]["docs_per_s_committed"]
                                                         / report["bulk_build"]["docs_per_s"], 3)
+        t = time.perf_counter()
+        idx.compact()
+        compact_s = time.perf_counter() - t
+        report["compact"] = {"seconds": round(compact_s, 2), "segments_before": report["ingest_alone"]["segments"],
+                             "ingest_and_compact_docs_per_s": round((n - start) / (settled_s + compact_s), 1)}
         idx.close()
 
         # 3. small writes: one fsynced record per call
@@ -176,6 +181,9 @@ def _print(r: dict) -> None:
     print(f"ingest, acknowledged    {a['docs_per_s_acked']:>10.0f} docs/s")
     print(f"ingest, committed+merged{a['docs_per_s_committed']:>10.0f} docs/s  ({a['vs_bulk_build']:.2f} x bulk, "
           f"{a['flushes']} flushes, {a['merges']} merges, {a['segments']} segments)")
+    c = r["compact"]
+    print(f"then compact            {c['seconds']:>10.1f} s     ({c['segments_before']} -> 1 segment; ingest + compact "
+          f"{c['ingest_and_compact_docs_per_s']:.0f} docs/s)")
     for s in r["small_writes"]:
         print(f"add of {s['batch']:>3} per call      {s['docs_per_s']:>10.0f} docs/s  {s['ms_per_write']:.2f} ms/write")
     w = r["search_while_ingesting"]

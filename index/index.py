@@ -18,9 +18,10 @@ writer; writes are serialized by the writer (one at a time, each fsynced before 
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
-import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,8 @@ from index.wal import log_files, read_log
 from index.writer import Writer
 from lsr.corpus import Document
 from lsr.sparse import SparseBatch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -140,9 +143,12 @@ class Index:
         self._writer = writer
         self.refresh_interval = refresh_interval
         self._verify = verify
-        self._checked = time.monotonic()
         self._refresh_lock = threading.Lock()
         self._manifest_stat = _stat(path / MANIFEST)
+        self._stop_refreshing = threading.Event()
+        if refresh_interval:   # refreshes run on their own thread, never inside a search
+            threading.Thread(target=_refresh_loop, args=(weakref.ref(self), refresh_interval, self._stop_refreshing),
+                             name="lsr-refresh", daemon=True).start()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._defaults: dict[str, tuple[registry.Method, dict]] = {}   # method -> (Method, default params)
@@ -217,8 +223,9 @@ class Index:
         ``writable``: take the writer lock (IndexLocked when another writer holds it, after waiting
         ``lock_timeout`` seconds), replay the write-ahead log and accept writes; ``writer_options`` go to
         ``index.writer.Writer`` (``flush_docs``, ``merge_policy``, ``background_merges``).
-        ``refresh_interval``: seconds after which a search moves to the latest snapshot (0: every search sees the
-        latest; None: only ``refresh()`` does). Default: 1 s when writable, else None (the opened generation stays).
+        ``refresh_interval``: seconds between moves to the latest snapshot, made by a background thread so that no
+        search pays for one (0: every search first moves to the latest; None: only ``refresh()`` does). Default:
+        1 s when writable, else None (the opened generation stays).
         """
         path = Path(path)
         if refresh_interval == "default":
@@ -234,14 +241,9 @@ class Index:
 
     # ---- snapshots ----------------------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        """The snapshot searches use now (refreshed first when ``refresh_interval`` has passed)."""
-        if self.refresh_interval is not None and time.monotonic() - self._checked >= self.refresh_interval:
-            # interval 0 promises the latest: wait for a refresh in progress; otherwise searches never wait
-            if self._refresh_lock.acquire(blocking=self.refresh_interval == 0):
-                try:
-                    self._refresh_locked(latest=self.refresh_interval == 0)
-                finally:
-                    self._refresh_lock.release()
+        """The snapshot searches use now (with ``refresh_interval`` 0, the latest one)."""
+        if self.refresh_interval == 0:
+            self.refresh()
         return self._snap
 
     def refresh(self) -> bool:
@@ -251,7 +253,6 @@ class Index:
             return self._refresh_locked(latest=True)
 
     def _refresh_locked(self, latest: bool) -> bool:
-        self._checked = time.monotonic()
         old = self._snap
         if self._writer is not None:
             self._snap = self._writer.snapshot(latest)
@@ -350,6 +351,7 @@ class Index:
     def close(self, commit: bool = True) -> None:
         """Commits (unless ``commit`` is False: the write-ahead log keeps the writes) and releases the writer lock
         of a writable Index; searches keep working on the last snapshot."""
+        self._stop_refreshing.set()
         if self._writer is not None:
             self._writer.close(commit)
             self._snap = self._writer.snapshot()
@@ -437,14 +439,15 @@ class Index:
         return resolved
 
     def search_one(self, q_indices: np.ndarray, q_values: np.ndarray, k: int = 10, method: str = "exact",
-                   **params) -> tuple[np.ndarray, np.ndarray]:
+                   snapshot: Snapshot | None = None, **params) -> tuple[np.ndarray, np.ndarray]:
         """One query (term ids, weights) on the calling thread: (scores, internal doc numbers), each of length
         min(k, num_docs), best first, padded with (0.0, -1). Zero weights are ignored; duplicates are an error.
-        The numbers belong to the current snapshot: pin one with ``snapshot()`` to resolve them after a refresh."""
+        The numbers belong to the snapshot searched: to resolve them safely while the index may refresh, pin one
+        (``snap = idx.snapshot()``), pass it here and ask it (``snap.document(number)``)."""
         k = _check_k(k)
         m, params = self._resolve(method, params)
         terms, weights = self._check_query(q_indices, q_values)
-        snap = self.snapshot()
+        snap = snapshot or self.snapshot()
         width = min(k, snap.num_docs)
         scores, docs = np.zeros((1, width), np.float32), np.full((1, width), -1, np.int64)
         snap.run(m, params, np.array([0, len(terms)], dtype=np.int64), terms, weights, scores, docs)
@@ -474,8 +477,9 @@ class Index:
         return idx, val
 
     def search(self, queries: SparseBatch, k: int = 10, method: str = "exact", threads: int | None = None,
-               **params) -> SearchResult:
-        """Top-k of every query; ``threads`` (default: all cores) run queries side by side."""
+               snapshot: Snapshot | None = None, **params) -> SearchResult:
+        """Top-k of every query; ``threads`` (default: all cores) run queries side by side. The result keeps the
+        snapshot it searched (the current one, or ``snapshot``), so its ids resolve after any refresh."""
         k = _check_k(k)
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
@@ -489,7 +493,7 @@ class Index:
             queries.validate()
         except ValueError as e:
             raise ValueError(f"queries: {e}") from e
-        snap = self.snapshot()
+        snap = snapshot or self.snapshot()
         n, width = len(queries), min(k, snap.num_docs)
         scores = np.zeros((n, width), dtype=np.float32)
         docs = np.full((n, width), -1, dtype=np.int64)
@@ -515,6 +519,20 @@ class Index:
                     self._pool.shutdown(wait=False)
                 self._pool = ThreadPoolExecutor(threads, thread_name_prefix="lsr-search")
             return self._pool
+
+
+def _refresh_loop(index: "weakref.ref[Index]", interval: float, stop: threading.Event) -> None:
+    """Refreshes the Index every ``interval`` seconds until it is closed or collected."""
+    while not stop.wait(interval):
+        idx = index()
+        if idx is None:
+            return
+        try:
+            with idx._refresh_lock:
+                idx._refresh_locked(latest=False)
+        except Exception:   # e.g. a reader racing a writer's cleanup: the next round tries again
+            log.exception("refreshing %s failed", idx.path)
+        del idx
 
 
 def _stat(path: Path) -> tuple[int, int] | None:

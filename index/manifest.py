@@ -1,8 +1,9 @@
 """The manifest: the one file that says which segments form the index. Writing it is the commit point.
 
 ``manifest.json`` holds the format version, a generation number that grows with every commit, the model name and
-vocabulary fingerprint, the build parameters, and for every segment its size and the sha256 and byte length of each
-of its files. It is replaced atomically (write, fsync, rename), so a reader sees the previous generation or the new
+vocabulary fingerprint, the build parameters, the index's impact scale, the last write-ahead-log record its segments
+hold (``wal_seq``, index/wal.py), and for every segment its size, the sha256 and byte length of each of its files and
+its deleted-documents bitmap (index/deletes.py). It is replaced atomically (write, fsync, rename), so a reader sees the previous generation or the new
 one, and a build that dies before the rename leaves no manifest and therefore nothing that opens.
 """
 

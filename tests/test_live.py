@@ -96,6 +96,15 @@ def test_search_one_and_batches_across_segments_with_deletes(base, live_corpus, 
         scores, numbers = idx.search_one(*queries.row(r), k=7)
         np.testing.assert_array_equal(scores, batch.scores[r])
         assert [batch.snapshot.doc_id(d) for d in numbers if d >= 0] == batch.ids[r]
+    # numbers of a pinned snapshot still resolve after the index has moved on
+    snap = idx.snapshot()
+    _, numbers = idx.search_one(*queries.row(0), k=3, snapshot=snap)
+    first = snap.doc_id(numbers[0])
+    idx.delete([first])
+    idx.add(["late"], vectors.take(np.arange(1)))
+    assert idx.snapshot() is not snap and snap.document(int(numbers[0]))["id"] == first
+    model.delete([first])
+    model.put(["late"], [0], [None])
     # a k larger than the live documents returns them all, deleted ones never
     everything = idx.search(queries, k=10_000)
     assert all(len(row) == len(set(row)) and set(row) <= set(model.live) for row in everything.ids)
