@@ -250,12 +250,12 @@ class Index:
         """Moves to the latest snapshot: the writer's (acknowledged writes included) or the latest committed
         generation. Returns whether it changed."""
         with self._refresh_lock:
-            return self._refresh_locked(latest=True)
+            return self._refresh_locked()
 
-    def _refresh_locked(self, latest: bool) -> bool:
+    def _refresh_locked(self) -> bool:
         old = self._snap
         if self._writer is not None:
-            self._snap = self._writer.snapshot(latest)
+            self._snap = self._writer.snapshot()
         else:
             stat = _stat(self.path / MANIFEST)
             if stat == self._manifest_stat:
@@ -528,8 +528,7 @@ def _refresh_loop(index: "weakref.ref[Index]", interval: float, stop: threading.
         if idx is None:
             return
         try:
-            with idx._refresh_lock:
-                idx._refresh_locked(latest=False)
+            idx.refresh()
         except Exception:   # e.g. a reader racing a writer's cleanup: the next round tries again
             log.exception("refreshing %s failed", idx.path)
         del idx

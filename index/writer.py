@@ -29,8 +29,8 @@ Retired segment folders are removed once no snapshot of this process uses them (
 files they mapped: on POSIX an unlinked file lives while it is mapped) and, after a crash, at the next writer open.
 
 Thread safety: all methods may be called from any thread. Writes are serialized; the mutex is held to log and apply
-a record, to freeze and commit, and to copy state into a snapshot, never while a segment is built, so searches and
-writes go on during flushes and merges.
+a record, to freeze and commit, and to copy state into a snapshot, never while a segment is built, so writes go on
+during flushes and merges. Searches never take it: an Index refreshes its snapshot on its own thread.
 """
 
 from __future__ import annotations
@@ -60,7 +60,6 @@ from lsr.corpus import Document
 from lsr.sparse import SparseBatch
 
 log = logging.getLogger(__name__)
-_PUBLISHED_WAIT_S = 0.05   # a refresh that may be stale waits this long for the mutex, then keeps the last snapshot
 
 
 class Writer:
@@ -331,12 +330,9 @@ class Writer:
             shutil.rmtree(self.path / name, ignore_errors=True)
 
     # ---- snapshots ----------------------------------------------------------------------------------------------
-    def snapshot(self, latest: bool = True) -> Snapshot:
-        """What searches see: committed segments, current deletes, and the buffers as an in-memory segment.
-        ``latest=False`` settles for the last published snapshot when the mutex stays busy for a moment."""
-        if not self._mutex.acquire(timeout=-1 if latest or self._published is None else _PUBLISHED_WAIT_S):
-            return self._published[1]
-        try:
+    def snapshot(self) -> Snapshot:
+        """What searches see: committed segments, current deletes, and the buffers as an in-memory segment."""
+        with self._mutex:
             if self._published is not None and self._published[0] == self._version:
                 return self._published[1]
             for seg in self._segments:
@@ -357,8 +353,6 @@ class Writer:
             self._snapshots.add(snap)
             self._collect()
             return snap
-        finally:
-            self._mutex.release()
 
     # ---- merges -------------------------------------------------------------------------------------------------
     def merge_once(self) -> bool:
