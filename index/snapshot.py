@@ -24,9 +24,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numba as nb
 import numpy as np
 
 from index import methods as registry
+from index import topk
 from index.deletes import read_deletes
 from index.errors import IndexCorrupt
 from index.manifest import Manifest
@@ -137,17 +139,11 @@ class Snapshot:
             if s:
                 out_docs[out_docs >= 0] += self.offsets[s]
             return
-        n = len(q_indptr) - 1
-        scores, docs = [], []
-        for s in live:
-            part_s, part_d = self._segment_topk(s, method, params, q_indptr, q_terms, q_weights, k)
-            scores.append(part_s)
-            docs.append(np.where(part_d >= 0, part_d + self.offsets[s], -1))
-        scores, docs = np.concatenate(scores, axis=1), np.concatenate(docs, axis=1)
-        for r in range(n):
-            hit = docs[r] >= 0
-            order = np.lexsort((docs[r][hit], -scores[r][hit]))[:k]
-            out_scores[r, :len(order)], out_docs[r, :len(order)] = scores[r][hit][order], docs[r][hit][order]
+        parts = [self._segment_topk(s, method, params, q_indptr, q_terms, q_weights, k) for s in live]
+        offsets = np.concatenate([np.full(p[1].shape[1], self.offsets[s], np.int64) for s, p in zip(live, parts)])
+        heap = np.zeros(k, np.float32), np.zeros(k, np.int64)
+        _merge(np.concatenate([p[0] for p in parts], axis=1), np.concatenate([p[1] for p in parts], axis=1), offsets,
+               *heap, out_scores, out_docs)
 
     @staticmethod
     def _method_for(seg: Segment, method: registry.Method, params: dict) -> tuple[registry.Method, dict]:
@@ -173,6 +169,18 @@ class Snapshot:
             one_s, one_d = _drop_dead(one_s, one_d, dead, k)
             scores[r], docs[r] = one_s[0], one_d[0]
         return scores, docs
+
+
+@nb.njit(cache=True, nogil=True)
+def _merge(scores, docs, offsets, hs, hd, out_scores, out_docs):
+    """Per row, the top-k of the segments' hits (local number + the column's segment offset; -1 = none)."""
+    k = out_scores.shape[1]
+    for r in range(scores.shape[0]):
+        size = 0
+        for j in range(scores.shape[1]):
+            if docs[r, j] >= 0:
+                size = topk.push(hs, hd, size, k, scores[r, j], docs[r, j] + offsets[j])
+        topk.drain(hs, hd, size, out_scores[r], out_docs[r], 0)
 
 
 def _call(m: registry.Method, params: dict, seg: Segment, q_indptr: np.ndarray, q_terms: np.ndarray,
