@@ -8,8 +8,9 @@
 3. Small writes: ``Index.add`` of 1, 10 and 100 documents per call (the fsync per write dominates).
 4. Search while ingesting, interleaved: a writer thread alternates bursts of ingestion with pauses of the same
    length on a fresh copy of the start index, while the main thread runs queries one at a time (``search_one``, one
-   thread, NRT refresh every second). Each query is labelled busy (a burst ran throughout) or idle (a pause did), so
-   both latencies come from the same index, the same minutes and the same load on a shared machine.
+   thread, alternating the search methods, NRT refresh every second). Each query is labelled by what the writer did
+   throughout it: ingesting (a burst: adds, fsyncs, flushes), merging (a background merge, no burst) or idle, so all
+   latencies come from the same index, the same minutes and the same load on a shared machine.
 """
 
 from __future__ import annotations
@@ -48,6 +49,49 @@ def _ingest(idx: Index, docs: SparseBatch, ids: list[str], lo: int, hi: int, bat
     return hi - lo
 
 
+def _query_loop(idx: Index, queries: SparseBatch, k: int, methods: tuple[str, ...], state: dict,
+                stop: threading.Event) -> list[tuple[str, int, str, float]]:
+    """Queries one at a time until ``stop``: (method, phase number, activity, ms) of each query during which the
+    writer's activity did not change. Phases alternate: even = pause, odd = burst of adds."""
+    def activity() -> tuple[int, str]:
+        phase = state["changes"]
+        return phase, "ingesting" if phase % 2 else "merging" if idx.stats()["merging"] else "idle"
+
+    records, q = [], 0
+    while not stop.is_set():
+        m = methods[q % len(methods)]
+        before = activity()
+        t = time.perf_counter()
+        idx.search_one(*queries.row(q // len(methods) % len(queries)), k=k, method=m)
+        ms = 1000 * (time.perf_counter() - t)
+        if activity() == before:
+            records.append((m, *before, ms))
+        q += 1
+    return records
+
+
+def _compare(records: list[tuple[str, int, str, float]], method: str) -> dict:
+    """Latency per activity, and per burst against the pauses just before and after it: the index grows during
+    a burst, so the two pauses around it bracket its size (a burst against all pauses would favour the burst)."""
+    mine = [r for r in records if r[0] == method]
+    out = {label: _stats([r[3] for r in mine if r[2] == label]) for label in ("idle", "ingesting", "merging")}
+    by_phase: dict[int, list[float]] = {}
+    for _, phase, label, ms in mine:
+        if label != "merging":
+            by_phase.setdefault(phase, []).append(ms)
+    ratios = {"mean": [], "p50": []}
+    for phase in [p for p in by_phase if p % 2 and p - 1 in by_phase and p + 1 in by_phase]:
+        for stat, f in (("mean", np.mean), ("p50", np.median)):
+            around = (f(by_phase[phase - 1]) + f(by_phase[phase + 1])) / 2
+            ratios[stat].append(f(by_phase[phase]) / around)
+    out["bursts_compared"] = len(ratios["mean"])
+    out["ingesting_vs_idle_around"] = {f"{stat}_ratio_median": round(float(np.median(v)), 3) if v else None
+                                       for stat, v in ratios.items()}
+    if out["idle"]["queries"] and out["ingesting"]["queries"]:
+        out["ingesting_vs_idle_p99_ratio"] = round(out["ingesting"]["p99_ms"] / out["idle"]["p99_ms"], 3)
+    return out
+
+
 def _settle(idx: Index) -> None:
     """Commits the buffer and runs the merges the policy still wants."""
     idx.flush()
@@ -56,7 +100,8 @@ def _settle(idx: Index) -> None:
 
 def run(docs_path: Path, queries_path: Path, output: Path, *, limit: int | None = None, start: int = 10_000,
         batch: int = 1_000, flush_docs: int = 10_000, methods: tuple[str, ...] = ("exact", "bmp"),
-        n_queries: int = 1_000, burst_s: float = 2.0, k: int = 10, method: str = "exact") -> dict:
+        n_queries: int = 1_000, burst_s: float = 2.0, k: int = 10,
+        search_methods: tuple[str, ...] = ("exact", "bmp")) -> dict:
     vf = load_vectors(docs_path)
     docs = vf.vectors if limit is None else vf.vectors.take(np.arange(min(limit, len(vf.vectors))))
     ids = [str(i) for i in vf.ids[:len(docs)]]
@@ -65,7 +110,7 @@ def run(docs_path: Path, queries_path: Path, output: Path, *, limit: int | None 
     n = len(docs)
     work = Path(tempfile.mkdtemp(prefix="lsr-bench-ingest-"))
     report: dict = {"docs": n, "queries": len(queries), "start_docs": start, "batch": batch, "flush_docs": flush_docs,
-                    "methods": list(methods), "k": k, "search_method": method, "cpus": os.cpu_count(),
+                    "methods": list(methods), "k": k, "search_methods": list(search_methods), "cpus": os.cpu_count(),
                     "machine": platform.machine(), "load_before": os.getloadavg()[0]}
     policy = TieredMergePolicy()
     try:
@@ -141,27 +186,14 @@ def run(docs_path: Path, queries_path: Path, output: Path, *, limit: int | None 
                     break
             stop.set()
 
-        lat = {"busy": [], "idle": []}
         thread = threading.Thread(target=writer)
-        idx.search_one(*queries.row(0), k=k, method=method)   # warm-up
+        for m in search_methods:   # warm-up
+            idx.search_one(*queries.row(0), k=k, method=m)
         thread.start()
-        q = 0
-        while not stop.is_set():
-            before = (state["busy"], state["changes"])
-            t = time.perf_counter()
-            idx.search_one(*queries.row(q % len(queries)), k=k, method=method)
-            ms = 1000 * (time.perf_counter() - t)
-            if (state["busy"], state["changes"]) == before:
-                lat["busy" if before[0] else "idle"].append(ms)
-            q += 1
+        records = _query_loop(idx, queries, k, search_methods, state, stop)
         thread.join()
-        busy, idle = _stats(lat["busy"]), _stats(lat["idle"])
         report["search_while_ingesting"] = {
-            "busy": busy, "idle": idle, "segments_at_end": len(idx.segments),
-            "mean_ratio_busy_vs_idle": round(busy["mean_ms"] / idle["mean_ms"], 3) if idle["queries"] and
-            busy["queries"] else None,
-            "p99_ratio_busy_vs_idle": round(busy["p99_ms"] / idle["p99_ms"], 3) if idle["queries"] and
-            busy["queries"] else None,
+            "methods": {m: _compare(records, m) for m in search_methods}, "segments_at_end": len(idx.segments),
             "ingest_docs_per_s_while_searching": round(ingested["docs"] / ingested["busy_s"], 1)}
         idx.close()
         report["load_after"] = os.getloadavg()[0]
@@ -187,10 +219,12 @@ def _print(r: dict) -> None:
     for s in r["small_writes"]:
         print(f"add of {s['batch']:>3} per call      {s['docs_per_s']:>10.0f} docs/s  {s['ms_per_write']:.2f} ms/write")
     w = r["search_while_ingesting"]
-    for label in ("idle", "busy"):
-        x = w[label]
-        if x["queries"]:
-            print(f"search {label:<5} {x['queries']:>6} q  mean {x['mean_ms']:.3f} ms  p50 {x['p50_ms']:.3f}  "
-                  f"p99 {x['p99_ms']:.3f}")
-    print(f"busy / idle: mean {w['mean_ratio_busy_vs_idle']}  p99 {w['p99_ratio_busy_vs_idle']}; ingestion while "
-          f"searching {w['ingest_docs_per_s_while_searching']:.0f} docs/s")
+    for m, x in w["methods"].items():
+        for label in ("idle", "ingesting", "merging"):
+            y = x[label]
+            if y["queries"]:
+                print(f"{m:<6} {label:<9} {y['queries']:>6} q  mean {y['mean_ms']:.3f} ms  p50 {y['p50_ms']:.3f}  "
+                      f"p99 {y['p99_ms']:.3f}")
+        print(f"{m:<6} ingesting / idle around it ({x['bursts_compared']} bursts): {x['ingesting_vs_idle_around']}, "
+              f"p99 {x.get('ingesting_vs_idle_p99_ratio')}")
+    print(f"ingestion while searching {w['ingest_docs_per_s_while_searching']:.0f} docs/s")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import numba
 import numpy as np
 import pyarrow as pa
 
@@ -25,11 +26,23 @@ _PARALLEL = threading.Lock()
 
 
 def build_segment(folder: Path, name: str, fwd: ForwardIndex, docs: pa.Table, *, reorder: bool,
-                  configs: dict[str, dict]) -> tuple[SegmentInfo, np.ndarray]:
+                  configs: dict[str, dict], threads: int | None = None) -> tuple[SegmentInfo, np.ndarray]:
     """Writes ``folder/name`` from ``fwd`` and its stored rows ``docs`` (an ``index.docstore.doc_table``).
 
     Returns the segment's manifest entry and the document order: segment document i is input row order[i].
-    ``configs`` maps each method to its build parameters (the manifest's ``build_params``)."""
+    ``configs`` maps each method to its build parameters (the manifest's ``build_params``). ``threads`` caps the
+    Numba threads of this build (a writer leaves a core to searches); None: all."""
+    previous = numba.get_num_threads()
+    if threads:
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))   # for this thread only
+    try:
+        return _build(folder, name, fwd, docs, reorder, configs)
+    finally:
+        numba.set_num_threads(previous)
+
+
+def _build(folder: Path, name: str, fwd: ForwardIndex, docs: pa.Table, reorder: bool,
+           configs: dict[str, dict]) -> tuple[SegmentInfo, np.ndarray]:
     order = np.arange(fwd.num_docs, dtype=np.int64)
     if reorder:
         from index.reorder import bisection_order

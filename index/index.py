@@ -222,7 +222,7 @@ class Index:
 
         ``writable``: take the writer lock (IndexLocked when another writer holds it, after waiting
         ``lock_timeout`` seconds), replay the write-ahead log and accept writes; ``writer_options`` go to
-        ``index.writer.Writer`` (``flush_docs``, ``merge_policy``, ``background_merges``).
+        ``index.writer.Writer`` (``flush_docs``, ``merge_policy``, ``background_merges``, ``build_threads``).
         ``refresh_interval``: seconds between moves to the latest snapshot, made by a background thread so that no
         search pays for one (0: every search first moves to the latest; None: only ``refresh()`` does). Default:
         1 s when writable, else None (the opened generation stays).

@@ -69,7 +69,7 @@ def _bisect(perm, lo, hi, indptr, terms, iters, lg, deg, gain_tab, touched, gain
             perm[a], perm[b] = perm[b], perm[a]
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, parallel=True, nogil=True)
 def _bisect_level(perm, bounds, indptr, terms, vocab_size, iters, lg, leaf_size, n_workers):
     """Bisects every range [bounds[i], bounds[i+1]) longer than leaf_size; worker w takes ranges w, w + n_workers,
     ... with scratch of its own."""

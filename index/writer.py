@@ -36,6 +36,7 @@ during flushes and merges. Searches never take it: an Index refreshes its snapsh
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import weakref
@@ -47,7 +48,6 @@ import numpy as np
 from index.buffer import Buffer, memory_segment
 from index.builder import build_segment
 from index.deletes import write_deletes
-from index.docstore import doc_table
 from index.errors import IndexCorrupt
 from index.lock import WriterLock
 from index.manifest import Manifest
@@ -64,7 +64,7 @@ log = logging.getLogger(__name__)
 
 class Writer:
     def __init__(self, path: Path, lock: WriterLock, committed: Snapshot, flush_docs: int,
-                 merge_policy: TieredMergePolicy):
+                 merge_policy: TieredMergePolicy, build_threads: int):
         self.path = path
         self._lock = lock
         self._mutex = threading.RLock()
@@ -86,6 +86,7 @@ class Writer:
         self._wal = WriteAheadLog(path)
         self.flush_docs = flush_docs
         self.policy = merge_policy
+        self.build_threads = build_threads
         self._version = 0                   # grows with every change a snapshot would show
         self._published: tuple[int, Snapshot] | None = None
         self._published_dead: dict[str, np.ndarray | None] = {}
@@ -103,16 +104,20 @@ class Writer:
     # ---- open / close -------------------------------------------------------------------------------------------
     @classmethod
     def open(cls, path: Path, *, verify: bool = True, lock_timeout: float = 0.0, flush_docs: int = 10_000,
-             merge_policy: TieredMergePolicy | None = None, background_merges: bool = True) -> "Writer":
-        """Takes the writer lock, removes what a crash left behind, replays the log after the manifest's wal_seq."""
-        if isinstance(flush_docs, bool) or not isinstance(flush_docs, int) or flush_docs < 1:
-            raise ValueError(f"flush_docs must be a positive integer, got {flush_docs!r}")
+             merge_policy: TieredMergePolicy | None = None, background_merges: bool = True,
+             build_threads: int | None = None) -> "Writer":
+        """Takes the writer lock, removes what a crash left behind, replays the log after the manifest's wal_seq.
+        ``build_threads``: Numba threads of flushes and merges (default: all cores but one, left to searches)."""
+        for name, value in (("flush_docs", flush_docs), ("build_threads", build_threads)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        build_threads = build_threads or max(1, (os.cpu_count() or 1) - 1)
         Manifest.read(path)   # a clear error for a folder that is not an index, before creating the lock file
         lock = WriterLock(path).acquire(lock_timeout)
         try:
             committed = Snapshot.open(path, verify)
             committed.manifest.remove_unlisted(path)
-            writer = cls(path, lock, committed, flush_docs, merge_policy or TieredMergePolicy())
+            writer = cls(path, lock, committed, flush_docs, merge_policy or TieredMergePolicy(), build_threads)
             writer._replay()
         except BaseException:
             lock.release()
@@ -238,13 +243,13 @@ class Writer:
             self._wal.rotate()
             built = None
             if frozen:
-                fwd, ids, docs = frozen.forward(self._manifest.quantization, self._scale)
+                fwd, docs = frozen.forward(self._manifest.quantization, self._scale)
                 name = self._new_name()
                 self._building.add(name)
         try:
             if frozen:
-                info, _ = build_segment(self.path, name, fwd, doc_table(ids, docs), reorder=self._reorder,
-                                        configs=self._configs)
+                info, _ = build_segment(self.path, name, fwd, docs, reorder=self._reorder,
+                                        configs=self._configs, threads=self.build_threads)
                 built = Segment.open(self.path, info, verify=False)
             with self._mutex:
                 segments = list(self._segments)
@@ -267,10 +272,7 @@ class Writer:
                     self._dead.pop(built.name, None)
                     masks.pop(built.name, None)
                 self._dirty |= set(masks)
-                for doc_id, row in frozen.rows.items():
-                    if doc_id not in self._buffer:
-                        self._buffer.rows[doc_id] = row
-                        self._buffer.nnz += len(row[0])
+                self._buffer.absorb(frozen)
             raise
         finally:
             with self._mutex:
@@ -389,7 +391,8 @@ class Writer:
             self._building.add(name)
         try:
             fwd, docs = live_documents(sources, start, self._manifest.vocab_size)
-            info, order = build_segment(self.path, name, fwd, docs, reorder=self._reorder, configs=self._configs)
+            info, order = build_segment(self.path, name, fwd, docs, reorder=self._reorder, configs=self._configs,
+                                        threads=self.build_threads)
             merged = Segment.open(self.path, info, verify=False)
             with self._mutex:
                 while self._frozen is not None:   # a flush between freeze and commit holds the masks it commits

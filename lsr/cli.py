@@ -394,7 +394,8 @@ def bench_ingest(
     batch: int = typer.Option(1_000, min=1, help="documents per Index.add call"),
     flush_docs: int = typer.Option(10_000, min=1),
     method: list[str] = typer.Option(["exact", "bmp"], "--method", help="methods the index is built with"),
-    search_method: str = typer.Option("exact", help="method of the timed queries"),
+    search_method: list[str] = typer.Option(["exact", "bmp"], "--search-method", help="methods of the timed queries "
+                                                                                       "(repeat)"),
     n_queries: int = typer.Option(1_000, min=1),
     burst_s: float = typer.Option(2.0, min=0.1, help="length of each ingestion burst and of each pause"),
 ) -> None:
@@ -405,7 +406,7 @@ def bench_ingest(
         if not f.exists():
             fail(f"{f}: no such file")
     run(docs, queries, output, limit=limit, start=start, batch=batch, flush_docs=flush_docs, methods=tuple(method),
-        n_queries=n_queries, burst_s=burst_s, method=search_method)
+        n_queries=n_queries, burst_s=burst_s, search_methods=tuple(search_method))
 
 
 def main() -> None:  # pragma: no cover - console entry

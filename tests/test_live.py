@@ -242,6 +242,35 @@ def test_old_segments_are_deleted_when_no_snapshot_uses_them(base, live_corpus):
     assert {p.name for p in path.iterdir() if p.is_dir() and p.name.startswith("seg-")} == listed
 
 
+def test_a_failed_flush_loses_nothing(base, live_corpus, tmp_path, monkeypatch):
+    import index.writer as writer_module
+
+    path, model = base
+    vectors, ids, docs, queries = live_corpus
+    idx = Index.open(path, writable=True, refresh_interval=0, background_merges=False)
+    idx.add(ids[200:260], vectors.take(np.arange(200, 260)), docs[200:260])
+    idx.delete(ids[:5])
+    generation = idx.generation
+
+    def broken(*a, **kw):
+        idx.upsert([ids[201]], vectors.take(np.arange(1)), [Document(ids[201], "during the flush")])
+        raise OSError("disk full")
+
+    monkeypatch.setattr(writer_module, "build_segment", broken)
+    with pytest.raises(OSError, match="disk full"):
+        idx.flush()
+    monkeypatch.undo()
+    assert idx.generation == generation
+    model.put(ids[200:260], list(range(200, 260)), [d.text for d in docs[200:260]])
+    model.delete(ids[:5])
+    model.put([ids[201]], [0], ["during the flush"])
+    model.assert_holds(idx)
+    idx.flush()
+    model.assert_holds(idx)
+    idx.close()
+    model.assert_holds(Index.open(path))
+
+
 # ---- corruption -------------------------------------------------------------------------------------------------
 def test_torn_log_tail_is_ignored_up_to_the_last_complete_record(base, live_corpus, caplog):
     path, model = base
