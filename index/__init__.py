@@ -12,8 +12,8 @@ See index/methods.py for adding a search method, index/writer.py for live update
 on-disk layout.
 """
 
-from index.errors import IndexCorrupt, VocabularyMismatch
+from index.errors import IndexCorrupt, IndexLocked, ReadOnlyIndex, VocabularyMismatch
 from index.index import Index, SearchResult
 from index.snapshot import Snapshot
 
-__all__ = ["Index", "SearchResult", "Snapshot", "IndexCorrupt", "VocabularyMismatch"]
+__all__ = ["Index", "SearchResult", "Snapshot", "IndexCorrupt", "IndexLocked", "ReadOnlyIndex", "VocabularyMismatch"]

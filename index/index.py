@@ -315,8 +315,8 @@ class Index:
         return self._write_path().delete([str(i) for i in doc_ids])
 
     def flush(self) -> int:
-        """Writes the recent documents as a segment and commits it with all deletes; returns the generation.
-        Readers in other processes see the writes from this generation on."""
+        """Writes the recent documents as a segment and commits it with all deletes; returns the generation, which
+        this Index moves to. Readers in other processes see the writes from this generation on."""
         generation = self._write_path().flush()
         self.refresh()
         return generation
