@@ -57,9 +57,10 @@ class Postings:
     term_max: np.ndarray   # (V,) largest impact of each term
 
     @classmethod
-    def from_forward(cls, fwd: ForwardIndex) -> "Postings":
+    def from_forward(cls, fwd: ForwardIndex, dense_rows: bool = True) -> "Postings":
+        """``dense_rows=False``: every term as a list (for builds that walk every term's postings, e.g. Seismic)."""
         df = np.bincount(fwd.terms, minlength=fwd.vocab_size)
-        dense = dense_terms(df, fwd.num_docs, fwd.values.itemsize)
+        dense = dense_terms(df, fwd.num_docs, fwd.values.itemsize) if dense_rows else np.zeros(0, dtype=np.int64)
         dense_row = np.full(fwd.vocab_size, -1, dtype=np.int32)
         dense_row[dense] = np.arange(len(dense), dtype=np.int32)
         df[dense] = 0

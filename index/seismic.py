@@ -30,6 +30,7 @@ from index import topk
 from index.errors import IndexCorrupt
 from index.clustering import cluster_list, top_terms
 from index.methods import Method, register
+from index.postings import Postings
 from index.prefetch import prefetch
 from index.quantize import impact
 from index.summaries import LEVELS, block_summary, layout_size, score_list, write_list
@@ -392,6 +393,8 @@ def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, o
 
 
 def build(fwd, postings, params: dict) -> dict[str, np.ndarray]:
+    if len(postings.dense):   # common terms are dense rows there: Seismic needs every term's list
+        postings = Postings.from_forward(fwd, dense_rows=False)
     return build_arrays(fwd.indptr, fwd.terms, fwd.values, postings.indptr, postings.docs, postings.values,
                         SeismicBuildParams(**params))
 
