@@ -32,7 +32,7 @@ from index.clustering import cluster_list, top_terms
 from index.methods import Method, register
 from index.prefetch import prefetch
 from index.quantize import impact
-from index.summaries import LEVELS, block_summary, layout_size, score_list, write_list
+from index.summaries import LEVELS, block_summary, layout_bound, score_list, write_list
 
 MAX_BLOCKS_PER_LIST = 1 << 16  # block numbers inside a list are 16-bit
 _SEED = 42                     # clustering samples centroids with splitmix64(seed, term): builds are deterministic
@@ -136,7 +136,7 @@ def _build_lists(terms, post_indptr, post_docs, post_values, n_postings, centroi
     block_sizes = np.empty(total_kept, dtype=np.int64)
     block_scale = np.empty(total_kept, dtype=np.float32)
     record_terms = np.empty(1024, dtype=record_dtype)
-    record_counts = np.empty(1024, dtype=np.uint8)
+    record_sizes = np.empty(1024, dtype=np.uint8)
     entries = np.empty(4096, dtype=np.uint8)
     samples = np.empty(64, dtype=np.uint32)
     fence = np.empty(64, dtype=record_dtype)
@@ -186,15 +186,15 @@ def _build_lists(terms, post_indptr, post_docs, post_values, n_postings, centroi
             block_scale[n_blocks + b] = scale
             start += sizes[b]
         list_terms = np.sort(distinct[:n_distinct])
-        nr, nbytes, ns = layout_size(count[list_terms], nb)
+        nr, nbytes, ns = layout_bound(n_entries, n_distinct)
         record_terms = _grow(record_terms, n_records + nr)
-        record_counts = _grow(record_counts, n_records + nr)
+        record_sizes = _grow(record_sizes, n_records + nr)
         entries = _grow(entries, n_bytes + nbytes)
         samples = _grow(samples, n_samples + ns)
         fence = _grow(fence, n_samples + ns)
-        write_list(e_terms[:n_entries], e_blocks[:n_entries], e_codes[:n_entries], list_terms, count, cursor, nb,
-                   record_terms[n_records:], record_counts[n_records:], entries[n_bytes:], samples[n_samples:],
-                   fence[n_samples:])
+        nr, nbytes, ns = write_list(e_terms[:n_entries], e_blocks[:n_entries], e_codes[:n_entries], list_terms,
+                                    count, cursor, record_terms[n_records:], record_sizes[n_records:],
+                                    entries[n_bytes:], samples[n_samples:], fence[n_samples:])
         for u in list_terms:
             count[u] = 0
         counts[1, i], counts[2, i], counts[3, i], counts[4, i] = nb, nr, nbytes, ns
@@ -204,7 +204,7 @@ def _build_lists(terms, post_indptr, post_docs, post_values, n_postings, centroi
         n_bytes += nbytes
         n_samples += ns
     return (counts, docs_out, block_sizes[:n_blocks], block_scale[:n_blocks], record_terms[:n_records],
-            record_counts[:n_records], entries[:n_bytes], samples[:n_samples], fence[:n_samples])
+            record_sizes[:n_records], entries[:n_bytes], samples[:n_samples], fence[:n_samples])
 
 
 @njit(cache=True, nogil=True)
@@ -258,11 +258,11 @@ def build_arrays(fwd_indptr: np.ndarray, fwd_terms: np.ndarray, fwd_values: np.n
         for terms, result in zip(chunks, results):
             _place(terms, result[0][kind], result[1 + a], offsets[kind], out)
         outs.append(out)
-    docs, block_sizes, block_scale, record_terms, record_counts, entries, samples, fence = outs
+    docs, block_sizes, block_scale, record_terms, record_sizes, entries, samples, fence = outs
     list_blocks, list_records, list_entries, list_samples = offsets[1:]
     return {"list_blocks": list_blocks, "block_docs_ptr": _offsets(block_sizes), "docs": docs,
             "block_scale": block_scale, "list_records": list_records, "list_entries": list_entries,
-            "list_samples": list_samples, "record_terms": record_terms, "record_counts": record_counts,
+            "list_samples": list_samples, "record_terms": record_terms, "record_sizes": record_sizes,
             "entries": entries, "samples": samples, "fence": fence}
 
 
@@ -289,7 +289,7 @@ def _dot(lo, hi, fwd_terms, fwd_values, q_dense):
 
 @njit(cache=True, nogil=True)
 def seismic_topk(q_terms, q_weights, query_cut, heap_factor, list_blocks, block_docs_ptr, docs, block_scale,
-                 list_records, list_entries, list_samples, record_terms, record_counts, entries, samples, fence,
+                 list_records, list_entries, list_samples, record_terms, record_sizes, entries, samples, fence,
                  fwd_indptr, fwd_terms, fwd_values, scale, q_dense, visited, acc, hs, hd, out_scores, out_docs):
     """Top-k of one query (``q_terms`` ascending) into out_scores/out_docs, best first, padded with (0, -1).
 
@@ -310,8 +310,8 @@ def seismic_topk(q_terms, q_weights, query_cut, heap_factor, list_blocks, block_
         if nb == 0:
             continue
         acc[:nb] = 0.0
-        score_list(q_terms, q_weights, list_records[t], list_records[t + 1], list_entries[t], list_samples[t], nb,
-                   record_terms, record_counts, entries, samples, fence, acc)
+        score_list(q_terms, q_weights, list_records[t], list_records[t + 1], list_entries[t], list_samples[t],
+                   record_terms, record_sizes, entries, samples, fence, acc)
         for b in range(nb):
             acc[b] *= block_scale[b0 + b]
         # the first list best block first: the heap fills with good documents before the others are filtered
@@ -345,18 +345,18 @@ def seismic_topk(q_terms, q_weights, query_cut, heap_factor, list_blocks, block_
 
 @njit(cache=True, nogil=True)
 def seismic_batch(q_indptr, q_terms, q_weights, query_cut, heap_factor, list_blocks, block_docs_ptr, docs,
-                  block_scale, list_records, list_entries, list_samples, record_terms, record_counts, entries, samples,
+                  block_scale, list_records, list_entries, list_samples, record_terms, record_sizes, entries, samples,
                   fence, fwd_indptr, fwd_terms, fwd_values, scale, q_dense, visited, acc, hs, hd, out_scores, out_docs):
     for r in range(len(q_indptr) - 1):
         lo, hi = q_indptr[r], q_indptr[r + 1]
         seismic_topk(q_terms[lo:hi], q_weights[lo:hi], query_cut, heap_factor, list_blocks, block_docs_ptr, docs,
-                     block_scale, list_records, list_entries, list_samples, record_terms, record_counts, entries,
+                     block_scale, list_records, list_entries, list_samples, record_terms, record_sizes, entries,
                      samples, fence, fwd_indptr, fwd_terms, fwd_values, scale, q_dense, visited, acc, hs, hd,
                      out_scores[r], out_docs[r])
 
 
 _INDEX_ARRAYS = ("list_blocks", "block_docs_ptr", "docs", "block_scale", "list_records", "list_entries",
-                 "list_samples", "record_terms", "record_counts", "entries", "samples", "fence")
+                 "list_samples", "record_terms", "record_sizes", "entries", "samples", "fence")
 
 
 class Scratch:
