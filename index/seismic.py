@@ -20,7 +20,7 @@ document once. Kernels are ``nogil``: the Index runs batches one query per call 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numba
 import numpy as np
@@ -43,9 +43,9 @@ class SeismicBuildParams:
     """Build parameters; defaults chosen by measurement on splade-tiny vectors (BENCHMARKS.md, "Seismic")."""
 
     n_postings: int = 4000          # lambda: postings kept per term
-    centroid_fraction: float = 0.1  # beta: blocks per list = beta x kept list length
+    centroid_fraction: float = 0.2  # beta: blocks per list = beta x kept list length
     summary_energy: float = 0.4     # alpha: fraction of a summary's mass kept
-    min_cluster_size: int = 2       # clusters with fewer documents are dissolved into the others
+    min_cluster_size: int = 3       # smaller clusters are dissolved into the others (pyseismic-lsr's 2: "<= 2")
     doc_cut: int = 15               # heaviest document terms compared with the centroids
 
     def __post_init__(self) -> None:
@@ -59,16 +59,9 @@ class SeismicBuildParams:
                              f"got {self.centroid_fraction} x {self.n_postings}")
 
 
-@dataclass(frozen=True)
-class SeismicSearchParams:
-    """Query parameters; defaults reach recall@10 >= 0.95 on the benchmark corpora (BENCHMARKS.md, "Seismic")."""
-
-    query_cut: int = 10       # heaviest query terms whose lists are visited
-    heap_factor: float = 0.9  # a block is scored when its summary score >= heap_factor x the k-th best score
-
-    def __post_init__(self) -> None:
-        _check_int("query_cut", self.query_cut, 1)
-        _check_fraction("heap_factor", self.heap_factor)
+SEARCH_DEFAULTS = {"query_cut": 10,      # heaviest query terms whose lists are visited
+                   "heap_factor": 0.9}   # a block is scored when its summary score >= heap_factor x k-th best
+# defaults reach recall@10 >= 0.95 on the benchmark corpora (BENCHMARKS.md, "Seismic")
 
 
 def _check_int(name: str, value, low: int) -> None:
@@ -315,9 +308,13 @@ def seismic_topk(q_terms, q_weights, query_cut, heap_factor, list_blocks, block_
         for b in range(nb):
             acc[b] *= block_scale[b0 + b]
         # the first list best block first: the heap fills with good documents before the others are filtered
-        order = np.argsort(-acc[:nb]) if r == 0 else np.arange(nb)
-        for b in order:
+        # (and once a block falls below the bar, every later one does)
+        order = np.argsort(acc[:nb])[::-1] if r == 0 else np.empty(0, dtype=np.int64)
+        for x in range(nb):
+            b = order[x] if r == 0 else x
             if size == k and acc[b] < heap_factor * hs[0]:
+                if r == 0:
+                    break
                 continue
             lo, hi = block_docs_ptr[b0 + b], block_docs_ptr[b0 + b + 1]
             for p in range(lo, hi):
@@ -397,12 +394,14 @@ def build(fwd, postings, params: dict) -> dict[str, np.ndarray]:
 
 
 def check(params: dict) -> None:
-    """Validates build or search parameters (whichever ``params`` holds) with a clear error."""
-    for cls in (SeismicBuildParams, SeismicSearchParams):
-        names = {f.name for f in fields(cls)}
-        if names & set(params):
-            cls(**{k: v for k, v in params.items() if k in names})
+    """Validates build or search parameters (whichever ``params`` holds) with a clear error; cheap for search
+    parameters, which are checked on every query."""
+    if "query_cut" in params:
+        _check_int("query_cut", params["query_cut"], 1)
+        _check_fraction("heap_factor", params["heap_factor"])
+    else:
+        SeismicBuildParams(**params)
 
 
 register(Method("seismic", search=search, scratch=Scratch, build=build, build_params=asdict(SeismicBuildParams()),
-                search_params=asdict(SeismicSearchParams()), check=check))
+                search_params=SEARCH_DEFAULTS, check=check))

@@ -12,7 +12,7 @@ import pytest
 from index import Index
 from index.clustering import cluster_list, top_terms
 from index.forward import ForwardIndex
-from index.seismic import SeismicBuildParams, SeismicSearchParams
+from index.seismic import SEARCH_DEFAULTS, SeismicBuildParams, check
 from index.summaries import SAMPLE, block_summary, layout_bound, score_list, write_list
 from lsr.sparse import SparseBatch
 from tests.test_index import random_batch, scipy_scores
@@ -251,10 +251,11 @@ def test_recall_rises_to_one_on_real_vectors(tmp_path):
     assert recalls[-1] == 1.0
 
 
-def test_params_dataclasses_reject_and_accept():
-    assert SeismicBuildParams().n_postings > 0 and SeismicSearchParams().query_cut > 0
-    with pytest.raises(ValueError):
-        SeismicSearchParams(query_cut=-1)
+def test_default_parameters_pass_their_own_check():
+    assert SeismicBuildParams().n_postings > 0
+    check(SEARCH_DEFAULTS)
+    with pytest.raises(ValueError, match="query_cut"):
+        check({**SEARCH_DEFAULTS, "query_cut": -1})
 
 
 @pytest.mark.slow
