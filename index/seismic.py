@@ -20,7 +20,7 @@ document once. Kernels are ``nogil``: the Index runs batches one query per call 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numba
 import numpy as np
@@ -33,7 +33,7 @@ from index.methods import Method, register
 from index.postings import Postings
 from index.prefetch import prefetch
 from index.quantize import impact
-from index.summaries import LEVELS, block_summary, layout_size, score_list, write_list
+from index.summaries import LEVELS, block_summary, layout_bound, score_list, write_list
 
 MAX_BLOCKS_PER_LIST = 1 << 16  # block numbers inside a list are 16-bit
 _SEED = 42                     # clustering samples centroids with splitmix64(seed, term): builds are deterministic
@@ -44,9 +44,9 @@ class SeismicBuildParams:
     """Build parameters; defaults chosen by measurement on splade-tiny vectors (BENCHMARKS.md, "Seismic")."""
 
     n_postings: int = 4000          # lambda: postings kept per term
-    centroid_fraction: float = 0.1  # beta: blocks per list = beta x kept list length
+    centroid_fraction: float = 0.2  # beta: blocks per list = beta x kept list length
     summary_energy: float = 0.4     # alpha: fraction of a summary's mass kept
-    min_cluster_size: int = 2       # clusters with fewer documents are dissolved into the others
+    min_cluster_size: int = 3       # smaller clusters are dissolved into the others (pyseismic-lsr's 2: "<= 2")
     doc_cut: int = 15               # heaviest document terms compared with the centroids
 
     def __post_init__(self) -> None:
@@ -60,16 +60,9 @@ class SeismicBuildParams:
                              f"got {self.centroid_fraction} x {self.n_postings}")
 
 
-@dataclass(frozen=True)
-class SeismicSearchParams:
-    """Query parameters; defaults reach recall@10 >= 0.95 on the benchmark corpora (BENCHMARKS.md, "Seismic")."""
-
-    query_cut: int = 10       # heaviest query terms whose lists are visited
-    heap_factor: float = 0.9  # a block is scored when its summary score >= heap_factor x the k-th best score
-
-    def __post_init__(self) -> None:
-        _check_int("query_cut", self.query_cut, 1)
-        _check_fraction("heap_factor", self.heap_factor)
+SEARCH_DEFAULTS = {"query_cut": 10,      # heaviest query terms whose lists are visited
+                   "heap_factor": 0.9}   # a block is scored when its summary score >= heap_factor x k-th best
+# defaults reach recall@10 >= 0.95 on the benchmark corpora (BENCHMARKS.md, "Seismic")
 
 
 def _check_int(name: str, value, low: int) -> None:
@@ -137,7 +130,7 @@ def _build_lists(terms, post_indptr, post_docs, post_values, n_postings, centroi
     block_sizes = np.empty(total_kept, dtype=np.int64)
     block_scale = np.empty(total_kept, dtype=np.float32)
     record_terms = np.empty(1024, dtype=record_dtype)
-    record_counts = np.empty(1024, dtype=np.uint8)
+    record_sizes = np.empty(1024, dtype=np.uint8)
     entries = np.empty(4096, dtype=np.uint8)
     samples = np.empty(64, dtype=np.uint32)
     fence = np.empty(64, dtype=record_dtype)
@@ -187,15 +180,15 @@ def _build_lists(terms, post_indptr, post_docs, post_values, n_postings, centroi
             block_scale[n_blocks + b] = scale
             start += sizes[b]
         list_terms = np.sort(distinct[:n_distinct])
-        nr, nbytes, ns = layout_size(count[list_terms], nb)
+        nr, nbytes, ns = layout_bound(n_entries, n_distinct)
         record_terms = _grow(record_terms, n_records + nr)
-        record_counts = _grow(record_counts, n_records + nr)
+        record_sizes = _grow(record_sizes, n_records + nr)
         entries = _grow(entries, n_bytes + nbytes)
         samples = _grow(samples, n_samples + ns)
         fence = _grow(fence, n_samples + ns)
-        write_list(e_terms[:n_entries], e_blocks[:n_entries], e_codes[:n_entries], list_terms, count, cursor, nb,
-                   record_terms[n_records:], record_counts[n_records:], entries[n_bytes:], samples[n_samples:],
-                   fence[n_samples:])
+        nr, nbytes, ns = write_list(e_terms[:n_entries], e_blocks[:n_entries], e_codes[:n_entries], list_terms,
+                                    count, cursor, record_terms[n_records:], record_sizes[n_records:],
+                                    entries[n_bytes:], samples[n_samples:], fence[n_samples:])
         for u in list_terms:
             count[u] = 0
         counts[1, i], counts[2, i], counts[3, i], counts[4, i] = nb, nr, nbytes, ns
@@ -205,7 +198,7 @@ def _build_lists(terms, post_indptr, post_docs, post_values, n_postings, centroi
         n_bytes += nbytes
         n_samples += ns
     return (counts, docs_out, block_sizes[:n_blocks], block_scale[:n_blocks], record_terms[:n_records],
-            record_counts[:n_records], entries[:n_bytes], samples[:n_samples], fence[:n_samples])
+            record_sizes[:n_records], entries[:n_bytes], samples[:n_samples], fence[:n_samples])
 
 
 @njit(cache=True, nogil=True)
@@ -259,11 +252,11 @@ def build_arrays(fwd_indptr: np.ndarray, fwd_terms: np.ndarray, fwd_values: np.n
         for terms, result in zip(chunks, results):
             _place(terms, result[0][kind], result[1 + a], offsets[kind], out)
         outs.append(out)
-    docs, block_sizes, block_scale, record_terms, record_counts, entries, samples, fence = outs
+    docs, block_sizes, block_scale, record_terms, record_sizes, entries, samples, fence = outs
     list_blocks, list_records, list_entries, list_samples = offsets[1:]
     return {"list_blocks": list_blocks, "block_docs_ptr": _offsets(block_sizes), "docs": docs,
             "block_scale": block_scale, "list_records": list_records, "list_entries": list_entries,
-            "list_samples": list_samples, "record_terms": record_terms, "record_counts": record_counts,
+            "list_samples": list_samples, "record_terms": record_terms, "record_sizes": record_sizes,
             "entries": entries, "samples": samples, "fence": fence}
 
 
@@ -290,7 +283,7 @@ def _dot(lo, hi, fwd_terms, fwd_values, q_dense):
 
 @njit(cache=True, nogil=True)
 def seismic_topk(q_terms, q_weights, query_cut, heap_factor, list_blocks, block_docs_ptr, docs, block_scale,
-                 list_records, list_entries, list_samples, record_terms, record_counts, entries, samples, fence,
+                 list_records, list_entries, list_samples, record_terms, record_sizes, entries, samples, fence,
                  fwd_indptr, fwd_terms, fwd_values, scale, q_dense, visited, acc, hs, hd, out_scores, out_docs):
     """Top-k of one query (``q_terms`` ascending) into out_scores/out_docs, best first, padded with (0, -1).
 
@@ -311,14 +304,18 @@ def seismic_topk(q_terms, q_weights, query_cut, heap_factor, list_blocks, block_
         if nb == 0:
             continue
         acc[:nb] = 0.0
-        score_list(q_terms, q_weights, list_records[t], list_records[t + 1], list_entries[t], list_samples[t], nb,
-                   record_terms, record_counts, entries, samples, fence, acc)
+        score_list(q_terms, q_weights, list_records[t], list_records[t + 1], list_entries[t], list_samples[t],
+                   record_terms, record_sizes, entries, samples, fence, acc)
         for b in range(nb):
             acc[b] *= block_scale[b0 + b]
         # the first list best block first: the heap fills with good documents before the others are filtered
-        order = np.argsort(-acc[:nb]) if r == 0 else np.arange(nb)
-        for b in order:
+        # (and once a block falls below the bar, every later one does)
+        order = np.argsort(acc[:nb])[::-1] if r == 0 else np.empty(0, dtype=np.int64)
+        for x in range(nb):
+            b = order[x] if r == 0 else x
             if size == k and acc[b] < heap_factor * hs[0]:
+                if r == 0:
+                    break
                 continue
             lo, hi = block_docs_ptr[b0 + b], block_docs_ptr[b0 + b + 1]
             for p in range(lo, hi):
@@ -346,18 +343,18 @@ def seismic_topk(q_terms, q_weights, query_cut, heap_factor, list_blocks, block_
 
 @njit(cache=True, nogil=True)
 def seismic_batch(q_indptr, q_terms, q_weights, query_cut, heap_factor, list_blocks, block_docs_ptr, docs,
-                  block_scale, list_records, list_entries, list_samples, record_terms, record_counts, entries, samples,
+                  block_scale, list_records, list_entries, list_samples, record_terms, record_sizes, entries, samples,
                   fence, fwd_indptr, fwd_terms, fwd_values, scale, q_dense, visited, acc, hs, hd, out_scores, out_docs):
     for r in range(len(q_indptr) - 1):
         lo, hi = q_indptr[r], q_indptr[r + 1]
         seismic_topk(q_terms[lo:hi], q_weights[lo:hi], query_cut, heap_factor, list_blocks, block_docs_ptr, docs,
-                     block_scale, list_records, list_entries, list_samples, record_terms, record_counts, entries,
+                     block_scale, list_records, list_entries, list_samples, record_terms, record_sizes, entries,
                      samples, fence, fwd_indptr, fwd_terms, fwd_values, scale, q_dense, visited, acc, hs, hd,
                      out_scores[r], out_docs[r])
 
 
 _INDEX_ARRAYS = ("list_blocks", "block_docs_ptr", "docs", "block_scale", "list_records", "list_entries",
-                 "list_samples", "record_terms", "record_counts", "entries", "samples", "fence")
+                 "list_samples", "record_terms", "record_sizes", "entries", "samples", "fence")
 
 
 class Scratch:
@@ -400,12 +397,14 @@ def build(fwd, postings, params: dict) -> dict[str, np.ndarray]:
 
 
 def check(params: dict) -> None:
-    """Validates build or search parameters (whichever ``params`` holds) with a clear error."""
-    for cls in (SeismicBuildParams, SeismicSearchParams):
-        names = {f.name for f in fields(cls)}
-        if names & set(params):
-            cls(**{k: v for k, v in params.items() if k in names})
+    """Validates build or search parameters (whichever ``params`` holds) with a clear error; cheap for search
+    parameters, which are checked on every query."""
+    if "query_cut" in params:
+        _check_int("query_cut", params["query_cut"], 1)
+        _check_fraction("heap_factor", params["heap_factor"])
+    else:
+        SeismicBuildParams(**params)
 
 
 register(Method("seismic", search=search, scratch=Scratch, build=build, build_params=asdict(SeismicBuildParams()),
-                search_params=asdict(SeismicSearchParams()), check=check))
+                search_params=SEARCH_DEFAULTS, check=check))

@@ -7,10 +7,11 @@ up so a kept term never under-estimates. The energy cut is taken on those 255 le
 sort): every term at the cut level is kept.
 
 A query touches few of the terms a list's summaries hold, so each list's summaries are stored inverted, by term:
-  records   sorted (term, count) pairs, term -> ``count`` entries; a term with more than 255 entries spans several
-            consecutive records, so counts fit in uint8;
-  entries   a byte stream per list, blocks ascending within a record; an entry is (block, code): 2 bytes when the
-            list has at most 256 blocks, 3 bytes (block as little-endian uint16) otherwise;
+  records   sorted (term, bytes) pairs: a term's entries take ``bytes`` bytes of the entry stream; a term whose
+            entries need more than 255 bytes spans several consecutive records, so sizes fit in uint8;
+  entries   a byte stream per list, blocks ascending within a record; an entry is (gap, code) where the block is
+            the previous block of the record + 1 + gap, in 2 bytes; a gap of 255 or more is written as 255 and the
+            block as little-endian uint16 (4 bytes), which lists of many blocks need only rarely;
   samples   the byte offset (uint32, from the list's start) of every 16th record, and its term (the fence); a
             record's offset is its sample plus the sizes of at most 15 records before it.
 Scoring every block of a list then costs one forward pass over the fence plus at most 16 records per query term,
@@ -26,13 +27,9 @@ from numba import njit
 from index.quantize import impact
 
 LEVELS = 255
-RUN = 255    # most entries in one record (its count is a uint8)
-SAMPLE = 16  # records per stored offset
-
-
-@njit(cache=True, nogil=True, inline="always")
-def entry_width(n_blocks):
-    return 2 if n_blocks <= 256 else 3
+RECORD = 255  # most entry bytes in one record (its size is a uint8)
+ESCAPE = 255  # gap byte announcing an absolute block number
+SAMPLE = 16   # records per stored offset
 
 
 @njit(cache=True, nogil=True)
@@ -83,24 +80,21 @@ def block_summary(block_docs, fwd_indptr, fwd_terms, fwd_values, energy, maxv, t
 
 
 @njit(cache=True, nogil=True)
-def layout_size(term_counts, n_blocks):
-    """(records, entry bytes, samples) that a list needs, from the entry count of each of its distinct terms."""
-    records, entries = 0, 0
-    for c in term_counts:
-        records += (c + RUN - 1) // RUN
-        entries += c
-    return records, entries * entry_width(n_blocks), (records + SAMPLE - 1) // SAMPLE
+def layout_bound(n_entries, n_distinct):
+    """Upper bounds on (records, entry bytes, samples) of a list: an entry takes at most 4 bytes, so a full record
+    holds at least 63 entries."""
+    records = n_distinct + n_entries // (RECORD // 4)
+    return records, 4 * n_entries, records // SAMPLE + 1
 
 
 @njit(cache=True, nogil=True)
-def write_list(terms, blocks, codes, distinct, count, cursor, n_blocks, record_terms, record_counts, entries,
-               samples, fence):
-    """Stores one list's summary entries, given in block order, into its slices of the layout arrays.
+def write_list(terms, blocks, codes, distinct, count, cursor, record_terms, record_sizes, entries, samples, fence):
+    """Stores one list's summary entries, given in block order, into its slices of the layout arrays (with room
+    for ``layout_bound``); returns the (records, entry bytes, samples) used.
 
     ``distinct`` holds the list's distinct terms ascending and ``count[t]`` their entry counts; ``cursor`` is
     vocabulary-sized scratch. A counting sort by term keeps the blocks ascending within each term.
     """
-    width = entry_width(n_blocks)
     pos = 0
     for u in distinct:
         cursor[u] = pos
@@ -110,37 +104,42 @@ def write_list(terms, blocks, codes, distinct, count, cursor, n_blocks, record_t
         u = terms[e]
         order[cursor[u]] = e
         cursor[u] += 1
-    r, pos, run, i = -1, 0, 0, 0
+    r, pos, prev = -1, 0, -1
     for i in range(len(order)):
         e = order[i]
-        if r < 0 or terms[e] != record_terms[r] or run == RUN:
+        b = blocks[e]
+        gap = b - prev - 1
+        size = 2 if gap < ESCAPE else 4
+        if r < 0 or terms[e] != record_terms[r] or record_sizes[r] + size > RECORD:
             r += 1
             record_terms[r] = terms[e]
-            record_counts[r] = 0
-            run = 0
+            record_sizes[r] = 0
             if r % SAMPLE == 0:
                 samples[r // SAMPLE] = pos
                 fence[r // SAMPLE] = terms[e]
-        record_counts[r] += 1
-        run += 1
-        b = blocks[e]
-        entries[pos] = b & 0xFF
-        if width == 3:
-            entries[pos + 1] = b >> 8
-        entries[pos + width - 1] = codes[e]
-        pos += width
+            gap = b                                   # gaps restart with each record
+            size = 2 if gap < ESCAPE else 4
+        if size == 2:
+            entries[pos] = gap
+        else:
+            entries[pos] = ESCAPE
+            entries[pos + 1] = b & 0xFF
+            entries[pos + 2] = b >> 8
+        entries[pos + size - 1] = codes[e]
+        record_sizes[r] += size
+        pos += size
+        prev = b
+    return r + 1, pos, r // SAMPLE + 1 if r >= 0 else 0
 
 
 @njit(cache=True, nogil=True)
-def score_list(q_terms, q_weights, r0, r1, base, s0, n_blocks, record_terms, record_counts, entries, samples, fence,
-               acc):
+def score_list(q_terms, q_weights, r0, r1, base, s0, record_terms, record_sizes, entries, samples, fence, acc):
     """Adds sum_u q[u] * code[block, u] into acc[block] for every block of one list (acc zeroed by the caller).
 
     ``q_terms`` ascending; r0:r1 the list's records, ``base`` its first entry byte, s0 its first sample. Query terms
     and the fence (first term of every 16 records) are merged in one forward pass, then at most 16 records are
     stepped through per query term, adding up their sizes to find the term's entries: all reads move forward.
     """
-    width = entry_width(n_blocks)
     n_groups = (r1 - r0 + SAMPLE - 1) // SAMPLE
     f = 0
     for i in range(len(q_terms)):
@@ -150,16 +149,22 @@ def score_list(q_terms, q_weights, r0, r1, base, s0, n_blocks, record_terms, rec
         r = r0 + f * SAMPLE
         pos = base + np.int64(samples[s0 + f])
         while r < r1 and record_terms[r] < u:
-            pos += np.int64(record_counts[r]) * width
+            pos += np.int64(record_sizes[r])
             r += 1
         if r == r1:
             break
         w = q_weights[i]
         while r < r1 and record_terms[r] == u:
-            for _ in range(record_counts[r]):
-                b = np.int64(entries[pos])
-                if width == 3:
-                    b |= np.int64(entries[pos + 1]) << 8
-                acc[b] += w * np.float32(entries[pos + width - 1])
-                pos += width
+            end = pos + np.int64(record_sizes[r])
+            b = np.int64(-1)
+            while pos < end:
+                gap = np.int64(entries[pos])
+                if gap == ESCAPE:
+                    b = np.int64(entries[pos + 1]) | (np.int64(entries[pos + 2]) << 8)
+                    pos += 3
+                else:
+                    b += gap + 1
+                    pos += 1
+                acc[b] += w * np.float32(entries[pos])
+                pos += 1
             r += 1

@@ -12,8 +12,8 @@ import pytest
 from index import Index
 from index.clustering import cluster_list, top_terms
 from index.forward import ForwardIndex
-from index.seismic import SeismicBuildParams, SeismicSearchParams
-from index.summaries import SAMPLE, block_summary, layout_size, score_list, write_list
+from index.seismic import SEARCH_DEFAULTS, SeismicBuildParams, check
+from index.summaries import SAMPLE, block_summary, layout_bound, score_list, write_list
 from lsr.sparse import SparseBatch
 from tests.test_index import random_batch, scipy_scores
 
@@ -153,7 +153,7 @@ def test_layout_round_trip(n_blocks):
     n = 3000
     blocks = rng.integers(0, n_blocks, n)
     terms = rng.integers(0, vocab, n).astype(np.int32)
-    long = min(n_blocks, 600)        # term 7 in this many blocks: past 255 it spans several records
+    long = min(n_blocks, 600)        # term 7 in this many blocks: past 127 it spans several records
     blocks[:long], terms[:long] = np.arange(long), 7
     keep = np.unique(blocks.astype(np.int64) * vocab + terms, return_index=True)[1]   # (block, term) unique
     keep = keep[np.argsort(blocks[keep], kind="stable")]                               # block order, as built
@@ -162,20 +162,22 @@ def test_layout_round_trip(n_blocks):
     distinct, counts = np.unique(terms, return_counts=True)
     count = np.zeros(vocab, np.int64)
     count[distinct] = counts
-    n_rec, n_bytes, n_samples = layout_size(counts, n_blocks)
-    rec_terms, rec_counts = np.zeros(n_rec, np.uint16), np.zeros(n_rec, np.uint8)
+    n_rec, n_bytes, n_samples = layout_bound(len(terms), len(distinct))
+    rec_terms, rec_sizes = np.zeros(n_rec, np.uint16), np.zeros(n_rec, np.uint8)
     entries, samples = np.zeros(n_bytes, np.uint8), np.zeros(n_samples, np.uint32)
     fence = np.zeros(n_samples, np.uint16)
-    write_list(terms, blocks, codes, distinct.astype(np.int32), count, np.zeros(vocab, np.int64), n_blocks,
-               rec_terms, rec_counts, entries, samples, fence)
-    np.testing.assert_array_equal(fence, rec_terms[::SAMPLE])
-    assert n_samples == -(-n_rec // SAMPLE) and (n_rec > len(distinct)) == (n_blocks > 255)
+    n_rec, n_bytes, n_samples = write_list(terms, blocks, codes, distinct.astype(np.int32), count,
+                                           np.zeros(vocab, np.int64), rec_terms, rec_sizes, entries, samples, fence)
+    assert rec_sizes[:n_rec].sum() == n_bytes and n_samples == -(-n_rec // SAMPLE)
+    assert (n_rec > len(distinct)) == (long > 127)              # the long term spans several records
+    assert n_bytes < (2.1 if n_blocks <= 300 else 4.0) * len(terms)   # few gaps of 255 or more in short lists
+    np.testing.assert_array_equal(fence[:n_samples], rec_terms[:n_rec:SAMPLE])
     q_terms = np.sort(rng.choice(vocab, 40, replace=False)).astype(np.int32)
     q_terms[0] = 7
     q_terms.sort()
     q_weights = rng.random(40).astype(np.float32)
     acc = np.zeros(n_blocks, np.float32)
-    score_list(q_terms, q_weights, 0, n_rec, 0, 0, n_blocks, rec_terms, rec_counts, entries, samples, fence, acc)
+    score_list(q_terms, q_weights, 0, n_rec, 0, 0, rec_terms, rec_sizes, entries, samples, fence, acc)
     dense = np.zeros((n_blocks, vocab), np.float64)
     dense[blocks, terms] = codes
     q = np.zeros(vocab)
@@ -249,10 +251,11 @@ def test_recall_rises_to_one_on_real_vectors(tmp_path):
     assert recalls[-1] == 1.0
 
 
-def test_params_dataclasses_reject_and_accept():
-    assert SeismicBuildParams().n_postings > 0 and SeismicSearchParams().query_cut > 0
-    with pytest.raises(ValueError):
-        SeismicSearchParams(query_cut=-1)
+def test_default_parameters_pass_their_own_check():
+    assert SeismicBuildParams().n_postings > 0
+    check(SEARCH_DEFAULTS)
+    with pytest.raises(ValueError, match="query_cut"):
+        check({**SEARCH_DEFAULTS, "query_cut": -1})
 
 
 @pytest.mark.slow
