@@ -6,7 +6,7 @@ all of them alike. Recall@k is measured against exact float32 scores computed by
 as relevant when its true score reaches the true k-th score (ties at the cut are not misses).
 
 Suites here: scipy brute force, ours (exact at each quantization; bmp at each block size over an alpha/beta grid),
-splade-index, the bmp package. The Seismic issue adds ``seismic`` and ``peer-seismic`` by appending to ``SUITES``.
+splade-index, the bmp package; ``seismic`` and ``peer-seismic`` (pyseismic-lsr) from bench/seismic.py.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from bench.seismic import peer_seismic_suite, seismic_suite, seismic_targets
 from lsr.sparse import SparseBatch
 
 
@@ -49,6 +50,7 @@ class Context:
     betas: list[float]
     quantizations: list[str]
     batch: list[dict] = field(default_factory=list)    # 2-thread batch speedups, filled by our suite
+    seismic_grid: dict = field(default_factory=dict)   # overrides of bench.seismic.DEFAULT_GRID
 
 
 def _timed(f: Callable) -> tuple[object, float]:
@@ -116,7 +118,7 @@ def _grid(ctx: Context) -> list[tuple[float, float]]:
 
 def ours_suite(ctx: Context) -> list[Runner]:
     """Our index: exact at every quantization, bmp at every block size and alpha/beta (documents pre-reordered)."""
-    from index import Index
+    from index import Index, bmp
 
     reordered = ctx.docs.take(ctx.order)
     ids = [str(i) for i in range(len(reordered))]
@@ -145,8 +147,10 @@ def ours_suite(ctx: Context) -> list[Runner]:
     for bs in ctx.block_sizes:
         idx, build_s, _, total, note = build(f"bmp-{bs}", quant, ("exact", "bmp"), block_size=bs)
         for alpha, beta in _grid(ctx):
-            runners.append(Runner("bmp", {"block_size": bs, "alpha": alpha, "beta": beta, "quantization": quant},
-                                  build_s, total, make(idx, "bmp", alpha=alpha, beta=beta), note))
+            for exhaustive in (bmp.EXHAUSTIVE, 1.0):   # the default switch, and pure block-at-a-time
+                params = {"alpha": alpha, "beta": beta, "exhaustive": exhaustive}
+                runners.append(Runner("bmp", {"block_size": bs, **params, "quantization": quant}, build_s, total,
+                                      make(idx, "bmp", **params), note))
     return runners
 
 
@@ -257,13 +261,16 @@ def _version(dist: str) -> str | None:
         return None
 
 
-SUITES: list[Callable[[Context], list[Runner]]] = [scipy_suite, ours_suite, splade_index_suite, bmp_peer_suite]
+SUITES: list[Callable[[Context], list[Runner]]] = [scipy_suite, ours_suite, splade_index_suite, bmp_peer_suite,
+                                                   seismic_suite, peer_seismic_suite]
 
 
 # ---- timing and report --------------------------------------------------------------------------------------------
 def time_runners(runners: list[Runner], n_queries: int, rounds: int, chunk: int = 50) -> dict[int, dict]:
     """Per runner: latencies (ms) of every timed call and the last answer to each query. Interleaved in chunks."""
     out = {r_i: {"lat": [], "found": [None] * n_queries} for r_i in range(len(runners))}
+    for r in runners:   # compile / load caches / touch the index outside the timing
+        r.search(0)
     for _ in range(rounds):
         for lo in range(0, n_queries, chunk):
             for r_i, r in enumerate(runners):
@@ -289,16 +296,25 @@ def targets(entries: list[dict], batch: list[dict]) -> dict:
     if exact and si:
         out["exact_latency_vs_splade_index"] = round(exact["mean_ms"] / si["mean_ms"], 3)
     safe = lambda e: e["params"].get("alpha") == 1.0 and e["params"].get("beta") == 1.0   # noqa: E731
+    pure = lambda e: e["params"].get("exhaustive", 1.0) == 1.0   # noqa: E731
     ours_safe, peer_safe = pick("bmp", safe), pick("peer-bmp", safe)
+    ours_pure = pick("bmp", lambda e: safe(e) and pure(e))
     if ours_safe and peer_safe:
         out["bmp_safe_latency_vs_peer"] = round(ours_safe["mean_ms"] / peer_safe["mean_ms"], 3)
         out["bmp_safe_best"] = {"ours": ours_safe["params"], "peer": peer_safe["params"]}
+    if ours_pure and peer_safe:   # block-at-a-time only, never the exhaustive switch
+        out["bmp_safe_block_at_a_time_latency_vs_peer"] = round(ours_pure["mean_ms"] / peer_safe["mean_ms"], 3)
     good = lambda e: e["recall@10"] >= 0.95   # noqa: E731
     ours_apx, peer_apx = pick("bmp", good), pick("peer-bmp", good)
+    ours_apx_pure = pick("bmp", lambda e: good(e) and pure(e))
     if ours_apx and peer_apx:
         out["bmp_approx_latency_vs_peer_at_recall_0.95"] = round(ours_apx["mean_ms"] / peer_apx["mean_ms"], 3)
         out["bmp_approx_best"] = {"ours": {**ours_apx["params"], "recall@10": ours_apx["recall@10"]},
                                   "peer": {**peer_apx["params"], "recall@10": peer_apx["recall@10"]}}
+    out.update(seismic_targets(entries))
+    if ours_apx_pure and peer_apx:
+        out["bmp_approx_block_at_a_time_latency_vs_peer"] = round(ours_apx_pure["mean_ms"] / peer_apx["mean_ms"], 3)
+        out["bmp_approx_block_at_a_time_best"] = {**ours_apx_pure["params"], "recall@10": ours_apx_pure["recall@10"]}
     two = [b for b in batch if b["threads"] == 2]
     if two:
         out["batch_2_thread_speedup"] = {b["name"]: b["speedup"] for b in two}
@@ -308,7 +324,7 @@ def targets(entries: list[dict], batch: list[dict]) -> dict:
 def run(docs_path: Path, queries_path: Path, k: int, output: Path, n_queries: int | None = 1000, rounds: int = 2,
         block_sizes: tuple[int, ...] = (16, 32, 64, 128), alphas: tuple[float, ...] = (1.0, 0.95, 0.9, 0.8, 0.7, 0.6),
         betas: tuple[float, ...] = (1.0, 0.7, 0.5), quantizations: tuple[str, ...] = ("uint8", "float16", "float32"),
-        suites: tuple[str, ...] | None = None, workdir: Path | None = None) -> dict:
+        suites: tuple[str, ...] | None = None, workdir: Path | None = None, seismic_grid: dict | None = None) -> dict:
     from index.forward import ForwardIndex
     from index.reorder import bisection_order
     from lsr.vectors import load_vectors
@@ -322,7 +338,7 @@ def run(docs_path: Path, queries_path: Path, k: int, output: Path, n_queries: in
     order, reorder_s = _timed(lambda: bisection_order(ForwardIndex.from_vectors(docs, "float32")))
     tmp = Path(tempfile.mkdtemp(prefix="lsr-bench-index-", dir=workdir))
     ctx = Context(docs, queries, k, tmp, order, reorder_s, list(block_sizes), list(alphas), list(betas),
-                  list(quantizations))
+                  list(quantizations), seismic_grid=seismic_grid or {})
     load_before = os.getloadavg()
     try:
         chosen = [s for s in SUITES if suites is None or s.__name__.removesuffix("_suite") in suites]

@@ -5,10 +5,15 @@
     idx = Index.open("my-index")
     res = idx.search(queries, k=10, method="bmp")          # res.scores, res.docs, res.ids
 
-See index/methods.py for adding a search method and ARCHITECTURE.md for the on-disk layout.
+    idx = Index.open("my-index", writable=True)            # one writer at a time; durable add/upsert/delete
+    idx.upsert(ids, vectors, texts=docs); idx.delete(["d7"]); idx.flush(); idx.close()
+
+See index/methods.py for adding a search method, index/writer.py for live updates and ARCHITECTURE.md for the
+on-disk layout.
 """
 
-from index.errors import IndexCorrupt, VocabularyMismatch
+from index.errors import IndexCorrupt, IndexLocked, ReadOnlyIndex, VocabularyMismatch
 from index.index import Index, SearchResult
+from index.snapshot import Snapshot
 
-__all__ = ["Index", "SearchResult", "IndexCorrupt", "VocabularyMismatch"]
+__all__ = ["Index", "SearchResult", "Snapshot", "IndexCorrupt", "IndexLocked", "ReadOnlyIndex", "VocabularyMismatch"]

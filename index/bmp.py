@@ -1,19 +1,25 @@
 """Block-Max Pruning (Mallia, Suel, Tonellotto, SIGIR 2024): exact (alpha = 1) or approximate top-k over blocks.
 
 Documents (reordered so that neighbours are similar) form blocks of ``block_size`` consecutive numbers. For every
-term the build stores the blocks it occurs in, the largest impact in each (uint8 levels, rounded up so bounds stay
-safe) and where the block's postings start in the term's doc-ordered list. A query sums ``weight * block max`` into
-one upper bound per block, visits blocks from the highest bound down, scores a block exactly from the postings, and
-stops when ``alpha * bound`` falls below the k-th score. ``alpha = 1`` is safe; smaller values stop sooner.
-``beta`` keeps only the ceil(beta * m) heaviest query terms. The starting threshold comes from each term's 10th,
-100th and 1000th largest impact (k documents score at least ``weight * kth impact``), as in the paper.
+term the build stores the largest impact in each block (uint8 levels, rounded up so bounds stay safe). A query sums
+``weight * block max`` into one upper bound per block, visits blocks from the highest bound down (a counting sort
+into buckets, no full sort), scores a block exactly, and stops when ``alpha * bound`` falls below the k-th score.
+``alpha = 1`` is safe; smaller values stop sooner. ``beta`` keeps only the ceil(beta * m) heaviest query terms.
+When the best blocks have filled the top-k (or ``PROBE`` blocks are scored) and more than ``exhaustive`` of all
+blocks could still hold a better document, the bounds are too loose for block-at-a-time scoring to pay (a block costs about 1/7 of a whole
+term-at-a-time pass): the kept terms are then scored over all documents by exact search, which gives the alpha = 1
+result. ``exhaustive = 1`` never does this.
+The starting threshold comes from each term's 10th, 100th and 1000th largest impact (k documents score at least
+``weight * kth impact``), as in the paper.
 
-Arrays per segment (``bmp.*``). A term present in at least half the blocks is dense: row ``dense_row[t]`` of
-``dense`` (rows x n_blocks uint8 maxima, 0 = absent) and of ``dense_off`` (rows x n_blocks + 1 int32, where each
-block's postings start within the term's list), so its bound adds up as one vectorized row and a block finds its
-postings in O(1); at that density this takes no more room than a list. Other terms are sparse: ``term_ptr`` (V + 1)
-int64 into ``blocks`` int32 (ascending) / ``offsets`` int32 / ``maxes`` uint8, found by binary search.
-``kth`` (V, 3) impacts; ``unit`` (1,) float32: one maxima level in stored-impact units; ``block_size`` (1,) int64.
+A block is scored from the segment's postings (index/postings.py): a common term's dense row gives the block's
+impacts as one vectorized slice; a listed term's postings in the block start at the offset its block list records
+(``term_ptr`` (V + 1) int64 into ``blocks`` int32 ascending / ``offsets`` int32 into the term's list / ``maxes``
+uint8), found by binary search in the first blocks, then through a per-query table filled by one walk of each
+list. Terms in at least half the blocks (all dense-row terms among them) also get a row of maxima over
+every block (``max_row`` (V) int32 into ``max_dense`` (rows x n_blocks) uint8; -1 otherwise), so their bounds add up
+in one vectorized pass and absent blocks are skipped without a search. ``kth`` (V, 3) impacts; ``unit`` (1,)
+float32: one maxima level in stored-impact units; ``block_size`` (1,) int64.
 """
 
 from __future__ import annotations
@@ -24,12 +30,14 @@ import numba as nb
 import numpy as np
 
 from index import topk
+from index.exact import exact_one
 from index.methods import Method, register
 from index.quantize import dequantize, impact
 
 KTH = np.array([10, 100, 1000], dtype=np.int64)
-DENSE_FRACTION = 2      # a term present in >= n_blocks / 2 blocks is stored densely
-BUCKETS = 1024          # bound buckets for the best-first block order (a counting sort, no full sort per query)
+BUCKETS = 1024   # bound buckets for the best-first block order
+PROBE = 4        # blocks scored at most before deciding whether block-at-a-time pays (see ``exhaustive``)
+EXHAUSTIVE = 0.15
 
 
 @nb.njit(cache=True, nogil=True)
@@ -48,14 +56,13 @@ def _count_blocks(post_indptr, post_docs, block_size):
 
 @nb.njit(cache=True, nogil=True)
 def _level(v, unit):
-    return max(1, min(255, int(math.ceil(v / unit))))
+    """The maxima level of an impact: rounded up, so a bound never falls below the impact."""
+    return 0 if v <= 0.0 else max(1, min(255, int(math.ceil(v / unit))))
 
 
 @nb.njit(cache=True, nogil=True)
-def _fill_sparse(post_indptr, post_docs, post_values, block_size, unit, dense_row, term_ptr, blocks, offsets, maxes):
+def _fill_lists(post_indptr, post_docs, post_values, block_size, unit, term_ptr, blocks, offsets, maxes):
     for t in range(len(post_indptr) - 1):
-        if dense_row[t] >= 0:
-            continue
         e = term_ptr[t] - 1
         last = -1
         start = post_indptr[t]
@@ -71,29 +78,38 @@ def _fill_sparse(post_indptr, post_docs, post_values, block_size, unit, dense_ro
 
 
 @nb.njit(cache=True, nogil=True)
-def _fill_dense(post_indptr, post_docs, post_values, block_size, unit, dense_terms, dense, dense_off):
-    n_blocks = dense.shape[1]
-    for r in range(len(dense_terms)):
-        t = dense_terms[r]
-        start = post_indptr[t]
-        j = start
-        for b in range(n_blocks):
-            dense_off[r, b] = j - start
-            while j < post_indptr[t + 1] and post_docs[j] // block_size == b:
-                dense[r, b] = max(dense[r, b], _level(impact(post_values[j]), unit))
-                j += 1
-        dense_off[r, n_blocks] = j - start
+def _fill_max_dense(dense, dense_row, term_ptr, blocks, maxes, max_row, block_size, unit, max_dense):
+    for t in range(len(max_row)):
+        mr = max_row[t]
+        if mr < 0:
+            continue
+        r = dense_row[t]
+        if r >= 0:
+            for d in range(dense.shape[1]):
+                lv = _level(impact(dense[r, d]), unit)
+                if lv > max_dense[mr, d // block_size]:
+                    max_dense[mr, d // block_size] = lv
+        else:
+            for e in range(term_ptr[t], term_ptr[t + 1]):
+                max_dense[mr, blocks[e]] = maxes[e]
 
 
 @nb.njit(cache=True, nogil=True)
-def _kth_impacts(post_indptr, post_values, kth_ranks, out):
+def _kth_impacts(post_indptr, post_values, dense, dense_row, kth_ranks, out):
+    """The 10th/100th/1000th largest impact of every term (0 when it has fewer postings)."""
     for t in range(len(post_indptr) - 1):
-        lo, hi = post_indptr[t], post_indptr[t + 1]
-        if hi - lo >= kth_ranks[0]:
-            values = np.sort(post_values[lo:hi])[::-1]
-            for r in range(len(kth_ranks)):
-                if hi - lo >= kth_ranks[r]:
-                    out[t, r] = values[kth_ranks[r] - 1]
+        r = dense_row[t]
+        if r >= 0:
+            values = dense[r][dense[r] > 0]
+        else:
+            values = post_values[post_indptr[t]:post_indptr[t + 1]]
+        n = len(values)
+        if n < kth_ranks[0]:
+            continue
+        values = values.copy()
+        for x in range(len(kth_ranks)):
+            if n >= kth_ranks[x]:
+                out[t, x] = np.partition(values, n - kth_ranks[x])[n - kth_ranks[x]]
 
 
 def build(fwd, postings, params) -> dict[str, np.ndarray]:
@@ -103,27 +119,68 @@ def build(fwd, postings, params) -> dict[str, np.ndarray]:
         unit = 1.0                            # maxima are the stored levels themselves
     else:                                     # a hair above max / 255, so that no rounded-up level exceeds 255
         unit = float(dequantize(postings.term_max, 1.0).max()) / 255 * (1 + 1e-6) or 1.0
+    unit32 = np.float32(unit)
     counts = _count_blocks(postings.indptr, postings.docs, bs)
-    dense_terms = np.nonzero(counts * DENSE_FRACTION >= n_blocks)[0]
-    dense_row = np.full(len(counts), -1, dtype=np.int32)
-    dense_row[dense_terms] = np.arange(len(dense_terms), dtype=np.int32)
-    counts[dense_terms] = 0
     term_ptr = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=term_ptr[1:])
     blocks = np.empty(term_ptr[-1], dtype=np.int32)
     offsets = np.empty(term_ptr[-1], dtype=np.int32)
     maxes = np.empty(term_ptr[-1], dtype=np.uint8)
-    unit32 = np.float32(unit)
-    _fill_sparse(postings.indptr, postings.docs, postings.values, bs, unit32, dense_row, term_ptr, blocks, offsets,
-                 maxes)
-    dense = np.zeros((len(dense_terms), n_blocks), dtype=np.uint8)
-    dense_off = np.zeros((len(dense_terms), n_blocks + 1), dtype=np.int32)
-    _fill_dense(postings.indptr, postings.docs, postings.values, bs, unit32, dense_terms, dense, dense_off)
+    _fill_lists(postings.indptr, postings.docs, postings.values, bs, unit32, term_ptr, blocks, offsets, maxes)
+    wide = np.nonzero((postings.dense_row >= 0) | (counts * 2 >= n_blocks))[0]
+    max_row = np.full(len(counts), -1, dtype=np.int32)
+    max_row[wide] = np.arange(len(wide), dtype=np.int32)
+    max_dense = np.zeros((len(wide), n_blocks), dtype=np.uint8)
+    _fill_max_dense(postings.dense, postings.dense_row, term_ptr, blocks, maxes, max_row, bs, unit32, max_dense)
     kth = np.zeros((len(counts), len(KTH)), dtype=postings.values.dtype)
-    _kth_impacts(postings.indptr, postings.values, KTH, kth)
-    return {"term_ptr": term_ptr, "blocks": blocks, "offsets": offsets, "maxes": maxes, "dense_row": dense_row,
-            "dense": dense, "dense_off": dense_off, "kth": kth, "unit": np.array([unit], dtype=np.float32),
+    _kth_impacts(postings.indptr, postings.values, postings.dense, postings.dense_row, KTH, kth)
+    return {"term_ptr": term_ptr, "blocks": blocks, "offsets": offsets, "maxes": maxes, "max_row": max_row,
+            "max_dense": max_dense, "kth": kth, "unit": np.array([unit], dtype=np.float32),
             "block_size": np.array([bs], dtype=np.int64)}
+
+
+@nb.njit(cache=True, nogil=True)
+def _bounds(terms, wq, term_ptr, blocks, maxes, max_row, max_dense, unit, ub):
+    """ub[b] = sum over query terms of weight * block max (then a hair more, for float rounding)."""
+    ub[:] = 0.0
+    for i in range(len(terms)):
+        t = terms[i]
+        wb = wq[i] * unit
+        mr = max_row[t]
+        if mr >= 0:
+            row = max_dense[mr]
+            for b in range(len(ub)):
+                ub[b] += wb * np.float32(row[b])
+        else:
+            for e in range(term_ptr[t], term_ptr[t + 1]):
+                ub[blocks[e]] += wb * np.float32(maxes[e])
+    safety = np.float32(1.0 + 1e-5)   # float sums in another order may exceed a bound by an ulp or two
+    for b in range(len(ub)):
+        ub[b] *= safety
+
+
+@nb.njit(cache=True, nogil=True)
+def _order_blocks(ub, floor, bucket_count, bucket_start, order):
+    """Blocks with a bound >= floor, bucket by bucket from the highest; returns (count, bucket width)."""
+    hi_ub = np.float32(0.0)
+    for b in range(len(ub)):
+        hi_ub = max(hi_ub, ub[b])
+    floor = min(floor, hi_ub)
+    width = (hi_ub - floor) / (BUCKETS - 1) if hi_ub > floor else np.float32(1.0)
+    bucket_count[:] = 0
+    for b in range(len(ub)):
+        if ub[b] > 0.0 and ub[b] >= floor:
+            bucket_count[min(BUCKETS - 1, int((ub[b] - floor) / width))] += 1
+    total = 0
+    for x in range(BUCKETS - 1, -1, -1):
+        bucket_start[x] = total
+        total += bucket_count[x]
+    for b in range(len(ub)):
+        if ub[b] > 0.0 and ub[b] >= floor:
+            x = min(BUCKETS - 1, int((ub[b] - floor) / width))
+            order[bucket_start[x]] = b
+            bucket_start[x] += 1
+    return total, width
 
 
 @nb.njit(cache=True, nogil=True)
@@ -141,12 +198,54 @@ def _find(blocks, lo, hi, b):
 
 
 @nb.njit(cache=True, nogil=True)
-def bmp_one(post_indptr, post_docs, post_values, term_ptr, blocks, offsets, maxes, dense_row, dense, dense_off, kth,
-            unit, block_size, n_docs, q_terms, q_weights, scale, alpha, beta, ub, local, bucket_count, bucket_start,
-            order, hs, hd, out_scores, out_docs):
+def _locate(terms, dense_row, term_ptr, blocks, entry):
+    """entry[i, b]: index of block b in listed query term i's block list, or -1 (one walk per list per query
+    instead of a binary search per scored block)."""
+    for i in range(len(terms)):
+        t = terms[i]
+        if dense_row[t] >= 0:
+            continue
+        row = entry[i]
+        row[:] = -1
+        for e in range(term_ptr[t], term_ptr[t + 1]):
+            row[blocks[e]] = e
+
+
+@nb.njit(cache=True, nogil=True)
+def _score_block(b, block_size, n_docs, terms, wq, post_indptr, post_docs, post_values, dense_row, dense, term_ptr,
+                 blocks, offsets, max_row, max_dense, entry, located, local) -> int:
+    """Exact scores of block b's documents into local[:count]; returns count. Listed terms are found in ``entry``
+    once ``located``, by binary search before. Indices are unsigned so that Numba emits no negative-index fix-up
+    (and vectorizes the dense rows)."""
+    base = np.uint64(b * block_size)
+    count = min(block_size, n_docs - b * block_size)
+    for i in range(len(terms)):
+        t = terms[i]
+        w = wq[i]
+        r = dense_row[t]
+        if r >= 0:
+            if max_dense[max_row[t], b] == 0:
+                continue
+            ur = np.uint64(r)
+            for x in range(np.uint64(count)):
+                local[x] += w * impact(dense[ur, base + x])
+            continue
+        e = entry[i, b] if located else _find(blocks, term_ptr[t], term_ptr[t + 1], b)
+        if e < 0:
+            continue
+        start = np.uint64(post_indptr[t] + offsets[e])
+        end = np.uint64(post_indptr[t] + offsets[e + 1] if e + 1 < term_ptr[t + 1] else post_indptr[t + 1])
+        for j in range(start, end):
+            local[np.uint64(post_docs[j]) - base] += w * impact(post_values[j])
+    return count
+
+
+@nb.njit(cache=True, nogil=True)
+def bmp_one(post_indptr, post_docs, post_values, dense_row, dense, term_ptr, blocks, offsets, maxes, max_row,
+            max_dense, kth, unit, block_size, n_docs, q_terms, q_weights, scale, alpha, beta, exhaustive, ub, local,
+            bucket_count, bucket_start, order, entry, acc, hs, hd, out_scores, out_docs):
     k = len(out_scores)
     m = len(q_terms)
-    n_blocks = len(ub)
     keep = m if beta >= 1.0 else min(m, int(math.ceil(beta * m)))
     if keep < m:   # the heaviest terms, kept in id order
         chosen = np.sort(np.argsort(-q_weights)[:keep])
@@ -154,76 +253,43 @@ def bmp_one(post_indptr, post_docs, post_values, term_ptr, blocks, offsets, maxe
     else:
         terms, weights = q_terms, q_weights
     wq = np.empty(keep, dtype=np.float32)
-    theta0 = np.float32(0.0)
     rank = -1
-    for r in range(len(KTH)):
-        if KTH[r] >= k:
-            rank = r
+    for x in range(len(KTH)):
+        if KTH[x] >= k:
+            rank = x
             break
-    ub[:] = 0.0
+    theta0 = np.float32(0.0)   # k documents score at least this: a safe starting threshold
     for i in range(keep):
-        t = terms[i]
         wq[i] = weights[i] * scale
         if rank >= 0:
-            theta0 = max(theta0, wq[i] * impact(kth[t, rank]))
-        wb = wq[i] * unit
-        row = dense_row[t]
-        if row >= 0:
-            drow = dense[row]
-            for b in range(n_blocks):
-                ub[b] += wb * np.float32(drow[b])
-        else:
-            for e in range(term_ptr[t], term_ptr[t + 1]):
-                ub[blocks[e]] += wb * np.float32(maxes[e])
-    # best-first order by a counting sort of the bounds above the starting threshold into BUCKETS buckets
-    safety = np.float32(1.0 + 1e-5)   # float sums in another order may exceed a bound by an ulp or two
-    hi_ub = np.float32(0.0)
-    for b in range(n_blocks):
-        ub[b] *= safety
-        hi_ub = max(hi_ub, ub[b])
-    floor = min(theta0 / alpha, hi_ub)
-    width = (hi_ub - floor) / (BUCKETS - 1) if hi_ub > floor else np.float32(1.0)
-    bucket_count[:] = 0
-    for b in range(n_blocks):
-        if ub[b] > 0.0 and ub[b] >= floor:
-            bucket_count[min(BUCKETS - 1, int((ub[b] - floor) / width))] += 1
-    total = 0
-    for x in range(BUCKETS - 1, -1, -1):
-        bucket_start[x] = total
-        total += bucket_count[x]
-    for b in range(n_blocks):
-        if ub[b] > 0.0 and ub[b] >= floor:
-            x = min(BUCKETS - 1, int((ub[b] - floor) / width))
-            order[bucket_start[x]] = b
-            bucket_start[x] += 1
+            theta0 = max(theta0, wq[i] * impact(kth[terms[i], rank]))
+    _bounds(terms, wq, term_ptr, blocks, maxes, max_row, max_dense, unit, ub)
+    total, width = _order_blocks(ub, theta0 / alpha, bucket_count, bucket_start, order)
+    located = False
     size = 0
     thr = theta0
+    located = False
     for c in range(total):
         b = order[c]
         if c > 0 and alpha * ub[b] < thr:   # the best block is always scored, as in the paper's code
-            # blocks come bucket by bucket; within a bucket bounds differ by at most one bucket width
+            # blocks come bucket by bucket; within a bucket bounds differ by less than one bucket width
             if alpha * (ub[b] + width) < thr:
                 break
             continue
+        if not located and (size == k or c == PROBE):   # the threshold now tells whether the bounds can prune
+            alive = 0
+            for c2 in range(c, total):
+                alive += alpha * ub[order[c2]] >= thr
+            if alive > exhaustive * len(ub):   # too loose: one term-at-a-time pass costs less
+                exact_one(post_indptr, post_docs, post_values, dense_row, dense, terms, weights, scale, acc, hs, hd,
+                          out_scores, out_docs)
+                return
+            _locate(terms, dense_row, term_ptr, blocks, entry)
+            located = True
+        count = _score_block(b, block_size, n_docs, terms, wq, post_indptr, post_docs, post_values, dense_row, dense,
+                             term_ptr, blocks, offsets, max_row, max_dense, entry, located, local)
         base = b * block_size
-        for i in range(keep):
-            t = terms[i]
-            row = dense_row[t]
-            if row >= 0:
-                if dense[row, b] == 0:
-                    continue
-                start = post_indptr[t] + dense_off[row, b]
-                end = post_indptr[t] + dense_off[row, b + 1]
-            else:
-                e = _find(blocks, term_ptr[t], term_ptr[t + 1], b)
-                if e < 0:
-                    continue
-                start = post_indptr[t] + offsets[e]
-                end = post_indptr[t] + offsets[e + 1] if e + 1 < term_ptr[t + 1] else post_indptr[t + 1]
-            w = wq[i]
-            for j in range(start, end):
-                local[post_docs[j] - base] += w * impact(post_values[j])
-        for x in range(min(block_size, n_docs - base)):
+        for x in range(count):
             s = local[x]
             if s > 0.0:
                 local[x] = 0.0
@@ -235,14 +301,15 @@ def bmp_one(post_indptr, post_docs, post_values, term_ptr, blocks, offsets, maxe
 
 
 @nb.njit(cache=True, nogil=True)
-def bmp_batch(post_indptr, post_docs, post_values, term_ptr, blocks, offsets, maxes, dense_row, dense, dense_off, kth,
-              unit, block_size, n_docs, q_indptr, q_terms, q_weights, scale, alpha, beta, ub, local, bucket_count,
-              bucket_start, order, hs, hd, out_scores, out_docs):
+def bmp_batch(post_indptr, post_docs, post_values, dense_row, dense, term_ptr, blocks, offsets, maxes, max_row,
+              max_dense, kth, unit, block_size, n_docs, q_indptr, q_terms, q_weights, scale, alpha, beta, exhaustive,
+              ub, local, bucket_count, bucket_start, order, entry, acc, hs, hd, out_scores, out_docs):
     for r in range(len(q_indptr) - 1):
         lo, hi = q_indptr[r], q_indptr[r + 1]
-        bmp_one(post_indptr, post_docs, post_values, term_ptr, blocks, offsets, maxes, dense_row, dense, dense_off,
-                kth, unit, block_size, n_docs, q_terms[lo:hi], q_weights[lo:hi], scale, alpha, beta, ub, local,
-                bucket_count, bucket_start, order, hs, hd, out_scores[r], out_docs[r])
+        bmp_one(post_indptr, post_docs, post_values, dense_row, dense, term_ptr, blocks, offsets, maxes, max_row,
+                max_dense, kth, unit, block_size, n_docs, q_terms[lo:hi], q_weights[lo:hi], scale, alpha, beta,
+                exhaustive, ub, local, bucket_count, bucket_start, order, entry, acc, hs, hd, out_scores[r],
+                out_docs[r])
 
 
 class Scratch:
@@ -254,26 +321,29 @@ class Scratch:
         self.bucket_count = np.zeros(BUCKETS, dtype=np.int64)
         self.bucket_start = np.zeros(BUCKETS, dtype=np.int64)
         self.order = np.zeros(n_blocks, dtype=np.int32)
-        self.hs = np.zeros(0, dtype=np.float32)
-        self.hd = np.zeros(0, dtype=np.int64)
+        self.entry = np.zeros((0, n_blocks), dtype=np.int32)
+        self.acc = np.zeros(seg.num_docs, dtype=np.float32)
+        self.heap = topk.Heap()
         self.consts = (np.float32(seg["bmp.unit"][0]), block_size, seg.num_docs, np.float32(seg.scale))
 
-    def heap(self, k: int):
-        if len(self.hs) != k:
-            self.hs = np.zeros(k, dtype=np.float32)
-            self.hd = np.zeros(k, dtype=np.int64)
-        return self.hs, self.hd
+    def entries(self, q_indptr: np.ndarray) -> np.ndarray:
+        """A (terms x blocks) table with a row for every term of the longest query."""
+        longest = int(np.max(np.diff(q_indptr))) if len(q_indptr) > 1 else 0
+        if len(self.entry) < longest:
+            self.entry = np.zeros((longest, self.entry.shape[1]), dtype=np.int32)
+        return self.entry
 
 
 def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, out_docs, alpha: float = 1.0,
-           beta: float = 1.0) -> None:
-    hs, hd = scratch.heap(k)
+           beta: float = 1.0, exhaustive: float = EXHAUSTIVE) -> None:
+    hs, hd = scratch.heap.arrays(k)
     unit, block_size, n_docs, scale = scratch.consts
-    bmp_batch(seg["post_indptr"], seg["post_docs"], seg["post_values"], seg["bmp.term_ptr"], seg["bmp.blocks"],
-              seg["bmp.offsets"], seg["bmp.maxes"], seg["bmp.dense_row"], seg["bmp.dense"], seg["bmp.dense_off"],
-              seg["bmp.kth"], unit, block_size, n_docs, q_indptr, q_terms, q_weights, scale, np.float32(alpha),
-              np.float32(beta), scratch.ub, scratch.local, scratch.bucket_count, scratch.bucket_start, scratch.order,
-              hs, hd, out_scores, out_docs)
+    bmp_batch(seg["post_indptr"], seg["post_docs"], seg["post_values"], seg["dense_row"], seg["dense"],
+              seg["bmp.term_ptr"], seg["bmp.blocks"], seg["bmp.offsets"], seg["bmp.maxes"], seg["bmp.max_row"],
+              seg["bmp.max_dense"], seg["bmp.kth"], unit, block_size, n_docs, q_indptr, q_terms, q_weights, scale,
+              np.float32(alpha), np.float32(beta), np.float32(exhaustive), scratch.ub, scratch.local,
+              scratch.bucket_count, scratch.bucket_start, scratch.order, scratch.entries(q_indptr), scratch.acc, hs, hd,
+              out_scores, out_docs)
 
 
 def check(params: dict) -> None:
@@ -285,7 +355,9 @@ def check(params: dict) -> None:
         raise ValueError(f"bmp alpha must be in (0, 1] (1 = safe), got {params['alpha']!r}")
     if "beta" in params and not 0.0 < params["beta"] <= 1.0:
         raise ValueError(f"bmp beta must be in (0, 1] (fraction of query terms kept), got {params['beta']!r}")
+    if "exhaustive" in params and not 0.0 <= params["exhaustive"] <= 1.0:
+        raise ValueError(f"bmp exhaustive must be in [0, 1] (1 = never), got {params['exhaustive']!r}")
 
 
-register(Method("bmp", search=search, scratch=Scratch, build=build, build_params={"block_size": 32},
-                search_params={"alpha": 1.0, "beta": 1.0}, check=check))
+register(Method("bmp", search=search, scratch=Scratch, build=build, build_params={"block_size": 64},
+                search_params={"alpha": 1.0, "beta": 1.0, "exhaustive": EXHAUSTIVE}, check=check))

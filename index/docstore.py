@@ -19,12 +19,17 @@ from lsr.corpus import Document
 _SCHEMA = pa.schema([("id", pa.string()), ("title", pa.string()), ("text", pa.string())])
 
 
-def write_docs(path: Path, ids: Sequence[str], docs: Sequence[Document] | None) -> None:
-    """Writes ids (and documents, if any) in the given (segment) order and fsyncs the file."""
-    titles = [d.title or "" for d in docs] if docs is not None else None
-    texts = [d.text for d in docs] if docs is not None else None
-    table = pa.table({"id": list(ids), "title": titles or pa.nulls(len(ids), pa.string()),
-                      "text": texts or pa.nulls(len(ids), pa.string())}, schema=_SCHEMA)
+def doc_table(ids: Sequence[str], docs: Sequence[Document | None] | None) -> pa.Table:
+    """The stored form of documents: missing ones (``docs`` None, or a None row) get a null title and text."""
+    if docs is None:
+        return pa.table({"id": list(ids), "title": pa.nulls(len(ids), pa.string()),
+                         "text": pa.nulls(len(ids), pa.string())}, schema=_SCHEMA)
+    return pa.table({"id": list(ids), "title": [d.title or "" if d is not None else None for d in docs],
+                     "text": [d.text if d is not None else None for d in docs]}, schema=_SCHEMA)
+
+
+def write_docs(path: Path, table: pa.Table) -> None:
+    """Writes a ``doc_table`` (rows in segment order) and fsyncs the file."""
     with open(path, "wb") as f:
         with pa.ipc.new_file(f, _SCHEMA) as writer:
             writer.write_table(table, max_chunksize=65536)
@@ -33,17 +38,20 @@ def write_docs(path: Path, ids: Sequence[str], docs: Sequence[Document] | None) 
 
 
 class DocStore:
-    """Row access to a segment's stored documents."""
+    """Row access to a segment's stored documents (from its file, or in memory for the writer's recent ones)."""
 
-    def __init__(self, path: Path):
-        self._table = pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+    def __init__(self, path: Path | None, table: pa.Table | None = None):
+        self.table = table if path is None else pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
 
     def __len__(self) -> int:
-        return self._table.num_rows
+        return self.table.num_rows
 
     def ids(self) -> np.ndarray:
-        return np.asarray(self._table.column("id").to_pylist(), dtype=object)
+        return np.asarray(self.table.column("id").to_pylist(), dtype=object)
+
+    def id(self, row: int) -> str:
+        return self.table.column("id")[row].as_py()
 
     def get(self, row: int) -> dict:
         """{"id", "title", "text"}; title and text are "" when the index stores no text."""
-        return {name: self._table.column(name)[row].as_py() or "" for name in ("id", "title", "text")}
+        return {name: self.table.column(name)[row].as_py() or "" for name in ("id", "title", "text")}

@@ -9,3 +9,11 @@ class IndexCorrupt(RuntimeError):
 
 class VocabularyMismatch(ValueError):
     """Query vectors come from a vocabulary other than the one the index was built with."""
+
+
+class IndexLocked(RuntimeError):
+    """Another writer (another process, or another writable Index in this one) holds the index's writer lock."""
+
+
+class ReadOnlyIndex(RuntimeError):
+    """A write was asked of an Index opened for reading only."""

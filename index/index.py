@@ -1,16 +1,27 @@
-"""The index: a manifest plus immutable segments on disk, built once, opened memory-mapped, searched by any method.
+"""The index: a manifest plus immutable segments on disk, opened memory-mapped, searched by any method, and
+updated in place by one writer.
 
 ``Index.build`` quantizes and (optionally) reorders the documents, derives postings and each method's arrays, writes
 one segment and commits the manifest. ``Index.open`` maps a committed generation. ``search`` runs a method in every
-segment and merges the per-segment top-k; batches run one query per call on a thread pool over ``nogil`` kernels.
+segment and merges the per-segment top-k (index/snapshot.py); batches run one query per call on a thread pool over
+``nogil`` kernels.
+
+Live updates (index/writer.py): ``Index.open(path, writable=True)`` takes the index's writer lock; then ``add``,
+``upsert`` and ``delete`` are durable when they return, ``flush``/``commit`` writes recent documents as a segment,
+``compact`` merges everything into one, and merges run in the background. An Index searches one snapshot at a time;
+``refresh()`` (or ``refresh_interval``) moves it to the latest one: the writer's acknowledged writes in its own
+process, the latest committed generation in any other.
+
+Thread safety: one Index may be shared by any number of threads. Searches run side by side and never wait for a
+writer; writes are serialized by the writer (one at a time, each fsynced before it returns).
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import re
-import shutil
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,17 +30,22 @@ from typing import Any, Sequence
 import numpy as np
 
 from index import methods as registry
-from index.errors import VocabularyMismatch
+from index.builder import build_segment
+from index.docstore import doc_table
+from index.errors import IndexCorrupt, ReadOnlyIndex, VocabularyMismatch
 from index.forward import ForwardIndex
-from index.manifest import MANIFEST, Manifest, SegmentInfo
-from index.postings import Postings
+from index.lock import WriterLock
+from index.manifest import MANIFEST, OWNED, Manifest
 from index.query import QUERY_BAD_TERM, QUERY_BAD_WEIGHT, QUERY_OK, query_status
 from index.quantize import check_quantization
-from index.segment import Segment, write_segment
+from index.segment import Segment
+from index.snapshot import Snapshot
+from index.wal import log_files, read_log
+from index.writer import Writer
 from lsr.corpus import Document
 from lsr.sparse import SparseBatch
 
-_LEFTOVER = re.compile(r"^(seg-\d+(\.tmp)?|manifest\.json\.tmp)$")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,12 +54,12 @@ class SearchResult:
 
     scores: np.ndarray
     docs: np.ndarray
-    _index: "Index" = field(repr=False)
+    snapshot: Snapshot = field(repr=False)   # the snapshot searched: internal numbers are its own
 
     @property
     def ids(self) -> list[list[str]]:
         """External ids of the hits of each query (padding left out)."""
-        return [[self._index.doc_id(d) for d in row if d >= 0] for row in self.docs]
+        return [[self.snapshot.doc_id(d) for d in row if d >= 0] for row in self.docs]
 
 
 def _prepare_folder(path: Path, overwrite: bool) -> Manifest | None:
@@ -55,20 +71,15 @@ def _prepare_folder(path: Path, overwrite: bool) -> Manifest | None:
     if (path / MANIFEST).exists():
         if not overwrite:
             raise FileExistsError(f"{path} already holds an index; pass overwrite=True (lsr index --overwrite)")
-        old = Manifest.read(path)
-    foreign = [p.name for p in path.iterdir() if p.name != MANIFEST and not _LEFTOVER.match(p.name)]
+        try:
+            old = Manifest.read(path)
+        except IndexCorrupt:   # nothing worth keeping: the new build starts the generations again
+            old = None
+    foreign = [p.name for p in path.iterdir() if p.name != MANIFEST and not OWNED.match(p.name)]
     if foreign:
         raise FileExistsError(f"{path} is not empty and not an index (found {sorted(foreign)[:5]}); "
                               "choose an empty or new folder")
     return old
-
-
-def _remove_unlisted(path: Path, manifest: Manifest) -> None:
-    """Deletes segment folders and temporary files that the committed manifest does not list."""
-    keep = {s.name for s in manifest.segments}
-    for p in path.iterdir():
-        if _LEFTOVER.match(p.name) and p.name not in keep:
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
 def _check_documents(vectors: SparseBatch, doc_ids: Sequence[str], texts: Sequence[Document] | None) -> list[str]:
@@ -106,6 +117,16 @@ def _method_configs(names: Sequence[str], params: dict[str, Any]) -> dict[str, d
     return {m.name: m.build_config(params) for m in chosen}
 
 
+def _check_scale(scale: float | None, quantization: str) -> None:
+    if scale is None:
+        return
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating)) or not (np.isfinite(scale)
+                                                                                         and scale > 0):
+        raise ValueError(f"scale must be a positive number, got {scale!r}")
+    if quantization != "uint8" and scale != 1.0:
+        raise ValueError(f"scale applies to uint8 impacts only; {quantization} impacts store the weights themselves")
+
+
 def _check_k(k: int) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
         raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -113,18 +134,23 @@ def _check_k(k: int) -> int:
 
 
 class Index:
-    """A committed index generation, memory-mapped. Thread-safe for searches."""
+    """An index folder as searches see it: one consistent snapshot at a time (and, when writable, its writer)."""
 
-    def __init__(self, path: Path, manifest: Manifest, segments: list[Segment]):
+    def __init__(self, path: Path, snapshot: Snapshot, writer: Writer | None = None,
+                 refresh_interval: float | None = None, verify: bool = True):
         self.path = path
-        self.manifest = manifest
-        self.segments = segments
-        self._offsets = np.cumsum([0] + [s.num_docs for s in segments])
-        self._num_docs = int(self._offsets[-1])
-        self._local = threading.local()
+        self._snap = snapshot
+        self._writer = writer
+        self.refresh_interval = refresh_interval
+        self._verify = verify
+        self._refresh_lock = threading.Lock()
+        self._manifest_stat = _stat(path / MANIFEST)
+        self._stop_refreshing = threading.Event()
+        if refresh_interval:   # refreshes run on their own thread, never inside a search
+            threading.Thread(target=_refresh_loop, args=(weakref.ref(self), refresh_interval, self._stop_refreshing),
+                             name="lsr-refresh", daemon=True).start()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
-        self._id_map: dict[str, int] | None = None
         self._defaults: dict[str, tuple[registry.Method, dict]] = {}   # method -> (Method, default params)
 
     # ---- build / open -------------------------------------------------------------------------------------------
@@ -132,56 +158,220 @@ class Index:
     def build(cls, path: str | os.PathLike, vectors: SparseBatch, doc_ids: Sequence[str], *,
               texts: Sequence[Document] | None = None, model: str | None = None,
               vocab_fingerprint: str | None = None, quantization: str = "uint8", reorder: bool = True,
-              methods: Sequence[str] = ("exact", "bmp"), overwrite: bool = False, **method_params) -> "Index":
+              methods: Sequence[str] = ("exact", "bmp"), overwrite: bool = False, scale: float | None = None,
+              **method_params) -> "Index":
         """Builds a one-segment index at ``path`` (a new or empty folder, or an index to replace with overwrite).
 
-        ``method_params`` go to every chosen method that declares them (e.g. ``block_size`` for bmp). The manifest
-        is written last: a build interrupted at any point leaves no index that opens (or the previous one intact).
+        ``method_params`` go to every chosen method that declares them (e.g. ``block_size`` for bmp). ``scale`` fixes
+        the weight of one uint8 level (default: the largest weight / 255); documents added later share it. The
+        manifest is written last: a build interrupted at any point leaves no index that opens (or the previous one
+        intact). Building over an index takes its writer lock, so it fails while a writer has it open.
         """
         path = Path(path)
         check_quantization(quantization)
         ids = _check_documents(vectors, doc_ids, texts)
         configs = _method_configs(methods, method_params)
+        _check_scale(scale, quantization)
         old = _prepare_folder(path, overwrite)
-
-        fwd = ForwardIndex.from_vectors(vectors, quantization)
-        if reorder:
-            from index.reorder import bisection_order
-
-            order = bisection_order(fwd)
-            fwd = fwd.take(order)
-            ids = [ids[i] for i in order]
-            texts = [texts[i] for i in order] if texts is not None else None
-        postings = Postings.from_forward(fwd)
-        arrays = {**fwd.arrays(), **postings.arrays()}
-        for name, params in configs.items():
-            method = registry.get(name)
-            if method.build is not None:
-                for key, array in method.build(fwd, postings, params).items():
-                    arrays[f"{name}.{key}"] = array
-
-        generation = old.generation + 1 if old else 1
-        seg_name = f"seg-{generation:06d}"
-        files = write_segment(path, seg_name, arrays, ids, texts)
-        manifest = Manifest(generation=generation, vocab_size=vectors.vocab_size, quantization=quantization,
-                            model=model, vocab_fingerprint=vocab_fingerprint,
-                            build_params={"reorder": bool(reorder), **configs}, methods=list(configs),
-                            segments=[SegmentInfo(seg_name, len(ids), vectors.nnz, fwd.scale, files, list(configs))])
-        manifest.write(path)
-        _remove_unlisted(path, manifest)
+        with WriterLock(path):
+            fwd = ForwardIndex.from_vectors(vectors, quantization, scale)
+            generation = old.generation + 1 if old else 1
+            # a name no segment of the replaced index has: its segments must stay intact until the commit
+            number = max([generation] + [int(s.name[4:]) + 1 for s in (old.segments if old else [])])
+            info, _ = build_segment(path, f"seg-{number:06d}", fwd, doc_table(ids, texts), reorder=reorder,
+                                    configs=configs)
+            # records of a write-ahead log left by an earlier index here are superseded: mark them applied
+            wal_seq = max([old.wal_seq if old else 0] + [r.seq for r in read_log(path).records])
+            manifest = Manifest(generation=generation, vocab_size=vectors.vocab_size, quantization=quantization,
+                                model=model, vocab_fingerprint=vocab_fingerprint,
+                                build_params={"reorder": bool(reorder), **configs}, methods=list(configs),
+                                segments=[info], scale=fwd.scale, wal_seq=wal_seq)
+            manifest.write(path)
+            manifest.remove_unlisted(path)
+            for log in log_files(path):
+                log.unlink()
         return cls.open(path, verify=False)
 
     @classmethod
-    def open(cls, path: str | os.PathLike, verify: bool = True) -> "Index":
-        """Maps the committed generation at ``path``; ``verify`` checks every file's sha256 (sizes always)."""
+    def create(cls, path: str | os.PathLike, vocab_size: int, *, model: str | None = None,
+               vocab_fingerprint: str | None = None, quantization: str = "uint8", reorder: bool = True,
+               methods: Sequence[str] = ("exact", "bmp"), scale: float | None = None,
+               refresh_interval: float | None = 1.0, **method_params) -> "Index":
+        """Creates an empty index at ``path`` (a new or empty folder) and opens it for writing (for other writer
+        options, close it and ``open`` it again).
+
+        With uint8 impacts the scale is fixed by ``scale`` or, when None, by the first documents added (their
+        largest weight / 255); later weights above 255 levels are stored at the top level."""
         path = Path(path)
-        manifest = Manifest.read(path)
-        return cls(path, manifest, [Segment.open(path, info, verify) for info in manifest.segments])
+        check_quantization(quantization)
+        configs = _method_configs(methods, method_params)
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)) or vocab_size <= 0:
+            raise ValueError(f"vocab_size must be a positive integer, got {vocab_size!r}")
+        _check_scale(scale, quantization)
+        _prepare_folder(path, overwrite=False)
+        Manifest(generation=1, vocab_size=int(vocab_size), quantization=quantization, model=model,
+                 vocab_fingerprint=vocab_fingerprint, build_params={"reorder": bool(reorder), **configs},
+                 methods=list(configs), scale=scale if quantization == "uint8" else 1.0).write(path)
+        return cls.open(path, writable=True, verify=False, refresh_interval=refresh_interval)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, verify: bool = True, *, writable: bool = False,
+             refresh_interval: float | None | str = "default", lock_timeout: float = 0.0,
+             **writer_options) -> "Index":
+        """Maps the committed generation at ``path``; ``verify`` checks every file's sha256 (sizes always).
+
+        ``writable``: take the writer lock (IndexLocked when another writer holds it, after waiting
+        ``lock_timeout`` seconds), replay the write-ahead log and accept writes; ``writer_options`` go to
+        ``index.writer.Writer`` (``flush_docs``, ``merge_policy``, ``background_merges``, ``build_threads``).
+        ``refresh_interval``: seconds between moves to the latest snapshot, made by a background thread so that no
+        search pays for one (0: every search first moves to the latest; None: only ``refresh()`` does). Default:
+        1 s when writable, else None (the opened generation stays).
+        """
+        path = Path(path)
+        if refresh_interval == "default":
+            refresh_interval = 1.0 if writable else None
+        if refresh_interval is not None and not refresh_interval >= 0:
+            raise ValueError(f"refresh_interval must be >= 0 seconds or None, got {refresh_interval!r}")
+        if writable:
+            writer = Writer.open(path, verify=verify, lock_timeout=lock_timeout, **writer_options)
+            return cls(path, writer.snapshot(), writer, refresh_interval, verify)
+        if writer_options:
+            raise ValueError(f"writer options {sorted(writer_options)} need writable=True")
+        return cls(path, Snapshot.open(path, verify), None, refresh_interval, verify)
+
+    # ---- snapshots ----------------------------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        """The snapshot searches use now (with ``refresh_interval`` 0, the latest one)."""
+        if self.refresh_interval == 0:
+            self.refresh()
+        return self._snap
+
+    def refresh(self) -> bool:
+        """Moves to the latest snapshot: the writer's (acknowledged writes included) or the latest committed
+        generation. Returns whether it changed."""
+        with self._refresh_lock:
+            return self._refresh_locked()
+
+    def _refresh_locked(self) -> bool:
+        old = self._snap
+        if self._writer is not None:
+            self._snap = self._writer.snapshot()
+        else:
+            stat = _stat(self.path / MANIFEST)
+            if stat == self._manifest_stat:
+                return False
+            self._snap = Snapshot.open(self.path, self._verify, reuse={s.name: s for s in old.segments})
+            self._manifest_stat = stat
+        return self._snap is not old
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._snap.manifest
+
+    @property
+    def segments(self) -> list[Segment]:
+        return self._snap.segments
+
+    @property
+    def generation(self) -> int:
+        """The committed generation of the current snapshot."""
+        return self._snap.generation
+
+    # ---- writes -------------------------------------------------------------------------------------------------
+    @property
+    def writable(self) -> bool:
+        return self._writer is not None
+
+    def _write_path(self) -> Writer:
+        if self._writer is None:
+            raise ReadOnlyIndex(f"{self.path} was opened read-only; open it with Index.open(path, writable=True) "
+                                "to add, replace or delete documents")
+        return self._writer
+
+    def _put(self, doc_ids: Sequence[str], vectors: SparseBatch, texts: Sequence[Document] | None,
+             replace: bool) -> None:
+        writer = self._write_path()
+        if isinstance(vectors, SparseBatch) and len(vectors) == 0 and len(doc_ids) == 0:
+            return
+        if isinstance(vectors, SparseBatch) and vectors.vocab_size != self.vocab_size:
+            raise VocabularyMismatch(f"the documents are over {vectors.vocab_size} terms, the index over "
+                                     f"{self.vocab_size}: they come from another vocabulary")
+        ids = _check_documents(vectors, doc_ids, texts)
+        writer.put(ids, vectors, list(texts) if texts is not None else None, replace=replace)
+
+    def add(self, doc_ids: Sequence[str], vectors: SparseBatch, texts: Sequence[Document] | None = None) -> None:
+        """Adds new documents; ValueError (nothing written) when an id is already in the index. Durable on return;
+        searches see them after the next refresh."""
+        self._put(doc_ids, vectors, texts, replace=False)
+
+    def upsert(self, doc_ids: Sequence[str], vectors: SparseBatch, texts: Sequence[Document] | None = None) -> None:
+        """Adds documents, replacing those whose ids are already in the index. Durable on return."""
+        self._put(doc_ids, vectors, texts, replace=True)
+
+    def delete(self, doc_ids: Sequence[str]) -> int:
+        """Deletes documents by id (unknown ids are ignored); returns how many were deleted. Durable on return."""
+        if isinstance(doc_ids, str):
+            raise TypeError("delete takes a sequence of ids; wrap a single id in a list")
+        return self._write_path().delete([str(i) for i in doc_ids])
+
+    def flush(self) -> int:
+        """Writes the recent documents as a segment and commits it with all deletes; returns the generation, which
+        this Index moves to. Readers in other processes see the writes from this generation on."""
+        generation = self._write_path().flush()
+        self.refresh()
+        return generation
+
+    commit = flush
+
+    def compact(self) -> int:
+        """Flushes, then merges every segment into one without the deleted documents; returns the generation."""
+        generation = self._write_path().compact()
+        self.refresh()
+        return generation
+
+    def merge(self) -> int:
+        """Runs now, on this thread, the merges the merge policy asks for (the background thread does the same
+        after flushes); returns how many ran."""
+        writer, count = self._write_path(), 0
+        while writer.merge_once():
+            count += 1
+        self.refresh()
+        return count
+
+    def stats(self) -> dict:
+        """Documents, segments and generation of the current snapshot; with a writer, also its recent documents
+        not yet flushed, and the flushes and merges since it opened."""
+        snap = self.snapshot()
+        out = {"documents": snap.num_docs, "segments": len(snap.manifest.segments), "generation": snap.generation,
+               "deleted": sum(snap.dead_counts), "writable": self._writer is not None}
+        if self._writer is not None:
+            out.update(self._writer.stats())
+        return out
+
+    def close(self, commit: bool = True) -> None:
+        """Commits (unless ``commit`` is False: the write-ahead log keeps the writes) and releases the writer lock
+        of a writable Index; searches keep working on the last snapshot."""
+        self._stop_refreshing.set()
+        if self._writer is not None:
+            self._writer.close(commit)
+            self._snap = self._writer.snapshot()
+            self._writer = None
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+                self._pool = None
+
+    def __enter__(self) -> "Index":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # ---- metadata -----------------------------------------------------------------------------------------------
     @property
     def num_docs(self) -> int:
-        return self._num_docs
+        """Live documents in the current snapshot."""
+        return self.snapshot().num_docs
 
     @property
     def vocab_size(self) -> int:
@@ -200,9 +390,17 @@ class Index:
         return list(self.manifest.methods)
 
     @property
+    def scale(self) -> float | None:
+        """The weight of one stored uint8 level, shared by every segment (1.0 for float impacts)."""
+        if self._writer is not None:
+            return self._writer.scale
+        return self.manifest.scale if self.manifest.scale is not None else (
+            self.segments[0].scale if self.segments else None)
+
+    @property
     def doc_ids(self) -> np.ndarray:
-        """External ids by internal number (object array of str)."""
-        return np.concatenate([s.docs.ids() for s in self.segments])
+        """External ids by internal number (object array of str; None where a document is deleted)."""
+        return self.snapshot().doc_ids()
 
     def nbytes(self) -> int:
         """Bytes on disk of the committed generation (all segment files)."""
@@ -216,39 +414,19 @@ class Index:
                 f"built with {self.vocab_fingerprint} (model {self.model!r}); encode queries with that model")
 
     # ---- documents ----------------------------------------------------------------------------------------------
-    def _locate(self, number: int) -> tuple[Segment, int]:
-        s = int(np.searchsorted(self._offsets, number, side="right")) - 1
-        return self.segments[s], number - int(self._offsets[s])
-
     def doc_id(self, number: int) -> str:
-        seg, local = self._locate(int(number))
-        return seg.docs.get(local)["id"]
+        """External id of an internal number of the current snapshot (numbers change when it is refreshed)."""
+        return self.snapshot().doc_id(number)
 
     def document(self, key: int | str) -> dict:
         """{"id", "title", "text"} of an internal number or an external id; KeyError when there is none."""
-        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-            number = int(key)
-            if not 0 <= number < self.num_docs:
-                raise KeyError(f"no document number {number}: the index holds {self.num_docs}")
-        else:
-            if self._id_map is None:
-                self._id_map = {d: i for i, d in enumerate(self.doc_ids)}
-            if key not in self._id_map:
-                raise KeyError(f"no document with id {key!r}")
-            number = self._id_map[key]
-        seg, local = self._locate(number)
-        return seg.docs.get(local)
+        return self.snapshot().document(key)
+
+    def vector(self, key: int | str) -> tuple[np.ndarray, np.ndarray]:
+        """(term ids int32, weights float32) of a document as stored (quantized); KeyError when there is none."""
+        return self.snapshot().vector(key)
 
     # ---- search -------------------------------------------------------------------------------------------------
-    def _scratch(self, s: int, method: registry.Method) -> Any:
-        cache = getattr(self._local, "scratch", None)
-        if cache is None:
-            cache = self._local.scratch = {}
-        key = (s, method.name)
-        if key not in cache:
-            cache[key] = method.scratch(self.segments[s])
-        return cache[key]
-
     def _resolve(self, method: str, params: dict) -> tuple[registry.Method, dict]:
         if not params and method in self._defaults:
             return self._defaults[method]
@@ -260,38 +438,19 @@ class Index:
             self._defaults[method] = resolved
         return resolved
 
-    def _run(self, method: registry.Method, params: dict, q_indptr: np.ndarray, q_terms: np.ndarray,
-             q_weights: np.ndarray, out_scores: np.ndarray, out_docs: np.ndarray) -> None:
-        """Top-k (k = out width <= num_docs) of validated queries into out_*, merged over segments."""
-        k = out_scores.shape[1]
-        if len(self.segments) == 1:
-            method.search(self.segments[0], q_indptr, q_terms, q_weights, k, self._scratch(0, method), out_scores,
-                          out_docs, **params)
-            return
-        n = len(q_indptr) - 1
-        scores, docs = [], []
-        for s, seg in enumerate(self.segments):
-            width = min(k, seg.num_docs)
-            part_s, part_d = np.zeros((n, width), np.float32), np.full((n, width), -1, np.int64)
-            method.search(seg, q_indptr, q_terms, q_weights, width, self._scratch(s, method), part_s, part_d, **params)
-            scores.append(part_s)
-            docs.append(np.where(part_d >= 0, part_d + self._offsets[s], -1))
-        scores, docs = np.concatenate(scores, axis=1), np.concatenate(docs, axis=1)
-        for r in range(n):
-            hit = docs[r] >= 0
-            order = np.lexsort((docs[r][hit], -scores[r][hit]))[:k]
-            out_scores[r, :len(order)], out_docs[r, :len(order)] = scores[r][hit][order], docs[r][hit][order]
-
     def search_one(self, q_indices: np.ndarray, q_values: np.ndarray, k: int = 10, method: str = "exact",
-                   **params) -> tuple[np.ndarray, np.ndarray]:
+                   snapshot: Snapshot | None = None, **params) -> tuple[np.ndarray, np.ndarray]:
         """One query (term ids, weights) on the calling thread: (scores, internal doc numbers), each of length
-        min(k, num_docs), best first, padded with (0.0, -1). Zero weights are ignored; duplicates are an error."""
+        min(k, num_docs), best first, padded with (0.0, -1). Zero weights are ignored; duplicates are an error.
+        The numbers belong to the snapshot searched: to resolve them safely while the index may refresh, pin one
+        (``snap = idx.snapshot()``), pass it here and ask it (``snap.document(number)``)."""
         k = _check_k(k)
         m, params = self._resolve(method, params)
         terms, weights = self._check_query(q_indices, q_values)
-        width = min(k, self._num_docs)
+        snap = snapshot or self.snapshot()
+        width = min(k, snap.num_docs)
         scores, docs = np.zeros((1, width), np.float32), np.full((1, width), -1, np.int64)
-        self._run(m, params, np.array([0, len(terms)], dtype=np.int64), terms, weights, scores, docs)
+        snap.run(m, params, np.array([0, len(terms)], dtype=np.int64), terms, weights, scores, docs)
         return scores[0], docs[0]
 
     def _check_query(self, q_indices, q_values) -> tuple[np.ndarray, np.ndarray]:
@@ -318,8 +477,9 @@ class Index:
         return idx, val
 
     def search(self, queries: SparseBatch, k: int = 10, method: str = "exact", threads: int | None = None,
-               **params) -> SearchResult:
-        """Top-k of every query; ``threads`` (default: all cores) run queries side by side."""
+               snapshot: Snapshot | None = None, **params) -> SearchResult:
+        """Top-k of every query; ``threads`` (default: all cores) run queries side by side. The result keeps the
+        snapshot it searched (the current one, or ``snapshot``), so its ids resolve after any refresh."""
         k = _check_k(k)
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
@@ -333,13 +493,14 @@ class Index:
             queries.validate()
         except ValueError as e:
             raise ValueError(f"queries: {e}") from e
-        n, width = len(queries), min(k, self._num_docs)
+        snap = snapshot or self.snapshot()
+        n, width = len(queries), min(k, snap.num_docs)
         scores = np.zeros((n, width), dtype=np.float32)
         docs = np.full((n, width), -1, dtype=np.int64)
 
         def run(lo: int, hi: int) -> None:
-            self._run(m, params, queries.indptr[lo:hi + 1], queries.indices, queries.values, scores[lo:hi],
-                      docs[lo:hi])
+            snap.run(m, params, queries.indptr[lo:hi + 1], queries.indices, queries.values, scores[lo:hi],
+                     docs[lo:hi])
 
         threads = min(threads or os.cpu_count() or 1, max(n, 1))
         if threads <= 1:
@@ -349,7 +510,7 @@ class Index:
             pool = self._thread_pool(threads)
             for f in [pool.submit(run, lo, min(lo + step, n)) for lo in range(0, n, step)]:
                 f.result()
-        return SearchResult(scores, docs, self)
+        return SearchResult(scores, docs, snap)
 
     def _thread_pool(self, threads: int) -> ThreadPoolExecutor:
         with self._pool_lock:
@@ -358,3 +519,25 @@ class Index:
                     self._pool.shutdown(wait=False)
                 self._pool = ThreadPoolExecutor(threads, thread_name_prefix="lsr-search")
             return self._pool
+
+
+def _refresh_loop(index: "weakref.ref[Index]", interval: float, stop: threading.Event) -> None:
+    """Refreshes the Index every ``interval`` seconds until it is closed or collected."""
+    while not stop.wait(interval):
+        idx = index()
+        if idx is None:
+            return
+        try:
+            idx.refresh()
+        except Exception:   # e.g. a reader racing a writer's cleanup: the next round tries again
+            log.exception("refreshing %s failed", idx.path)
+        del idx
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    """Identity of the manifest file: a commit renames a new file over it, which changes the inode."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns

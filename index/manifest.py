@@ -1,14 +1,17 @@
 """The manifest: the one file that says which segments form the index. Writing it is the commit point.
 
 ``manifest.json`` holds the format version, a generation number that grows with every commit, the model name and
-vocabulary fingerprint, the build parameters, and for every segment its size and the sha256 and byte length of each
-of its files. It is replaced atomically (write, fsync, rename), so a reader sees the previous generation or the new
+vocabulary fingerprint, the build parameters, the index's impact scale, the last write-ahead-log record its segments
+hold (``wal_seq``, index/wal.py), and for every segment its size, the sha256 and byte length of each of its files and
+its deleted-documents bitmap (index/deletes.py). It is replaced atomically (write, fsync, rename), so a reader sees the previous generation or the new
 one, and a build that dies before the rename leaves no manifest and therefore nothing that opens.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,6 +21,9 @@ from lsr.atomic import atomic_write_text
 FORMAT = "lsr-index"
 VERSION = 1
 MANIFEST = "manifest.json"
+# what an index folder holds besides the manifest: segments (and their temporaries), delete bitmaps, the log, the lock
+OWNED = re.compile(r"^(seg-\d+(\.tmp)?|seg-\d+\.g\d+\.del(\.tmp)?|manifest\.json\.tmp|wal|write\.lock)$")
+_UNLISTED = re.compile(r"^(seg-\d+(\.tmp)?|seg-\d+\.g\d+\.del(\.tmp)?|manifest\.json\.tmp)$")
 
 
 @dataclass
@@ -30,6 +36,7 @@ class SegmentInfo:
     scale: float                      # weight of one stored impact level
     files: dict[str, dict]            # file name -> {"sha256": hex, "bytes": n}
     methods: list[str]                # search methods whose arrays this segment holds
+    deletes: dict | None = None       # deleted documents: {"file", "sha256", "bytes", "count"} (index/deletes.py)
 
 
 @dataclass
@@ -42,18 +49,29 @@ class Manifest:
     build_params: dict = field(default_factory=dict)   # {"reorder": bool, "<method>": {param: value}}
     methods: list[str] = field(default_factory=list)
     segments: list[SegmentInfo] = field(default_factory=list)
+    scale: float | None = None        # the index's impact scale, fixed at creation so that every segment shares it
+    wal_seq: int = 0                  # last write-ahead-log record whose effects the segments hold (index/wal.py)
     format: str = FORMAT
     version: int = VERSION
 
     @property
     def num_docs(self) -> int:
-        return sum(s.num_docs for s in self.segments)
+        """Live documents: stored ones less the deleted."""
+        return sum(s.num_docs - (s.deletes or {}).get("count", 0) for s in self.segments)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
 
     def write(self, folder: Path) -> None:
         atomic_write_text(Path(folder) / MANIFEST, self.to_json() + "\n")
+
+    def remove_unlisted(self, folder: Path, keep: set[str] = frozenset()) -> None:
+        """Deletes the segment folders, delete bitmaps and temporary files this manifest does not list (nor
+        ``keep``): what an interrupted build, flush or merge, or an older generation, left behind."""
+        listed = {s.name for s in self.segments} | {s.deletes["file"] for s in self.segments if s.deletes} | keep
+        for p in Path(folder).iterdir():
+            if _UNLISTED.match(p.name) and p.name not in listed:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
 
     @classmethod
     def read(cls, folder: Path) -> "Manifest":

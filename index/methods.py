@@ -16,9 +16,11 @@ A method is a ``Method`` registered under its name:
 - ``build_params`` / ``search_params``: defaults (the accepted names); ``check(params)`` raises ValueError for a
   value out of range (it sees the merged defaults + user values, build or search).
 
-Core arrays every segment has (see index/forward.py, index/postings.py): ``fwd_indptr`` int64, ``fwd_terms`` int32,
-``fwd_values``, ``post_indptr`` int64, ``post_docs`` int32, ``post_values``, ``term_max``, ``doc_ids``; impacts are
-uint8 levels, float16 bits as uint16, or float32 (decode in kernels with ``index.quantize.impact``).
+Core arrays every segment has (see index/forward.py, index/postings.py): the forward index ``fwd_indptr`` int64,
+``fwd_terms`` (uint16 up to 65,536 terms, else int32), ``fwd_values``; postings ``post_indptr`` int64, ``post_docs``
+int32, ``post_values`` for rare terms, ``dense_row`` int32 / ``dense`` (rows x n) for common ones; ``term_max``. Impacts are uint8 levels, float16
+bits as uint16, or float32 (decode in kernels with ``index.quantize.impact``); weight = impact * ``seg.scale``.
+``build`` receives the in-memory ``ForwardIndex`` and ``Postings`` of the segment.
 
 To add a method, write a module that calls ``register(Method(...))`` at import and add it to ``_MODULES``.
 """
@@ -62,7 +64,7 @@ class Method:
         return params
 
 
-_MODULES = ("index.exact", "index.bmp")
+_MODULES = ("index.exact", "index.bmp", "index.seismic")
 _REGISTRY: dict[str, Method] = {}
 _loaded = False
 

@@ -10,16 +10,17 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from index.docstore import DocStore, write_docs
 from index.errors import IndexCorrupt
 from index.manifest import SegmentInfo
 from lsr.atomic import fsync_dir
-from lsr.corpus import Document
 
 DOCS_FILE = "docs.arrow"
 
@@ -29,8 +30,7 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def write_segment(folder: Path, name: str, arrays: dict[str, np.ndarray], ids: Sequence[str],
-                  docs: Sequence[Document] | None = None) -> dict[str, dict]:
+def write_segment(folder: Path, name: str, arrays: dict[str, np.ndarray], docs: pa.Table) -> dict[str, dict]:
     """Writes ``folder/name/`` atomically; returns the file table for the manifest (name -> sha256, bytes)."""
     tmp = folder / f"{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -40,7 +40,7 @@ def write_segment(folder: Path, name: str, arrays: dict[str, np.ndarray], ids: S
             np.save(f, np.ascontiguousarray(array), allow_pickle=False)
             f.flush()
             os.fsync(f.fileno())
-    write_docs(tmp / DOCS_FILE, ids, docs)
+    write_docs(tmp / DOCS_FILE, docs)
     files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in sorted(tmp.iterdir())}
     fsync_dir(tmp)
     final = folder / name
@@ -57,6 +57,13 @@ class Segment:
         self.info = info
         self.arrays = arrays
         self.docs = docs
+        self._local = threading.local()
+        self._numbers: dict[str, int] | None = None
+        self._numbers_lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.info.name
 
     @property
     def num_docs(self) -> int:
@@ -68,6 +75,22 @@ class Segment:
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.arrays[name]
+
+    def scratch(self, method: Any) -> Any:
+        """This thread's working memory for ``method`` (an ``index.methods.Method``) on this segment, made once:
+        segments outlive generations, so a refresh keeps the scratch of the segments it keeps."""
+        cache = self._local.__dict__
+        if method.name not in cache:
+            cache[method.name] = method.scratch(self)
+        return cache[method.name]
+
+    def number_of(self, doc_id: str) -> int | None:
+        """The segment-local number of an external id (deleted or not), None when absent; the map is built once."""
+        if self._numbers is None:
+            with self._numbers_lock:
+                if self._numbers is None:
+                    self._numbers = {d: i for i, d in enumerate(self.docs.ids())}
+        return self._numbers.get(doc_id)
 
     @classmethod
     def open(cls, folder: Path, info: SegmentInfo, verify: bool = True) -> "Segment":

@@ -71,3 +71,17 @@ def drain(hs, hd, size, out_scores, out_docs, doc_offset):
         n -= 1
         hs[0], hd[0] = hs[n], hd[n]
         _sift_down(hs, hd, n, 0)
+
+
+class Heap:
+    """A thread's heap arrays, reused across queries and reallocated only when k changes."""
+
+    def __init__(self) -> None:
+        self.scores = np.zeros(0, dtype=np.float32)
+        self.docs = np.zeros(0, dtype=np.int64)
+
+    def arrays(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(self.scores) != k:
+            self.scores = np.zeros(k, dtype=np.float32)
+            self.docs = np.zeros(k, dtype=np.int64)
+        return self.scores, self.docs

@@ -127,41 +127,44 @@ def parse_params(pairs: list[str]) -> dict:
 
 @app.command()
 def index(
-    corpus: str = typer.Argument(..., help="a corpus `lsr encode` reads, or an `lsr encode` vectors file (.npz)"),
-    output: Path = typer.Option(..., "--output", "-o", help="index folder to create"),
-    model: Optional[str] = typer.Option(None, help="encoder for a corpus (default splade-tiny); a vectors file "
-                                                   "records its own"),
-    method: list[str] = typer.Option(["exact", "bmp"], "--method", help="search methods to build (repeat)"),
-    param: list[str] = typer.Option([], "--param", help="method build parameter KEY=VALUE, e.g. block_size=32"),
+    corpus: Optional[str] = typer.Argument(None, help="a corpus `lsr encode` reads, or an `lsr encode` vectors file "
+                                                      "(.npz)"),
+    output: Path = typer.Option(..., "--output", "-o", help="index folder to create (or to update)"),
+    model: Optional[str] = typer.Option(None, help="encoder for a corpus (default splade-tiny; with --append, the "
+                                                   "index's); a vectors file records its own"),
+    method: list[str] = typer.Option(["exact", "bmp"], "--method", help="search methods to build (repeat): exact, "
+                                                                       "bmp, seismic"),
+    param: list[str] = typer.Option([], "--param", help="method build parameter KEY=VALUE, e.g. block_size=32 "
+                                                        "(bmp), n_postings=4000, centroid_fraction=0.2, "
+                                                        "summary_energy=0.4 (seismic)"),
     quantization: str = typer.Option("uint8", help="uint8 (per-index scale), float16 or float32"),
     reorder: bool = typer.Option(True, help="reorder documents by recursive graph bisection"),
     texts: Optional[str] = typer.Option(None, help="corpus whose texts to store with a vectors file (matched by id)"),
     overwrite: bool = typer.Option(False, help="replace an index already at --output"),
+    append: bool = typer.Option(False, "--append", help="add the documents to the index at --output without "
+                                                        "rebuilding it (documents whose ids it has are replaced)"),
+    compact: bool = typer.Option(False, "--compact", help="merge the index's segments into one, without its deleted "
+                                                          "documents (alone, or after --append)"),
     max_length: int = typer.Option(256, min=8),
     batch_size: int = typer.Option(32, min=1),
     device: str = typer.Option("auto"),
 ) -> None:
-    """Build a searchable index from a corpus (encoding it) or from precomputed vectors."""
+    """Build a searchable index from a corpus (encoding it) or from precomputed vectors; or update one."""
     from index import Index
 
-    if corpus.endswith(".npz"):
-        from lsr.vectors import load_vectors
-
-        try:
-            vf = load_vectors(corpus)
-        except ValueError as e:
-            fail(str(e))
-        if model and vf.meta.get("model") and model != vf.meta["model"]:
-            fail(f"{corpus} was encoded with {vf.meta['model']!r}, not {model!r}")
-        vectors, ids, docs = vf.vectors, [str(i) for i in vf.ids], None
-        model_name, fingerprint = vf.meta.get("model", model), vf.meta.get("vocab_fingerprint")
-        if texts:
-            docs = load_texts(texts, ids)
-    else:
-        encoder = load_encoder(model or "splade-tiny", device)
-        vectors, ids, docs = encode_corpus(corpus, encoder, max_length=max_length, batch_size=batch_size, top_k=None,
-                                           min_weight=None)
-        model_name, fingerprint = encoder.name, encoder.vocab_fingerprint
+    if append or compact:
+        if overwrite or param:
+            fail("--overwrite and --param build a new index; they do not go with --append or --compact")
+        if append and not corpus:
+            fail("--append needs a CORPUS (or vectors file) to add")
+        if corpus and not append:
+            fail("--compact alone takes no CORPUS; add --append to add one first")
+        update_index(output, corpus, model, texts, compact, max_length=max_length, batch_size=batch_size,
+                     device=device)
+        return
+    if not corpus:
+        fail("missing argument CORPUS (a corpus or an `lsr encode` vectors file)")
+    vectors, ids, docs, model_name, fingerprint = read_documents(corpus, model, texts, device, max_length, batch_size)
     typer.echo(f"indexing {len(ids)} documents ({', '.join(method)})", err=True)
     try:
         idx = Index.build(output, vectors, ids, texts=docs, model=model_name, vocab_fingerprint=fingerprint,
@@ -171,6 +174,66 @@ def index(
         fail(str(e))
     typer.echo(json.dumps({"output": str(output), "documents": idx.num_docs, "methods": idx.methods,
                            "bytes": idx.nbytes()}))
+
+
+def read_documents(corpus: str, model: Optional[str], texts: Optional[str], device: str, max_length: int,
+                   batch_size: int):
+    """(vectors, ids, documents or None, model name, vocabulary fingerprint) of a corpus (encoded with ``model``)
+    or of an `lsr encode` vectors file (with ``texts`` matched by id)."""
+    if corpus.endswith(".npz"):
+        from lsr.vectors import load_vectors
+
+        try:
+            vf = load_vectors(corpus)
+        except ValueError as e:
+            fail(str(e))
+        if model and vf.meta.get("model") and model != vf.meta["model"]:
+            fail(f"{corpus} was encoded with {vf.meta['model']!r}, not {model!r}")
+        ids = [str(i) for i in vf.ids]
+        docs = load_texts(texts, ids) if texts else None
+        return vf.vectors, ids, docs, vf.meta.get("model", model), vf.meta.get("vocab_fingerprint")
+    encoder = load_encoder(model or "splade-tiny", device)
+    vectors, ids, docs = encode_corpus(corpus, encoder, max_length=max_length, batch_size=batch_size, top_k=None,
+                                       min_weight=None)
+    return vectors, ids, docs, encoder.name, encoder.vocab_fingerprint
+
+
+def update_index(output: Path, corpus: Optional[str], model: Optional[str], texts: Optional[str], compact: bool,
+                 **encode_options) -> None:
+    """lsr index --append / --compact: through the index's writer (its lock, write-ahead log and merges)."""
+    import numpy as np
+
+    from index import Index, IndexCorrupt, VocabularyMismatch
+    from index.errors import IndexLocked
+
+    try:
+        idx = Index.open(output, writable=True, background_merges=False, refresh_interval=None)
+    except (IndexCorrupt, IndexLocked, ValueError) as e:
+        fail(str(e))
+    added = 0
+    try:
+        if corpus:
+            if model and idx.model and model != idx.model:
+                fail(f"{output} was built with {idx.model!r}; documents to add must be encoded with it, not {model!r}")
+            vectors, ids, docs, _, fingerprint = read_documents(corpus, model or idx.model, texts, **encode_options)
+            idx.check_vocabulary(fingerprint)
+            step = 10_000
+            with progress_bar(f"adding to {output}", len(ids)) as advance:
+                for lo in range(0, len(ids), step):
+                    rows = np.arange(lo, min(lo + step, len(ids)))
+                    idx.upsert(ids[lo:lo + step], vectors.take(rows), docs[lo:lo + step] if docs else None)
+                    advance(len(rows))
+            added = len(ids)
+        idx.flush()
+        if compact:
+            typer.echo(f"merging {len(idx.segments)} segments", err=True)
+            idx.compact()
+    except (ValueError, VocabularyMismatch) as e:
+        fail(str(e))
+    finally:
+        idx.close()
+    typer.echo(json.dumps({"output": str(output), "documents": idx.num_docs, "added": added,
+                           "segments": len(idx.segments), "generation": idx.generation, "bytes": idx.nbytes()}))
 
 
 def load_texts(corpus: str, ids: list[str]) -> list:
@@ -193,8 +256,9 @@ def search(
     query: str = typer.Argument(..., help="query text"),
     index_dir: Path = typer.Option(..., "--index", help="index folder"),
     k: int = typer.Option(10, "-k", min=1),
-    method: str = typer.Option("exact", help="exact, bmp, ... (as built)"),
-    param: list[str] = typer.Option([], "--param", help="method search parameter KEY=VALUE, e.g. alpha=0.9"),
+    method: str = typer.Option("exact", help="exact, bmp, seismic (as built)"),
+    param: list[str] = typer.Option([], "--param", help="method search parameter KEY=VALUE, e.g. alpha=0.9 (bmp), "
+                                                        "query_cut=10, heap_factor=0.9 (seismic)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
     device: str = typer.Option("cpu"),
 ) -> None:
@@ -358,17 +422,73 @@ def bench_index(
     beta: list[float] = typer.Option([1.0, 0.7, 0.5], "--beta", help="bmp betas (repeat)"),
     quantization: list[str] = typer.Option(["uint8", "float16", "float32"], "--quantization"),
     suite: Optional[list[str]] = typer.Option(None, "--suite", help="only these suites: scipy, ours, "
-                                                                     "splade_index, bmp_peer, ..."),
+                                                                     "splade_index, bmp_peer, seismic, peer_seismic"),
+    seismic_grid: Optional[Path] = typer.Option(None, help="JSON overriding bench.seismic.DEFAULT_GRID"),
+    plot: Optional[Path] = typer.Option(None, help="PNG of recall@k against mean latency, all methods"),
 ) -> None:
     """Every search method and installed peer on the same vectors: recall@k, latency, build time, bytes."""
     from bench.index_search import run
 
+    for f in (docs, queries, *([seismic_grid] if seismic_grid else [])):
+        if not f.exists():
+            fail(f"{f}: no such file")
+    report = run(docs, queries, k, output, n_queries=n_queries, rounds=rounds, block_sizes=tuple(block_size),
+                 alphas=tuple(alpha), betas=tuple(beta), quantizations=tuple(quantization),
+                 suites=tuple(suite) if suite else None,
+                 seismic_grid=json.loads(seismic_grid.read_text()) if seismic_grid else None)
+    if plot:
+        from bench.plot import recall_latency
+
+        recall_latency(report, plot, title=docs.stem)
+
+
+@bench_app.command("synthetic")
+def bench_synthetic(
+    like: list[Path] = typer.Option(..., "--like", help="real vectors whose statistics to imitate (repeat)"),
+    docs: int = typer.Option(1_000_000, min=1, help="documents to generate"),
+    output: Path = typer.Option(..., help="vectors file to write (.npz)"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Synthetic document vectors with the length, term-frequency and weight statistics of real ones."""
+    from bench.synthetic import describe, generate
+    from lsr.sparse import SparseBatch
+    from lsr.vectors import load_vectors, save_vectors
+
+    try:
+        files = [load_vectors(p) for p in like]
+        source = SparseBatch.concat([f.vectors for f in files])
+    except ValueError as e:
+        fail(str(e))
+    batch = generate(source, docs, seed)
+    meta = {k: files[0].meta[k] for k in ("model", "vocab_fingerprint") if k in files[0].meta}
+    save_vectors(output, batch, [f"syn-{i}" for i in range(docs)],
+                 {**meta, "synthetic": {"like": [str(p) for p in like], "seed": seed}})
+    typer.echo(json.dumps({"output": str(output), "source": describe(source), "synthetic": describe(batch)}))
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    docs: Path = typer.Option(Path("/work/data/windows.npz"), help="document vectors (.npz)"),
+    queries: Path = typer.Option(Path("/work/data/queries.npz"), help="query vectors (.npz)"),
+    output: Path = typer.Option(Path("bench/results/ingest.json")),
+    limit: Optional[int] = typer.Option(None, min=2, help="only the first N documents"),
+    start: int = typer.Option(10_000, min=1, help="documents of the initial build"),
+    batch: int = typer.Option(1_000, min=1, help="documents per Index.add call"),
+    flush_docs: int = typer.Option(10_000, min=1),
+    method: list[str] = typer.Option(["exact", "bmp"], "--method", help="methods the index is built with"),
+    search_method: list[str] = typer.Option(["exact", "bmp"], "--search-method", help="methods of the timed queries "
+                                                                                       "(repeat)"),
+    n_queries: int = typer.Option(1_000, min=1),
+    burst_s: float = typer.Option(2.0, min=0.1, help="length of each ingestion burst and of each pause"),
+) -> None:
+    """Live updates: ingestion throughput (vectors given, one writer) and search latency while ingesting vs idle."""
+    from bench.ingest import run
+
     for f in (docs, queries):
         if not f.exists():
             fail(f"{f}: no such file")
-    run(docs, queries, k, output, n_queries=n_queries, rounds=rounds, block_sizes=tuple(block_size),
-        alphas=tuple(alpha), betas=tuple(beta), quantizations=tuple(quantization),
-        suites=tuple(suite) if suite else None)
+    run(docs, queries, output, limit=limit, start=start, batch=batch, flush_docs=flush_docs, methods=tuple(method),
+        n_queries=n_queries, burst_s=burst_s, search_methods=tuple(search_method))
 
 
 def main() -> None:  # pragma: no cover - console entry

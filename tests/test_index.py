@@ -117,15 +117,16 @@ def test_bmp_safe_equals_exact(corpus, tmp_path, quantization, block_size, reord
     docs, ids, _, queries = corpus
     idx = Index.build(tmp_path / "b", docs, ids, quantization=quantization, reorder=reorder, block_size=block_size)
     exact = idx.search(queries, k=10)
-    safe = idx.search(queries, k=10, method="bmp")
-    np.testing.assert_allclose(safe.scores, exact.scores, rtol=1e-5, atol=1e-6)
     ties = np.isclose(exact.scores[:, 1:], exact.scores[:, :-1], rtol=1e-5)
     untied = np.ones_like(exact.docs, dtype=bool)
     untied[:, 1:] &= ~ties
     untied[:, :-1] &= ~ties
-    assert np.array_equal(safe.docs[untied], exact.docs[untied])
+    for exhaustive in (1.0, 0.15, 0.0):   # pure block-at-a-time, the default switch, always exhaustive
+        safe = idx.search(queries, k=10, method="bmp", exhaustive=exhaustive)
+        np.testing.assert_allclose(safe.scores, exact.scores, rtol=1e-5, atol=1e-6)
+        assert np.array_equal(safe.docs[untied], exact.docs[untied])
     for k in (1, 3, 25):   # every k, including more than the 10th/100th kth-impact threshold ranks
-        np.testing.assert_allclose(idx.search(queries, k=k, method="bmp").scores,
+        np.testing.assert_allclose(idx.search(queries, k=k, method="bmp", exhaustive=1.0).scores,
                                    idx.search(queries, k=k).scores, rtol=1e-5, atol=1e-6)
 
 
@@ -133,7 +134,7 @@ def test_bmp_approximate_settings(built, corpus):
     _, _, _, queries = corpus
     idx = Index.open(built)
     exact = idx.search(queries, k=10)
-    for params in ({"alpha": 0.8}, {"beta": 0.5}, {"alpha": 0.9, "beta": 0.7}):
+    for params in ({"alpha": 0.8, "exhaustive": 1.0}, {"beta": 0.5}, {"alpha": 0.9, "beta": 0.7, "exhaustive": 1.0}):
         approx = idx.search(queries, k=10, method="bmp", **params)
         recall = np.mean([len(set(a) & set(b)) / max(len(a), 1) for a, b in zip(exact.ids, approx.ids)])
         assert 0.5 < recall <= 1.0
@@ -169,6 +170,8 @@ def test_bad_queries(built, corpus):
         idx.search_one(t, w, method="bmp", alpha=0)
     with pytest.raises(ValueError, match="beta"):
         idx.search_one(t, w, method="bmp", beta=1.5)
+    with pytest.raises(ValueError, match="exhaustive"):
+        idx.search_one(t, w, method="bmp", exhaustive=-0.1)
     with pytest.raises(ValueError, match="threads"):
         idx.search(queries, threads=0)
     bad_batch = SparseBatch(queries.indptr, queries.indices, -queries.values, VOCAB)
@@ -263,7 +266,7 @@ def test_existing_index_needs_overwrite_and_survives_a_failed_rebuild(corpus, tm
     # a later successful rebuild replaces it and removes the leftovers of the failed one
     rebuilt = Index.build(path, docs.take(np.arange(100)), ids[:100], overwrite=True)
     assert rebuilt.num_docs == 100 and rebuilt.manifest.generation == 2
-    assert sorted(p.name for p in path.iterdir()) == ["manifest.json", "seg-000002"]
+    assert sorted(p.name for p in path.iterdir()) == ["manifest.json", "seg-000002", "write.lock"]
 
 
 def test_interrupted_build_leaves_nothing_that_opens(corpus, tmp_path, monkeypatch):
@@ -352,3 +355,6 @@ def test_corruption_detected_on_open(corpus, tmp_path):
     (path / "manifest.json").write_text("{not json")
     with pytest.raises(IndexCorrupt, match="malformed manifest"):
         Index.open(path)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        Index.build(path, docs, ids)
+    assert Index.build(path, docs, ids, overwrite=True).num_docs == len(ids)   # a damaged index can be replaced

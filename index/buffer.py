@@ -1,0 +1,94 @@
+"""The writer's recent documents: acknowledged (in the write-ahead log) but not yet in a segment on disk.
+
+Kept as the batches they came in (float32 CSR rows and their stored-document table), with a live mask per batch and
+a map id -> (batch, row), so a replacement or a delete only clears a bit, and turning the buffer into arrays is a
+few vectorized copies per batch, not work per document: ``memory_segment`` makes a searchable in-memory segment of
+buffers (quantized with the index's scale, postings only: searched exactly) once a second or so, and ``forward``
+gives the quantized documents a flush writes as a new segment. Not thread-safe: the writer serializes access.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from index.docstore import DocStore, doc_table
+from index.forward import ForwardIndex
+from index.manifest import SegmentInfo
+from index.postings import Postings
+from index.segment import Segment
+from lsr.corpus import Document
+from lsr.sparse import SparseBatch
+
+
+@dataclass
+class _Batch:
+    ids: list[str]
+    vectors: SparseBatch
+    docs: pa.Table       # index.docstore.doc_table rows
+    alive: np.ndarray    # bool per row: not replaced nor deleted since
+
+
+class Buffer:
+    def __init__(self, vocab_size: int):
+        self.vocab_size = vocab_size
+        self.batches: list[_Batch] = []
+        self.where: dict[str, tuple[int, int]] = {}   # id -> (batch, row) of each live document
+
+    def __len__(self) -> int:
+        return len(self.where)
+
+    def __contains__(self, doc_id: str) -> bool:
+        return doc_id in self.where
+
+    def put(self, ids: list[str], vectors: SparseBatch, docs: list[Document | None] | None) -> None:
+        """Adds documents (ids not in the buffer: the writer removes replaced ones first)."""
+        vectors = SparseBatch(vectors.indptr.copy(), vectors.indices.copy(), vectors.values.copy(),
+                              vectors.vocab_size)   # the caller may reuse its arrays once the write returns
+        self._append(_Batch(list(ids), vectors, doc_table(ids, docs), np.ones(len(ids), dtype=bool)))
+
+    def _append(self, batch: _Batch) -> None:
+        b = len(self.batches)
+        self.batches.append(batch)
+        self.where.update((doc_id, (b, i)) for i, doc_id in enumerate(batch.ids) if batch.alive[i])
+
+    def remove(self, doc_id: str) -> bool:
+        loc = self.where.pop(doc_id, None)
+        if loc is not None:
+            self.batches[loc[0]].alive[loc[1]] = False
+        return loc is not None
+
+    def absorb(self, older: "Buffer") -> None:
+        """Takes back the documents of ``older`` (a failed flush's) that this buffer has not replaced since."""
+        for batch in older.batches:
+            alive = batch.alive & np.array([doc_id not in self.where for doc_id in batch.ids], dtype=bool)
+            if alive.any():
+                self._append(_Batch(batch.ids, batch.vectors, batch.docs, alive))
+
+    def forward(self, quantization: str, scale: float) -> tuple[ForwardIndex, pa.Table]:
+        """The live documents quantized with the index's scale, and their stored rows, in arrival order."""
+        return _forward([self], quantization, scale)
+
+
+def _forward(buffers: list[Buffer], quantization: str, scale: float) -> tuple[ForwardIndex, pa.Table]:
+    vectors, tables = [], []
+    for batch in (b for buffer in buffers for b in buffer.batches if b.alive.any()):
+        if batch.alive.all():
+            vectors.append(batch.vectors)
+            tables.append(batch.docs)
+        else:
+            rows = np.flatnonzero(batch.alive)
+            vectors.append(batch.vectors.take(rows))
+            tables.append(batch.docs.take(pa.array(rows)))
+    return (ForwardIndex.from_vectors(SparseBatch.concat(vectors), quantization, scale),
+            pa.concat_tables(tables))
+
+
+def memory_segment(buffers: list[Buffer], name: str, quantization: str, scale: float) -> Segment:
+    """A searchable in-memory segment of the buffers' documents (exact search only: postings, no method arrays)."""
+    fwd, docs = _forward(buffers, quantization, scale)
+    postings = Postings.from_forward(fwd)
+    info = SegmentInfo(name, fwd.num_docs, int(fwd.indptr[-1]), scale, files={}, methods=["exact"])
+    return Segment(info, {**fwd.arrays(), **postings.arrays()}, DocStore(None, docs))
