@@ -224,6 +224,47 @@ def search(
         typer.echo(f"{h['rank']:>3}  {h['score']:8.3f}  {h['id']}  {text[:100]}")
 
 
+@app.command()
+def serve(
+    index_dir: Path = typer.Option(..., "--index", help="index folder"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(8000, min=0, max=65535),
+    workers: int = typer.Option(1, min=1, help="worker processes; they share the memory-mapped index"),
+    model: Optional[str] = typer.Option(None, help="query encoder (default: the model the index records)"),
+    api_keys_file: Optional[Path] = typer.Option(None, help="API keys, one per line (or set LSR_API_KEYS)"),
+    protect_reads: bool = typer.Option(False, help="searches and reads need an API key too"),
+    graceful_timeout: float = typer.Option(30.0, help="seconds that in-flight requests get to finish on SIGTERM"),
+    log_level: str = typer.Option("info"),
+) -> None:
+    """Serve an index over HTTP: FastAPI under uvicorn, OpenAPI at /docs. Other settings: LSR_* variables
+    (service/settings.py)."""
+    import os
+    import tempfile
+
+    import uvicorn
+    from pydantic import ValidationError
+
+    from index import Index, IndexCorrupt
+    from service.settings import Settings
+
+    try:
+        Index.open(index_dir, verify=False)
+    except IndexCorrupt as e:
+        fail(str(e))
+    given = {"INDEX_DIR": index_dir.resolve(), "MODEL": model, "API_KEYS_FILE": api_keys_file,
+             "PROTECT_READS": "true" if protect_reads else None}
+    os.environ.update({f"LSR_{k}": str(v) for k, v in given.items() if v is not None})
+    try:
+        settings = Settings()  # the workers read the same variables: fail here, once, on a bad value
+        settings.keys()
+    except (ValidationError, OSError) as e:
+        fail(f"service settings: {e}")
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="lsr-metrics-")  # /metrics sums workers
+    uvicorn.run("service.app:from_env", factory=True, host=host, port=port, workers=workers,
+                timeout_graceful_shutdown=graceful_timeout, log_level=log_level, access_log=False)
+
+
 @app.command("sample-corpus")
 def sample_corpus(
     output: Path = typer.Argument(..., help="JSONL file to write"),
