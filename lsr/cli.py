@@ -337,6 +337,31 @@ def bench_index(
         recall_latency(report, plot, title=docs.stem)
 
 
+@bench_app.command("service")
+def bench_service(
+    docs: Path = typer.Option(Path("/work/data/scifact.npz"), help="document vectors to index (.npz)"),
+    queries: Path = typer.Option(Path("/work/data/queries.npz"), help="query vectors (.npz with ids)"),
+    texts: Path = typer.Option(Path("/work/data/queries.jsonl"), help="query texts (JSONL: id, text)"),
+    prefix: str = typer.Option("beir/scifact/", help="use the queries whose ids start with this"),
+    method: str = typer.Option("exact"),
+    workers: int = typer.Option(1, min=1),
+    clients: list[int] = typer.Option([1, 8, 64], "--clients", help="concurrent connections (repeat)"),
+    seconds: float = typer.Option(15.0, help="length of each measured run"),
+    soak_seconds: float = typer.Option(60.0, help="length of each of the two runs at the highest load"),
+    soak_kind: str = typer.Option("text", help="text or sparse queries in the long runs"),
+    window_ms: float = typer.Option(2.0, help="micro-batching window (LSR_BATCH_WINDOW_MS)"),
+    output: Path = typer.Option(Path("bench/results/service_load.json")),
+) -> None:
+    """HTTP load on a real `lsr serve` over 127.0.0.1 (wrk in a second process): q/s, p50/p99, errors, memory."""
+    from bench.load import run
+
+    for f in (docs, queries, texts):
+        if not f.exists():
+            fail(f"{f}: no such file")
+    run(docs, queries, texts, output, prefix=prefix, method=method, workers=workers, clients=tuple(sorted(clients)),
+        seconds=seconds, soak_seconds=soak_seconds, soak_kind=soak_kind, window_ms=window_ms)
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

@@ -41,11 +41,11 @@ class ApiKeys:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "this API key is not accepted")
 
 
-def require_read(request: Request) -> None:
-    """FastAPI dependency of the read endpoints."""
+async def require_read(request: Request) -> None:
+    """FastAPI dependency of the read endpoints (async: a sync one would cost a thread hop per request)."""
     request.app.state.keys.check(request, write=False)
 
 
-def require_write(request: Request) -> None:
+async def require_write(request: Request) -> None:
     """FastAPI dependency of the write endpoints."""
     request.app.state.keys.check(request, write=True)

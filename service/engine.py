@@ -42,6 +42,7 @@ class Engine:
         self.load_error: str | None = None
         self._vocab: dict[str, int] = {}
         self._tokens: list[str] = []
+        self._ids: tuple[int, np.ndarray] | None = None  # (generation, external id of each internal number)
         if encoder is not None:
             self._attach(encoder)
 
@@ -132,7 +133,7 @@ class Engine:
                 if d >= 0]
 
     def _hit(self, req: SearchRequest, row: Row, rank: int, score: float, number: int) -> Hit:
-        hit = Hit(id=self.index.doc_id(number), score=score, rank=rank)
+        hit = Hit(id=self.doc_id(number), score=score, rank=rank)
         if req.fields:
             doc = self.index.document(number)
             for name in STORED_FIELDS:
@@ -150,6 +151,14 @@ class Engine:
         order = np.argsort(-parts, kind="stable")
         return [Contribution(term=self.token(int(common[i])), id=int(common[i]), query_weight=float(q_weights[qi[i]]),
                              doc_weight=float(d_weights[di[i]]), score=float(parts[i])) for i in order if parts[i] > 0]
+
+    def doc_id(self, number: int) -> str:
+        """External id of an internal number, from an array read once per index generation (the index's own lookup
+        reads a stored-document row, ~60 us, too slow for k hits per query)."""
+        generation = self.index.manifest.generation
+        if self._ids is None or self._ids[0] != generation:
+            self._ids = (generation, self.index.doc_ids)
+        return self._ids[1][number]
 
     def token(self, term_id: int) -> str:
         return self._tokens[term_id] if term_id < len(self._tokens) else str(term_id)
