@@ -233,6 +233,8 @@ def serve(
     model: Optional[str] = typer.Option(None, help="query encoder (default: the model the index records)"),
     api_keys_file: Optional[Path] = typer.Option(None, help="API keys, one per line (or set LSR_API_KEYS)"),
     protect_reads: bool = typer.Option(False, help="searches and reads need an API key too"),
+    bm25: Optional[Path] = typer.Option(None, help="BM25 side for hybrid search; built from the index's stored texts "
+                                                   "when the folder holds none"),
     graceful_timeout: float = typer.Option(30.0, help="seconds that in-flight requests get to finish on SIGTERM"),
     log_level: str = typer.Option("info"),
 ) -> None:
@@ -248,11 +250,19 @@ def serve(
     from service.settings import Settings
 
     try:
-        Index.open(index_dir, verify=False)
+        idx = Index.open(index_dir, verify=False)
     except IndexCorrupt as e:
         fail(str(e))
+    from service.hybrid import BM25_MODEL, build_bm25
+
+    if bm25 is not None and not (bm25 / BM25_MODEL).exists():
+        typer.echo(f"building the BM25 side of {idx.num_docs} documents in {bm25}", err=True)
+        try:
+            build_bm25(idx, bm25)
+        except (ValueError, FileExistsError) as e:
+            fail(str(e))
     given = {"INDEX_DIR": index_dir.resolve(), "MODEL": model, "API_KEYS_FILE": api_keys_file,
-             "PROTECT_READS": "true" if protect_reads else None}
+             "PROTECT_READS": "true" if protect_reads else None, "BM25_DIR": bm25.resolve() if bm25 else None}
     os.environ.update({f"LSR_{k}": str(v) for k, v in given.items() if v is not None})
     try:
         settings = Settings()  # the workers read the same variables: fail here, once, on a bad value

@@ -3,7 +3,7 @@ silently unused. Size limits that depend on settings (k, query length, batch siz
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -18,7 +18,8 @@ class Strict(BaseModel):
 class Hybrid(Strict):
     """Fuse the SPLADE ranking with BM25's (needs a BM25 index beside the service's, see README "Serve")."""
 
-    fusion: str = Field("rrf", description="rrf (reciprocal rank fusion) or linear (normalised scores)")
+    fusion: Literal["rrf", "linear"] = Field("rrf", description="rrf (reciprocal rank fusion) or linear "
+                                                                 "(min-max normalised scores, weighted sum)")
     weight: float = Field(0.5, ge=0, le=1, description="SPLADE's weight; BM25 gets 1 - weight")
     rrf_k: float = Field(60.0, ge=0, le=1e6, description="the k of reciprocal rank fusion")
     depth: int = Field(100, ge=1, le=1000, description="hits taken from each ranking before fusing")
@@ -51,6 +52,9 @@ class SearchRequest(Strict):
             raise ValueError("'indices' and 'values' must have the same length")
         if self.hybrid is not None and self.query is None:
             raise ValueError("hybrid search needs a text 'query' (BM25 analyses the text)")
+        if self.hybrid is not None and self.explain:
+            raise ValueError("explain is not available with hybrid search (BM25 scores are not per-term sums of "
+                             "SPLADE weights); ask without 'hybrid' to see the SPLADE terms")
         return self
 
 

@@ -16,6 +16,7 @@ class Settings(BaseSettings):
     index_dir: Path | None = Field(None, description="index folder (lsr serve --index sets it)")
     model: str | None = Field(None, description="query encoder; default: the model the index records")
     device: str = Field("cpu", description="device of the query encoder")
+    bm25_dir: Path | None = Field(None, description="BM25 side for hybrid search (service/hybrid.py)")
     verify_checksums: bool = Field(True, description="check every index file's sha256 when a worker opens it")
 
     # auth (service/auth.py)

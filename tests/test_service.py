@@ -127,6 +127,32 @@ def test_empty_query_has_no_hits(client):
     assert post(client, {"indices": [], "values": []})["hits"] == []
 
 
+def test_hybrid_fuses_bm25_and_splade(tmp_path, client, index_dir, index, encoder):
+    assert "BM25 side" in post(client, {"query": QUERIES[0], "hybrid": {}}, status=422)["detail"]
+    pytest.importorskip("eval.fusion", reason="hybrid search needs eval/ (BM25, fusion: issue 8), not merged yet")
+    from eval.fusion import fuse
+
+    from service.hybrid import Bm25Side, build_bm25
+
+    side = tmp_path / "bm25"
+    assert build_bm25(index, side) == 48
+    with make_client(index_dir, encoder, bm25_dir=side) as c:
+        for q, hybrid in [(QUERIES[0], {}), (QUERIES[2], {"fusion": "linear", "weight": 0.7, "depth": 20})]:
+            got = post(c, {"query": q, "k": 5, "hybrid": hybrid, "fields": ["text"]})["hits"]
+            depth = hybrid.get("depth", 100)
+            splade = [(h["id"], h["score"]) for h in post(c, {"query": q, "k": depth})["hits"]]
+            bm25 = Bm25Side(side).ranking(q, depth)
+            assert bm25 and {d for d, _ in bm25} - {d for d, _ in splade[:5]}  # BM25 brings its own documents
+            weight = hybrid.get("weight", 0.5)
+            params = {"rrf_k": 60.0} if hybrid.get("fusion", "rrf") == "rrf" else {}
+            want = fuse([splade, bm25], hybrid.get("fusion", "rrf"), weights=[weight, 1 - weight], k=5, **params)
+            assert [h["id"] for h in got] == [d for d, _ in want]
+            np.testing.assert_allclose([h["score"] for h in got], [s for _, s in want], rtol=1e-6)
+            assert all(h["text"] == index.document(h["id"])["text"] for h in got)
+        assert "explain" in post(c, {"query": "x", "hybrid": {}, "explain": True}, status=422)["detail"][0]["msg"]
+        assert post(c, {"query": "x", "hybrid": {"fusion": "max"}}, status=422)
+
+
 # ---- bad input: a clear 4xx each, never a 500 ----------------------------------------------------------------------
 BAD = {
     "unknown field": ({"query": "x", "colour": "red"}, "colour"),
