@@ -102,7 +102,7 @@ def in_process_ms(index_dir: Path, bodies: list[str], method: str, rounds: int =
             "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -136,13 +136,13 @@ def rss_mb(pid: int) -> dict[int, float]:
 class Server:
     """``python -m lsr serve`` on a free loopback port, until ``stop`` (SIGTERM, graceful)."""
 
-    def __init__(self, index_dir: Path, workers: int, env: dict[str, str]):
+    def __init__(self, index_dir: Path, workers: int, env: dict[str, str], args: tuple[str, ...] = ()):
         import httpx
 
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.cmd = [sys.executable, "-m", "lsr", "serve", "--index", str(index_dir), "--port", str(self.port),
-                    "--workers", str(workers), "--log-level", "warning"]
+                    "--workers", str(workers), "--log-level", "warning", *args]
         self.proc = subprocess.Popen(self.cmd, cwd=REPO, env={**os.environ, **env})
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
@@ -187,9 +187,38 @@ def wrk(url: str, bodies: list[str], connections: int, seconds: float, threads: 
             "load_avg": [round(load_before, 2), round(load_avg(), 2)]}
 
 
+_COUNTERS = ("lsr_encode_batch_size_sum", "lsr_encode_batch_size_count", "lsr_encode_seconds_sum")
+
+
+def encoder_counters(url: str) -> dict[str, float]:
+    """The server's encoder counters (from /metrics): texts encoded, batches, seconds spent encoding."""
+    import httpx
+
+    values = dict.fromkeys(_COUNTERS, 0.0)
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in values:
+            values[name] = float(value)
+    return values
+
+
+def measured(url: str, bodies: list[str], connections: int, seconds: float) -> dict:
+    """A wrk run plus what the encoder did meanwhile: mean texts per batch and milliseconds per batch."""
+    before = encoder_counters(url)
+    r = wrk(url, bodies, connections, seconds)
+    after = encoder_counters(url)
+    texts, batches, busy = (after[k] - before[k] for k in _COUNTERS)
+    if batches:
+        r["encode"] = {"batches": int(batches), "texts_per_batch": texts / batches, "ms_per_batch": busy * 1000 / batches,
+                       "busy_fraction": busy / r["seconds"]}
+    return r
+
+
 def _row(kind: str, r: dict) -> str:
+    enc = r.get("encode")
+    batching = f"   {enc['texts_per_batch']:.1f} texts/batch, {enc['ms_per_batch']:.1f} ms/batch" if enc else ""
     return (f"{kind:<7}{r['connections']:>6}{r['qps']:>10.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}"
-            f"   load {r['load_avg'][0]:.1f}->{r['load_avg'][1]:.1f}")
+            f"   load {r['load_avg'][0]:.1f}->{r['load_avg'][1]:.1f}{batching}")
 
 
 def run(docs: Path, queries: Path, texts: Path, output: Path, *, prefix: str = "beir/scifact/", k: int = 10,
@@ -211,13 +240,13 @@ def run(docs: Path, queries: Path, texts: Path, output: Path, *, prefix: str = "
             for kind in ("sparse", "text"):
                 wrk(server.url, bodies[kind], 8, 3)  # warm-up: compiled kernels, encoder, connections
                 for c in clients:
-                    r = {"kind": kind, **wrk(server.url, bodies[kind], c, seconds)}
+                    r = {"kind": kind, **measured(server.url, bodies[kind], c, seconds)}
                     report["runs"].append(r)
                     print(_row(kind, r), flush=True)
             report["in_process"].append(in_process_ms(folder, bodies["sparse"], method))
             soak = []
             for i in range(2):
-                r = {"kind": soak_kind, **wrk(server.url, bodies[soak_kind], max(clients), soak_seconds)}
+                r = {"kind": soak_kind, **measured(server.url, bodies[soak_kind], max(clients), soak_seconds)}
                 r["rss_mb"] = sum(rss_mb(server.proc.pid).values())
                 soak.append(r)
                 print(_row(f"soak{i + 1}", r) + f"   rss {r['rss_mb']:.0f} MiB", flush=True)

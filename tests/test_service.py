@@ -11,7 +11,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -353,36 +352,17 @@ def test_compose_file():
 
 
 # ---- a real uvicorn on 127.0.0.1 ----------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(index_dir):
-    port = free_port()
-    env = {**os.environ, "LSR_API_KEYS": KEY, "LSR_MAX_K": "100", "LSR_MAX_BODY_BYTES": "65536"}
-    proc = subprocess.Popen([sys.executable, "-m", "lsr", "serve", "--index", str(index_dir), "--port", str(port),
-                             "--workers", "2", "--graceful-timeout", "20", "--log-level", "warning"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read()
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("the server did not become ready in 120 s")
-    yield proc, url
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
+    """``lsr serve`` with two workers on a free loopback port (the load benchmark's harness)."""
+    from bench.load import Server
+
+    env = {"LSR_API_KEYS": KEY, "LSR_MAX_K": "100", "LSR_MAX_BODY_BYTES": "65536"}
+    srv = Server(index_dir, 2, env, ("--graceful-timeout", "20"))
+    yield srv.proc, srv.url
+    if srv.proc.poll() is None:
+        srv.proc.kill()
+    srv.proc.wait()
 
 
 @pytest.mark.slow
