@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Weight = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-TermId = Annotated[int, Field(ge=0)]
+TermId = Annotated[int, Field(ge=0, lt=2**31)]
+Param = Annotated[int, Field(ge=-2**31, lt=2**31)] | Annotated[float, Field(allow_inf_nan=False)]
 
 
 class Strict(BaseModel):
@@ -33,9 +34,9 @@ class SearchRequest(Strict):
     values: list[Weight] | None = Field(None, description="sparse query: weights, one per term id")
     terms: dict[str, Weight] | None = Field(None, description="sparse query by token: {token: weight}")
     vocab_fingerprint: str | None = Field(None, description="vocabulary the sparse query comes from (checked)")
-    k: int = Field(10, ge=1, description="number of hits")
+    k: int = Field(10, ge=1, lt=2**31, description="number of hits")
     method: str = Field("exact", description="exact, bmp or seismic (as built into the index)")
-    params: dict[str, float | int] = Field(default_factory=dict, description="the method's search parameters",
+    params: dict[str, Param] = Field(default_factory=dict, description="the method's search parameters",
                                            examples=[{"alpha": 0.9}])
     explain: bool = Field(False, description="per hit, the query terms that contributed and how much")
     fields: list[str] = Field(default_factory=list, description="stored fields to return: title, text")

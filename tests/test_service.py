@@ -163,10 +163,13 @@ BAD = {
     "duplicate term ids": ({"indices": [7, 7], "values": [1.0, 1.0]}, "unique"),
     "term id beyond the vocabulary": ({"indices": [30522], "values": [1.0]}, "another vocabulary"),
     "negative term id": ({"indices": [-1], "values": [1.0]}, "greater than or equal"),
+    "huge term id": ({"indices": [10**30], "values": [1.0]}, "less than"),
+    "huge parameter": ({"query": "x", "method": "seismic", "params": {"query_cut": 10**30}}, "query_cut"),
     "other vocabulary": ({"indices": [5], "values": [1.0], "vocab_fingerprint": "0123456789abcdef"}, "vocabulary"),
     "unknown token": ({"terms": {"zzzqqqxx": 1.0}}, "not in the vocabulary"),
     "k zero": ({"query": "x", "k": 0}, "greater than"),
     "k too large": ({"query": "x", "k": 101}, "at most 100"),
+    "k huge": ({"query": "x", "k": 10**30}, "less than"),
     "k not a number": ({"query": "x", "k": "ten"}, "integer"),
     "query too long": ({"query": "x" * 2001}, "at most 2000 characters"),
     "too many terms": ({"indices": list(range(1025)), "values": [1.0] * 1025}, "at most 1024 terms"),
@@ -192,6 +195,9 @@ def test_bad_bodies(client):
     nan = client.post("/search", content=b'{"indices": [5], "values": [NaN]}',
                       headers={"content-type": "application/json"})
     assert nan.status_code == 422 and "finite" in nan.text
+    inf = client.post("/search", content=b'{"query": "x", "method": "bmp", "params": {"alpha": Infinity}}',
+                      headers={"content-type": "application/json"})
+    assert inf.status_code == 422 and "params" in inf.text
     assert client.post("/search", content=b'{"query": ', headers={"content-type": "application/json"}).status_code == 422
     assert client.post("/search", json=[1, 2]).status_code == 422
     too_big = {"query": "x", "padding": "y" * 70_000}
