@@ -1,9 +1,11 @@
 """Dynamic micro-batching of query encoding: concurrent requests share one forward pass.
 
 Requests ``await batcher.encode(text)``. A single task on the event loop takes the waiting texts, waits up to
-``window_ms`` for more (only while other requests are in flight that may still bring some: a lone client never
-waits), encodes them as one batch on the encoder's own thread, and resolves each caller's future with its row. While
-a batch runs, new texts queue up, so the batch size, and with it throughput, grows with the load by itself.
+``window_ms`` for more, encodes them as one batch on the encoder's own thread, and resolves each caller's future with
+its row. While a batch runs, new texts queue up, so the batch size, and with it throughput, grows with the load.
+The window is only spent when others may still come: requests in flight that have not reached the queue, or a
+previous batch of several texts (its clients send their next queries a moment after their answers; without the wait
+a closed loop of 64 clients settles into two half-size batches taking turns). A lone client never waits.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class MicroBatcher:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="lsr-encode")
         self.batches = 0
         self.texts = 0
+        self._last = 0  # texts in the previous batch
 
     async def encode(self, text: str) -> Row:
         """The query vector of ``text`` (term ids, weights)."""
@@ -68,7 +71,7 @@ class MicroBatcher:
                 batch.append(self._queue.get_nowait())
                 continue
             left = deadline - time.monotonic()
-            if left <= 0 or self._in_flight() <= len(batch):  # nobody else could join: go now
+            if left <= 0 or (self._in_flight() <= len(batch) and self._last <= 1):  # nobody else will join: go now
                 break
             try:
                 batch.append(await asyncio.wait_for(self._queue.get(), left))
@@ -94,6 +97,7 @@ class MicroBatcher:
             self._observe(len(live), time.perf_counter() - start)
             self.batches += 1
             self.texts += len(live)
+            self._last = len(live)
             for i, (_, f) in enumerate(live):
                 if not f.done():
                     terms, weights = vectors.row(i)

@@ -325,6 +325,24 @@ def test_micro_batcher_groups_concurrent_queries(encoder):
         np.testing.assert_allclose(weights, ref_weights, rtol=1e-4, atol=1e-5)
 
 
+def test_after_a_shared_batch_late_queries_join_the_next(encoder):
+    """Clients answered by a batch of several send their next queries a moment later: they share one batch."""
+    async def run():
+        b = MicroBatcher(encoder.encode_queries, window_ms=300, max_batch=8, in_flight=lambda: 0)
+        await asyncio.gather(*[b.encode(f"first {i}") for i in range(4)])
+        before = b.batches
+
+        async def late(i):
+            await asyncio.sleep(0.05)
+            return await b.encode(f"late {i}")
+
+        await asyncio.gather(b.encode("early 1"), b.encode("early 2"), late(1), late(2))
+        await b.close()
+        return b.batches - before
+
+    assert asyncio.run(run()) == 1
+
+
 def test_lone_query_does_not_wait_for_the_window(encoder):
     async def run():
         b = MicroBatcher(encoder.encode_queries, window_ms=2000, max_batch=8, in_flight=lambda: 1)
