@@ -1,11 +1,13 @@
 """Dynamic micro-batching of query encoding: concurrent requests share one forward pass.
 
-Requests ``await batcher.encode(text)``. A single task on the event loop takes the waiting texts, waits up to
-``window_ms`` for more, encodes them as one batch on the encoder's own thread, and resolves each caller's future with
-its row. While a batch runs, new texts queue up, so the batch size, and with it throughput, grows with the load.
-The window is only spent when others may still come: requests in flight that have not reached the queue, or a
-previous batch of several texts (its clients send their next queries a moment after their answers; without the wait
-a closed loop of 64 clients settles into two half-size batches taking turns). A lone client never waits.
+Requests ``await batcher.encode(text)``. A single task on the event loop takes the waiting texts, waits a little for
+more, encodes them as one batch on the encoder's own thread, and resolves each caller's future with its row. While a
+batch runs, new texts queue up, so the batch size, and with it throughput, grows with the load.
+
+How long to wait: until as many texts are in as there were requests in flight when the previous batch finished (its
+own callers, who send their next queries a moment after their answers, plus those queued meanwhile), for at most
+``window_ms``, or a tenth of the previous batch's encoding time when that is longer. Without that wait a closed loop
+of 64 clients settles into two half-size batches taking turns. A lone client never waits.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ class MicroBatcher:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="lsr-encode")
         self.batches = 0
         self.texts = 0
-        self._last = 0  # texts in the previous batch
+        self._expect = 0  # requests in flight when the previous batch finished
+        self._last_s = 0.0  # its encoding time
 
     async def encode(self, text: str) -> Row:
         """The query vector of ``text`` (term ids, weights)."""
@@ -65,13 +68,13 @@ class MicroBatcher:
 
     async def _gather(self) -> list[tuple[str, asyncio.Future]]:
         batch = [await self._queue.get()]
-        deadline = time.monotonic() + self.window
+        deadline = time.monotonic() + max(self.window, self._last_s / 10)
         while len(batch) < self.max_batch:
             if not self._queue.empty():
                 batch.append(self._queue.get_nowait())
                 continue
             left = deadline - time.monotonic()
-            if left <= 0 or (self._in_flight() <= len(batch) and self._last <= 1):  # nobody else will join: go now
+            if left <= 0 or len(batch) >= max(self._expect, self._in_flight()):  # nobody else is coming: go now
                 break
             try:
                 batch.append(await asyncio.wait_for(self._queue.get(), left))
@@ -94,10 +97,11 @@ class MicroBatcher:
                 if isinstance(e, asyncio.CancelledError):
                     raise
                 continue
-            self._observe(len(live), time.perf_counter() - start)
+            self._last_s = time.perf_counter() - start
+            self._expect = self._in_flight()
+            self._observe(len(live), self._last_s)
             self.batches += 1
             self.texts += len(live)
-            self._last = len(live)
             for i, (_, f) in enumerate(live):
                 if not f.done():
                     terms, weights = vectors.row(i)

@@ -327,16 +327,23 @@ def test_micro_batcher_groups_concurrent_queries(encoder):
 
 def test_after_a_shared_batch_late_queries_join_the_next(encoder):
     """Clients answered by a batch of several send their next queries a moment later: they share one batch."""
+    active = 0
+
     async def run():
-        b = MicroBatcher(encoder.encode_queries, window_ms=300, max_batch=8, in_flight=lambda: 0)
-        await asyncio.gather(*[b.encode(f"first {i}") for i in range(4)])
+        b = MicroBatcher(encoder.encode_queries, window_ms=300, max_batch=8, in_flight=lambda: active)
+
+        async def client(text, delay=0.0):  # in flight from its request on, as the HTTP middleware counts it
+            nonlocal active
+            await asyncio.sleep(delay)
+            active += 1
+            try:
+                return await b.encode(text)
+            finally:
+                active -= 1
+
+        await asyncio.gather(*[client(f"first {i}") for i in range(4)])
         before = b.batches
-
-        async def late(i):
-            await asyncio.sleep(0.05)
-            return await b.encode(f"late {i}")
-
-        await asyncio.gather(b.encode("early 1"), b.encode("early 2"), late(1), late(2))
+        await asyncio.gather(client("early 1"), client("early 2"), client("late 1", 0.05), client("late 2", 0.05))
         await b.close()
         return b.batches - before
 
