@@ -3,8 +3,10 @@ vectors, driven by ``wrk`` (Debian's, in its own process) with a Lua script that
 
 Measured: sparse-vector queries and text queries (encoded by the service, micro-batched) at 1, 8 and 64 concurrent
 connections (closed loop: each connection sends its next query when the last is answered): throughput, p50, p99,
-errors; the in-process ``Index.search_one`` p50 of the same sparse queries, so HTTP overhead = HTTP p50 (1 client)
-- in-process p50; then two long runs at the highest load, with the server's resident memory after each.
+errors, in rounds interleaved over the settings (the machine is shared: a burst of load then hits every setting
+alike); the in-process ``Index.search_one`` p50 of the same sparse queries between rounds, so HTTP overhead =
+HTTP p50 (1 client) - in-process p50; then two long runs at the highest load, with the server's resident memory
+after each.
 """
 
 from __future__ import annotations
@@ -221,10 +223,18 @@ def _row(kind: str, r: dict) -> str:
             f"   load {r['load_avg'][0]:.1f}->{r['load_avg'][1]:.1f}{batching}")
 
 
+def median_round(rounds: list[dict]) -> dict:
+    """The round of median throughput (its latencies come with it), and the errors of all rounds."""
+    chosen = sorted(rounds, key=lambda r: r["qps"])[len(rounds) // 2]
+    return {**chosen, "errors_all_rounds": sum(r["errors"] for r in rounds), "qps_rounds": [r["qps"] for r in rounds]}
+
+
 def run(docs: Path, queries: Path, texts: Path, output: Path, *, prefix: str = "beir/scifact/", k: int = 10,
-        method: str = "exact", workers: int = 1, clients: tuple[int, ...] = (1, 8, 64), seconds: float = 15,
-        soak_seconds: float = 60, soak_kind: str = "text", limit: int = 1000, index_dir: Path | None = None,
-        window_ms: float = 2.0) -> dict:
+        method: str = "exact", workers: int = 1, clients: tuple[int, ...] = (1, 8, 64), seconds: float = 5,
+        rounds: int = 3, soak_seconds: float = 60, soak_kind: str = "text", limit: int = 1000,
+        index_dir: Path | None = None, window_ms: float = 2.0) -> dict:
+    """``rounds`` passes over every (kind, clients) setting, interleaved so that a change in the machine's load hits
+    all settings alike; each setting reports its median round (by throughput)."""
     with tempfile.TemporaryDirectory(prefix="lsr-load-") as tmp:
         folder = index_dir or build_index(docs, Path(tmp) / "index", ("exact", "bmp", "seismic"))
         bodies = query_bodies(queries, texts, prefix, k, method, limit)
@@ -232,18 +242,20 @@ def run(docs: Path, queries: Path, texts: Path, output: Path, *, prefix: str = "
                         "workers": workers, "batch_window_ms": window_ms, "cores": os.cpu_count(),
                         "load_generator": "wrk (1 thread, closed loop, Lua script cycling through real query bodies)",
                         "in_process": [], "runs": []}
-        report["in_process"].append(in_process_ms(folder, bodies["sparse"], method))
         server = Server(folder, workers, {"LSR_BATCH_WINDOW_MS": str(window_ms), "LSR_MAX_BODY_BYTES": str(1 << 20)})
         report["server"] = " ".join(server.cmd[1:])
         try:
-            print(f"{'kind':<7}{'conns':>6}{'q/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
             for kind in ("sparse", "text"):
                 wrk(server.url, bodies[kind], 8, 3)  # warm-up: compiled kernels, encoder, connections
-                for c in clients:
-                    r = {"kind": kind, **measured(server.url, bodies[kind], c, seconds)}
-                    report["runs"].append(r)
-                    print(_row(kind, r), flush=True)
-            report["in_process"].append(in_process_ms(folder, bodies["sparse"], method))
+            print(f"{'kind':<7}{'conns':>6}{'q/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+            for _ in range(rounds):
+                report["in_process"].append(in_process_ms(folder, bodies["sparse"], method, rounds=1))
+                for kind in ("sparse", "text"):
+                    for c in clients:
+                        r = {"kind": kind, **measured(server.url, bodies[kind], c, seconds)}
+                        report["runs"].append(r)
+                        print(_row(kind, r), flush=True)
+            report["in_process"].append(in_process_ms(folder, bodies["sparse"], method, rounds=1))
             soak = []
             for i in range(2):
                 r = {"kind": soak_kind, **measured(server.url, bodies[soak_kind], max(clients), soak_seconds)}
@@ -253,9 +265,11 @@ def run(docs: Path, queries: Path, texts: Path, output: Path, *, prefix: str = "
             report["soak"] = soak
         finally:
             report["server_exit"] = server.stop()
-    sparse1 = next(r for r in report["runs"] if r["kind"] == "sparse" and r["connections"] == min(clients))
-    text = {r["connections"]: r for r in report["runs"] if r["kind"] == "text"}
-    in_p50 = min(p["p50_ms"] for p in report["in_process"])
+    report["settings"] = [median_round([r for r in report["runs"] if (r["kind"], r["connections"]) == (kind, c)])
+                          for kind in ("sparse", "text") for c in clients]
+    sparse1 = next(r for r in report["settings"] if r["kind"] == "sparse" and r["connections"] == min(clients))
+    text = {r["connections"]: r for r in report["settings"] if r["kind"] == "text"}
+    in_p50 = float(np.median([p["p50_ms"] for p in report["in_process"]]))
     report["summary"] = {
         "in_process_p50_ms": in_p50,
         "http_overhead_p50_ms": sparse1["p50_ms"] - in_p50,

@@ -356,7 +356,8 @@ def bench_service(
     method: str = typer.Option("exact"),
     workers: int = typer.Option(1, min=1),
     clients: list[int] = typer.Option([1, 8, 64], "--clients", help="concurrent connections (repeat)"),
-    seconds: float = typer.Option(15.0, help="length of each measured run"),
+    seconds: float = typer.Option(5.0, help="length of each measured run"),
+    rounds: int = typer.Option(3, min=1, help="interleaved passes over all settings (the median is reported)"),
     soak_seconds: float = typer.Option(60.0, help="length of each of the two runs at the highest load"),
     soak_kind: str = typer.Option("text", help="text or sparse queries in the long runs"),
     window_ms: float = typer.Option(2.0, help="micro-batching window (LSR_BATCH_WINDOW_MS)"),
@@ -369,7 +370,7 @@ def bench_service(
         if not f.exists():
             fail(f"{f}: no such file")
     run(docs, queries, texts, output, prefix=prefix, method=method, workers=workers, clients=tuple(sorted(clients)),
-        seconds=seconds, soak_seconds=soak_seconds, soak_kind=soak_kind, window_ms=window_ms)
+        seconds=seconds, rounds=rounds, soak_seconds=soak_seconds, soak_kind=soak_kind, window_ms=window_ms)
 
 
 def main() -> None:  # pragma: no cover - console entry
