@@ -204,8 +204,26 @@ def encoder_counters(url: str) -> dict[str, float]:
     return values
 
 
+def in_flight(url: str) -> float:
+    """Requests the server is serving now, the /metrics request that asks included."""
+    import httpx
+
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return next((float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith("lsr_http_requests_in_flight")),
+                0.0)
+
+
+def settle(url: str, timeout: float = 60) -> None:
+    """Waits until the server has finished the requests a stopped wrk left behind (a batch of texts still encoding
+    would slow down the next run)."""
+    deadline = time.monotonic() + timeout
+    while in_flight(url) > 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def measured(url: str, bodies: list[str], connections: int, seconds: float) -> dict:
     """A wrk run plus what the encoder did meanwhile: mean texts per batch and milliseconds per batch."""
+    settle(url)
     before = encoder_counters(url)
     r = wrk(url, bodies, connections, seconds)
     after = encoder_counters(url)

@@ -419,16 +419,11 @@ def test_workers_share_the_index_and_metrics(server):
     assert pids  # which worker answers is the kernel's choice; both serve the same memory-mapped index
 
 
-def in_flight(url: str) -> float:
-    for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
-        if line.startswith("lsr_http_requests_in_flight"):
-            return float(line.split()[-1])
-    return 0.0
-
-
 def test_sigterm_finishes_the_request_in_flight(server):
     """A slow client is sending its query when the server gets SIGTERM: it still gets its answer, then the server
     exits cleanly. Runs last: it stops the module's server."""
+    from bench.load import in_flight
+
     proc, url = server
     port = int(url.rsplit(":", 1)[1])
     body = json.dumps({"query": QUERIES[0], "k": 3}).encode()
