@@ -370,7 +370,9 @@ def test_compose_file():
     assert service["command"][:3] == ["serve", "--index", "/index"] and "--host" in service["command"]
     assert "LSR_API_KEYS" in service["environment"] and "${LSR_API_KEYS" in str(service["environment"]["LSR_API_KEYS"])
     assert "/readyz" in " ".join(service["healthcheck"]["test"])
-    assert indexer["command"][0] == "index" and "--output" in indexer["command"]
+    assert indexer["entrypoint"] == ["sh", "-c"] and "lsr index /data/corpus.jsonl --output /index" in \
+        indexer["command"][0] and indexer["command"][0].startswith("test -f /index/manifest.json ||")
+    assert compose["services"]["indexer-rebuild"]["command"][:2] == ["index", "/data/corpus.jsonl"]
     assert indexer["restart"] == "no" and service["depends_on"]["indexer"]["condition"] == \
         "service_completed_successfully"
     assert "lsr-index" in compose["volumes"]
