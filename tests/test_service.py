@@ -412,6 +412,7 @@ def test_schemathesis_finds_no_server_error(server, tmp_path):
     assert " generated, " in out.stdout and "Tested: " in out.stdout
 
 
+@pytest.mark.slow
 def test_workers_share_the_index_and_metrics(server):
     _, url = server
     pids = {httpx.get(f"{url}/stats", timeout=5).json()["pid"] for _ in range(12)}
@@ -421,6 +422,7 @@ def test_workers_share_the_index_and_metrics(server):
     assert pids  # which worker answers is the kernel's choice; both serve the same memory-mapped index
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_the_request_in_flight(server):
     """A slow client is sending its query when the server gets SIGTERM: it still gets its answer, then the server
     exits cleanly. Runs last: it stops the module's server."""
