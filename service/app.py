@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from index import Index
 from service.auth import ApiKeys
 from service.batcher import BatcherClosed
-from service.documents import Documents, WritesUnsupported
+from service.documents import Documents, WriterBusy
 from service.engine import Engine, NotReady, QueryError
 from service.limits import BodyLimit
 from service.metrics import Instrument, Metrics
@@ -46,7 +46,7 @@ def create_app(index_dir: str | Path | None = None, settings: Settings | None = 
                   description="Learned sparse retrieval over an lsr index: text or sparse-vector queries, exact / "
                               "bmp / seismic search, per-term explanations, durable document writes.")
     app.state.settings, app.state.keys, app.state.metrics = settings, keys, metrics
-    app.state.engine, app.state.documents = engine, Documents(engine)
+    app.state.engine, app.state.documents = engine, Documents(engine, settings.write_lock_timeout)
     app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(Instrument, metrics=metrics)
@@ -60,7 +60,7 @@ def create_app(index_dir: str | Path | None = None, settings: Settings | None = 
     app.add_exception_handler(QueryError, error(status.HTTP_422_UNPROCESSABLE_CONTENT))
     app.add_exception_handler(NotReady, error(status.HTTP_503_SERVICE_UNAVAILABLE, {"Retry-After": "1"}))
     app.add_exception_handler(BatcherClosed, error(status.HTTP_503_SERVICE_UNAVAILABLE))
-    app.add_exception_handler(WritesUnsupported, error(status.HTTP_501_NOT_IMPLEMENTED))
+    app.add_exception_handler(WriterBusy, error(status.HTTP_503_SERVICE_UNAVAILABLE, {"Retry-After": "1"}))
     return app
 
 

@@ -1,56 +1,69 @@
-"""Document writes: encode the texts, then hand them to the index's durable write path (write-ahead log, fsynced
-before ``Index.upsert`` / ``Index.delete`` return), so a 2xx answer means the document is kept.
+"""Document writes: encode the texts, then take the index's durable write path (write-ahead log fsynced before
+``upsert`` / ``delete`` return, then a commit), so a 2xx answer means the document is kept.
 
-One write at a time per process (an asyncio lock); the index's writer lock orders writers across processes.
-Encoding shares the query encoder's thread, so document and query encoding never fight over the cores.
+Each write call is one writer session: take the index's writer lock (waiting up to ``write_lock_timeout``), write,
+commit, release; the session's background merger runs the merge the index's tiered policy picks meanwhile (closing
+waits for it), so the small segments of single writes do not pile up. Any worker of
+``lsr serve --workers N`` can therefore write, and every worker's searches see the commit at their next request
+(the read index follows the latest committed generation). Bulk loads belong to ``lsr index``; this path is for
+documents arriving one call at a time. Encoding shares the query encoder's thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Callable
 
+from index import Index
+from index.errors import IndexLocked
 from lsr.corpus import Document
 from service.engine import Engine, NotReady
 from service.models import DocumentIn
 
 
-class WritesUnsupported(RuntimeError):
-    """The index has no write path (answered 501)."""
+class WriterBusy(RuntimeError):
+    """Another process kept the index's writer lock past the timeout (503, retry)."""
 
 
 class Documents:
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, lock_timeout: float):
         self.engine = engine
-        self._lock = asyncio.Lock()
-
-    def _writable(self):
-        index = self.engine.index
-        if not all(hasattr(index, name) for name in ("upsert", "delete")):
-            raise WritesUnsupported("this index cannot take writes yet: live updates (Index.upsert / Index.delete, "
-                                    "issue 7) are not in this build")
-        return index
+        self.lock_timeout = lock_timeout
+        self._lock = asyncio.Lock()  # one write at a time in this process; the writer lock orders processes
 
     def get(self, doc_id: str) -> dict:
         """{"id", "title", "text"}; KeyError when unknown."""
+        self.engine.refresh()
         return self.engine.index.document(doc_id)
 
+    def _session(self, write: Callable[[Index], int | None]) -> int | None:
+        try:
+            writer = Index.open(self.engine.index.path, verify=False, writable=True, lock_timeout=self.lock_timeout)
+        except IndexLocked as e:
+            raise WriterBusy(f"the index is busy with another writer; retry ({e})") from e
+        with writer:  # closing commits and waits for a running merge
+            return write(writer)
+
+    async def _write(self, write: Callable[[Index], int | None]) -> int | None:
+        async with self._lock:
+            result = await asyncio.to_thread(self._session, write)
+        self.engine.refresh()
+        return result
+
     async def upsert(self, docs: list[DocumentIn]) -> list[str]:
-        """Adds each document, or replaces the one with its id; returns once they are durable."""
-        index = self._writable()
+        """Adds each document, or replaces the one with its id; returns once they are committed."""
         encoder = self.engine.encoder
         if encoder is None:
             raise NotReady(self.engine.load_error or "the encoder is still loading")
         texts = [Document(d.id, d.text, d.title) for d in docs]
         vectors = await self.engine.batcher.run(encoder.encode_documents, [t.full_text for t in texts])
-        async with self._lock:
-            await asyncio.to_thread(index.upsert, [d.id for d in docs], vectors, texts)
+        ids = [d.id for d in docs]
+        await self._write(lambda w: w.upsert(ids, vectors, texts))
         self.engine.metrics.documents.labels("upsert").inc(len(docs))
-        return [d.id for d in docs]
+        return ids
 
     async def delete(self, doc_id: str) -> None:
         """Deletes one document; KeyError when there is none with this id."""
-        index = self._writable()
-        async with self._lock:
-            self.get(doc_id)
-            await asyncio.to_thread(index.delete, [doc_id])
+        if not await self._write(lambda w: w.delete([doc_id])):
+            raise KeyError(doc_id)
         self.engine.metrics.documents.labels("delete").inc()

@@ -8,7 +8,6 @@ a ``QueryError``, answered 422. The query encoder loads on a thread after start-
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -131,6 +130,12 @@ class Engine:
         if req.method not in self.index.methods:
             raise QueryError(f"unknown method {req.method!r}: this index serves {self.index.methods}")
 
+    def refresh(self) -> None:
+        """Moves to the latest committed generation (a stat of the manifest when nothing changed). Called on the event
+        loop's thread at the start of each request, and searches run there too, so the internal numbers of a search
+        and the ids they are resolved to always come from the same generation."""
+        self.index.refresh()
+
     async def vectors(self, reqs: list[SearchRequest]) -> list[Row]:
         """The query vector of each request; the texts among them go to the encoder together."""
         for r in reqs:
@@ -220,17 +225,15 @@ class Engine:
     async def answer(self, req: SearchRequest) -> SearchResponse:
         start = time.perf_counter()
         (row,) = await self.vectors([req])
+        self.refresh()
         hits = self.search(req, row)
         return SearchResponse(hits=hits, took_ms=(time.perf_counter() - start) * 1000)
 
     async def answer_batch(self, reqs: list[SearchRequest]) -> list[SearchResponse]:
         rows = await self.vectors(reqs)
-
-        def run() -> list[SearchResponse]:
-            out = []
-            for req, row in zip(reqs, rows):
-                start = time.perf_counter()
-                out.append(SearchResponse(hits=self.search(req, row), took_ms=(time.perf_counter() - start) * 1000))
-            return out
-
-        return await asyncio.to_thread(run)
+        self.refresh()
+        out = []
+        for req, row in zip(reqs, rows):  # on the loop's thread, like single queries (see refresh)
+            start = time.perf_counter()
+            out.append(SearchResponse(hits=self.search(req, row), took_ms=(time.perf_counter() - start) * 1000))
+        return out

@@ -18,7 +18,7 @@ from service.models import (BatchRequest, BatchResponse, DocumentIn, DocumentOut
 _ERRORS = {401: {"model": Problem, "description": "no API key"},
            403: {"model": Problem, "description": "API key refused, or writes disabled"},
            413: {"model": Problem, "description": "request body too large"},
-           503: {"model": Problem, "description": "query encoder not loaded (yet)"}}
+           503: {"model": Problem, "description": "query encoder not loaded (yet), or the index busy with a writer"}}
 
 router = APIRouter()
 read = [Depends(require_read)]
@@ -51,7 +51,7 @@ def _json(model) -> Response:
 
 
 @router.post("/documents", response_model=WriteResponse, dependencies=[Depends(require_write)],
-             responses={**_ERRORS, 501: {"model": Problem, "description": "this index takes no writes"}},
+             responses=_ERRORS,
              summary="Add documents, or replace those with the same ids; 2xx once they are durable")
 async def put_documents(body: list[DocumentIn], request: Request) -> WriteResponse:
     start = time.perf_counter()
@@ -61,7 +61,7 @@ async def put_documents(body: list[DocumentIn], request: Request) -> WriteRespon
 
 
 @router.delete("/documents/{doc_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Depends(require_write)],
-               responses={**_ERRORS, 404: {"model": Problem}, 501: {"model": Problem}},
+               responses={**_ERRORS, 404: {"model": Problem}},
                summary="Delete one document; 204 once the delete is durable")
 async def delete_document(doc_id: str, request: Request) -> Response:
     try:
@@ -97,6 +97,7 @@ async def readyz(request: Request):
 @router.get("/stats", dependencies=read, summary="Index and service figures")
 async def stats(request: Request) -> dict:
     e = engine(request)
+    e.refresh()
     idx, m = e.index, e.index.manifest
     return {
         "documents": idx.num_docs,

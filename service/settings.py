@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     max_batch: int = Field(64, ge=1, description="queries per /search/batch call")
     max_documents: int = Field(256, ge=1, description="documents per POST /documents call")
     max_document_chars: int = Field(100_000, ge=1)
+    write_lock_timeout: float = Field(10.0, ge=0, description="seconds a write waits for another writer's lock")
 
     # query encoding (service/batcher.py)
     batch_window_ms: float = Field(2.0, ge=0, description="how long a query waits for others to share its batch")
