@@ -15,7 +15,7 @@ from index.quantize import impact
 
 
 @nb.njit(cache=True, nogil=True)
-def exact_topk(post_indptr, post_docs, post_values, q_terms, q_weights, scale, acc, hs, hd, out_scores, out_docs):
+def exact_one(post_indptr, post_docs, post_values, q_terms, q_weights, scale, acc, hs, hd, out_scores, out_docs):
     k = len(out_scores)
     for i in range(len(q_terms)):
         t = q_terms[i]
@@ -35,28 +35,34 @@ def exact_topk(post_indptr, post_docs, post_values, q_terms, q_weights, scale, a
     topk.drain(hs, hd, size, out_scores, out_docs, 0)
 
 
+@nb.njit(cache=True, nogil=True)
+def exact_batch(post_indptr, post_docs, post_values, q_indptr, q_terms, q_weights, scale, acc, hs, hd, out_scores,
+                out_docs):
+    for r in range(len(q_indptr) - 1):
+        lo, hi = q_indptr[r], q_indptr[r + 1]
+        exact_one(post_indptr, post_docs, post_values, q_terms[lo:hi], q_weights[lo:hi], scale, acc, hs, hd,
+                  out_scores[r], out_docs[r])
+
+
 class Scratch:
     """A zeroed score array for one segment and a heap, reused by every query of one thread."""
 
-    def __init__(self, num_docs: int):
-        self.acc = np.zeros(num_docs, dtype=np.float32)
+    def __init__(self, seg):
+        self.acc = np.zeros(seg.num_docs, dtype=np.float32)
         self.hs = np.zeros(0, dtype=np.float32)
         self.hd = np.zeros(0, dtype=np.int64)
 
     def heap(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if len(self.hs) < k:
+        if len(self.hs) != k:
             self.hs = np.zeros(k, dtype=np.float32)
             self.hd = np.zeros(k, dtype=np.int64)
         return self.hs, self.hd
 
 
-def search(seg, q_terms, q_weights, k, scratch: Scratch):
+def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, out_docs) -> None:
     hs, hd = scratch.heap(k)
-    scores = np.empty(k, dtype=np.float32)
-    docs = np.empty(k, dtype=np.int64)
-    exact_topk(seg["post_indptr"], seg["post_docs"], seg["post_values"], q_terms, q_weights, np.float32(seg.scale),
-               scratch.acc, hs, hd, scores, docs)
-    return scores, docs
+    exact_batch(seg["post_indptr"], seg["post_docs"], seg["post_values"], q_indptr, q_terms, q_weights,
+                np.float32(seg.scale), scratch.acc, hs, hd, out_scores, out_docs)
 
 
-register(Method("exact", search=search, scratch=lambda seg: Scratch(seg.num_docs)))
+register(Method("exact", search=search, scratch=Scratch))

@@ -17,7 +17,7 @@ from lsr.sparse import SparseBatch
 @dataclass(frozen=True)
 class ForwardIndex:
     indptr: np.ndarray   # int64 (n + 1)
-    terms: np.ndarray    # int32 (nnz), sorted within each document
+    terms: np.ndarray    # uint16 when the vocabulary has <= 65,536 terms, else int32 (nnz), sorted per document
     values: np.ndarray   # uint8 | float16 | float32 (nnz): weight = value * scale
     scale: float
     vocab_size: int
@@ -31,7 +31,9 @@ class ForwardIndex:
         """Quantizes the weights; ``scale`` defaults to the per-index scale of ``vectors``."""
         if scale is None:
             scale = scale_for(vectors.values, quantization)
-        return cls(vectors.indptr, vectors.indices, quantize(vectors.values, quantization, scale), float(scale),
+        # 2-byte term ids: rows scored candidate by candidate (Seismic, BMP) stream 40% fewer bytes
+        terms = vectors.indices.astype(np.uint16) if vectors.vocab_size <= 1 << 16 else vectors.indices
+        return cls(vectors.indptr, terms, quantize(vectors.values, quantization, scale), float(scale),
                    vectors.vocab_size)
 
     def take(self, order: np.ndarray) -> "ForwardIndex":

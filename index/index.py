@@ -23,6 +23,7 @@ from index.errors import VocabularyMismatch
 from index.forward import ForwardIndex
 from index.manifest import MANIFEST, Manifest, SegmentInfo
 from index.postings import Postings
+from index.query import QUERY_BAD_TERM, QUERY_BAD_WEIGHT, QUERY_OK, query_status
 from index.quantize import check_quantization
 from index.segment import Segment, write_segment
 from lsr.corpus import Document
@@ -119,17 +120,19 @@ class Index:
         self.manifest = manifest
         self.segments = segments
         self._offsets = np.cumsum([0] + [s.num_docs for s in segments])
+        self._num_docs = int(self._offsets[-1])
         self._local = threading.local()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._id_map: dict[str, int] | None = None
+        self._defaults: dict[str, tuple[registry.Method, dict]] = {}   # method -> (Method, default params)
 
     # ---- build / open -------------------------------------------------------------------------------------------
     @classmethod
     def build(cls, path: str | os.PathLike, vectors: SparseBatch, doc_ids: Sequence[str], *,
               texts: Sequence[Document] | None = None, model: str | None = None,
               vocab_fingerprint: str | None = None, quantization: str = "uint8", reorder: bool = True,
-              methods: Sequence[str] = ("exact",), overwrite: bool = False, **method_params) -> "Index":
+              methods: Sequence[str] = ("exact", "bmp"), overwrite: bool = False, **method_params) -> "Index":
         """Builds a one-segment index at ``path`` (a new or empty folder, or an index to replace with overwrite).
 
         ``method_params`` go to every chosen method that declares them (e.g. ``block_size`` for bmp). The manifest
@@ -178,7 +181,7 @@ class Index:
     # ---- metadata -----------------------------------------------------------------------------------------------
     @property
     def num_docs(self) -> int:
-        return int(self._offsets[-1])
+        return self._num_docs
 
     @property
     def vocab_size(self) -> int:
@@ -247,27 +250,37 @@ class Index:
         return cache[key]
 
     def _resolve(self, method: str, params: dict) -> tuple[registry.Method, dict]:
+        if not params and method in self._defaults:
+            return self._defaults[method]
         if method not in self.manifest.methods:
             raise ValueError(f"this index was built without method {method!r}; it has {self.manifest.methods}")
         m = registry.get(method)
-        return m, m.search_config(params)
+        resolved = m, m.search_config(params)
+        if not params:
+            self._defaults[method] = resolved
+        return resolved
 
-    def _search_terms(self, terms: np.ndarray, weights: np.ndarray, k: int, method: registry.Method,
-                      params: dict) -> tuple[np.ndarray, np.ndarray]:
-        """Top-min(k, num_docs) of one validated query, merged over segments."""
-        k = min(k, self.num_docs)
+    def _run(self, method: registry.Method, params: dict, q_indptr: np.ndarray, q_terms: np.ndarray,
+             q_weights: np.ndarray, out_scores: np.ndarray, out_docs: np.ndarray) -> None:
+        """Top-k (k = out width <= num_docs) of validated queries into out_*, merged over segments."""
+        k = out_scores.shape[1]
         if len(self.segments) == 1:
-            seg = self.segments[0]
-            return method.search(seg, terms, weights, k, self._scratch(0, method), **params)
-        parts = [method.search(seg, terms, weights, min(k, seg.num_docs), self._scratch(s, method), **params)
-                 for s, seg in enumerate(self.segments)]
-        scores = np.concatenate([p[0] for p in parts])
-        docs = np.concatenate([np.where(p[1] >= 0, p[1] + off, -1) for p, off in zip(parts, self._offsets)])
-        hit = docs >= 0
-        order = np.lexsort((docs[hit], -scores[hit]))[:k]
-        out_s, out_d = np.zeros(k, np.float32), np.full(k, -1, np.int64)
-        out_s[:len(order)], out_d[:len(order)] = scores[hit][order], docs[hit][order]
-        return out_s, out_d
+            method.search(self.segments[0], q_indptr, q_terms, q_weights, k, self._scratch(0, method), out_scores,
+                          out_docs, **params)
+            return
+        n = len(q_indptr) - 1
+        scores, docs = [], []
+        for s, seg in enumerate(self.segments):
+            width = min(k, seg.num_docs)
+            part_s, part_d = np.zeros((n, width), np.float32), np.full((n, width), -1, np.int64)
+            method.search(seg, q_indptr, q_terms, q_weights, width, self._scratch(s, method), part_s, part_d, **params)
+            scores.append(part_s)
+            docs.append(np.where(part_d >= 0, part_d + self._offsets[s], -1))
+        scores, docs = np.concatenate(scores, axis=1), np.concatenate(docs, axis=1)
+        for r in range(n):
+            hit = docs[r] >= 0
+            order = np.lexsort((docs[r][hit], -scores[r][hit]))[:k]
+            out_scores[r, :len(order)], out_docs[r, :len(order)] = scores[r][hit][order], docs[r][hit][order]
 
     def search_one(self, q_indices: np.ndarray, q_values: np.ndarray, k: int = 10, method: str = "exact",
                    **params) -> tuple[np.ndarray, np.ndarray]:
@@ -276,7 +289,10 @@ class Index:
         k = _check_k(k)
         m, params = self._resolve(method, params)
         terms, weights = self._check_query(q_indices, q_values)
-        return self._search_terms(terms, weights, k, m, params)
+        width = min(k, self._num_docs)
+        scores, docs = np.zeros((1, width), np.float32), np.full((1, width), -1, np.int64)
+        self._run(m, params, np.array([0, len(terms)], dtype=np.int64), terms, weights, scores, docs)
+        return scores[0], docs[0]
 
     def _check_query(self, q_indices, q_values) -> tuple[np.ndarray, np.ndarray]:
         idx = np.asarray(q_indices)
@@ -285,12 +301,15 @@ class Index:
             raise ValueError(f"a query is two 1-d arrays of equal length, got shapes {idx.shape} and {val.shape}")
         if len(idx) and not np.issubdtype(idx.dtype, np.integer):
             raise ValueError(f"query term ids must be integers, got {idx.dtype}")
-        if not np.all(np.isfinite(val)) or np.any(val < 0):
-            raise ValueError("query weights must be finite and >= 0")
-        if len(idx) and (idx.min() < 0 or idx.max() >= self.vocab_size):
+        status = query_status(idx, val, self.vocab_size)
+        if status == QUERY_OK:
+            return idx.astype(np.int32, copy=False), val
+        if status == QUERY_BAD_TERM:
             raise ValueError(f"query term ids must lie in [0, {self.vocab_size}), got "
                              f"{int(idx.min())}..{int(idx.max())}")
-        keep = val > 0
+        if status == QUERY_BAD_WEIGHT:
+            raise ValueError("query weights must be finite and >= 0")
+        keep = val > 0   # QUERY_UNSORTED: zero weights to drop or ids out of order
         idx, val = idx[keep].astype(np.int32), val[keep]
         order = np.argsort(idx, kind="stable")
         idx, val = idx[order], val[order]
@@ -302,6 +321,8 @@ class Index:
                **params) -> SearchResult:
         """Top-k of every query; ``threads`` (default: all cores) run queries side by side."""
         k = _check_k(k)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
         m, params = self._resolve(method, params)
         if not isinstance(queries, SparseBatch):
             raise TypeError(f"queries must be an lsr.sparse.SparseBatch, got {type(queries).__name__}")
@@ -312,20 +333,19 @@ class Index:
             queries.validate()
         except ValueError as e:
             raise ValueError(f"queries: {e}") from e
-        n, width = len(queries), min(k, self.num_docs)
+        n, width = len(queries), min(k, self._num_docs)
         scores = np.zeros((n, width), dtype=np.float32)
         docs = np.full((n, width), -1, dtype=np.int64)
 
         def run(lo: int, hi: int) -> None:
-            for i in range(lo, hi):
-                terms, weights = queries.row(i)
-                scores[i], docs[i] = self._search_terms(terms, weights, width, m, params)
+            self._run(m, params, queries.indptr[lo:hi + 1], queries.indices, queries.values, scores[lo:hi],
+                      docs[lo:hi])
 
         threads = min(threads or os.cpu_count() or 1, max(n, 1))
         if threads <= 1:
             run(0, n)
         else:
-            step = max(1, n // (threads * 8))
+            step = -(-n // (threads * 4))
             pool = self._thread_pool(threads)
             for f in [pool.submit(run, lo, min(lo + step, n)) for lo in range(0, n, step)]:
                 f.result()

@@ -5,19 +5,21 @@ A method is a ``Method`` registered under its name:
 - ``build(fwd, postings, params) -> {key: array}``: the extra arrays one segment needs, computed from the segment's
   forward index and postings (documents already reordered and quantized). They are saved as ``<name>.<key>.npy``
   in the segment folder and come back memory-mapped as ``seg["<name>.<key>"]``. ``None``: the core arrays suffice.
-- ``search(seg, q_terms, q_weights, k, scratch, **params) -> (scores, docs)``: the top-k of one query in one
-  segment. ``q_terms`` int32 ascending unique ids < vocab size, ``q_weights`` float32 > 0; returns float32 scores
-  (dequantized: stored impact * ``seg.scale`` * query weight, summed) and int64 segment-local doc numbers, both of
-  length k, best first (ties: lower doc first), padded with (0.0, -1). Heavy work must run in Numba ``nogil``
-  functions: batches run one query per call on a thread pool.
+- ``search(seg, q_indptr, q_terms, q_weights, k, scratch, out_scores, out_docs, **params) -> None``: the top-k of
+  queries ``r = 0 .. len(q_indptr) - 2`` (terms ``q_terms[q_indptr[r]:q_indptr[r + 1]]``, int32 ascending unique ids
+  < vocab size; weights float32 > 0) in one segment, written to ``out_scores[r]`` (float32, dequantized: stored
+  impact * ``seg.scale`` * query weight, summed) and ``out_docs[r]`` (int64 segment-local numbers), k columns, best
+  first (ties: lower doc first), padded with (0.0, -1). Run the whole loop in one Numba ``nogil`` call: batches are
+  split into row ranges run side by side on a thread pool, and a single query is a batch of one.
 - ``scratch(seg)``: working memory for one thread on one segment (score arrays, heaps), made once per thread and
   passed back to every ``search`` call, so queries allocate nothing large.
 - ``build_params`` / ``search_params``: defaults (the accepted names); ``check(params)`` raises ValueError for a
   value out of range (it sees the merged defaults + user values, build or search).
 
-Core arrays every segment has (see index/forward.py, index/postings.py): ``fwd_indptr`` int64, ``fwd_terms`` int32,
-``fwd_values``, ``post_indptr`` int64, ``post_docs`` int32, ``post_values``, ``term_max``, ``doc_ids``; impacts are
-uint8 levels, float16 bits as uint16, or float32 (decode in kernels with ``index.quantize.impact``).
+Core arrays every segment has (see index/forward.py, index/postings.py): ``fwd_indptr`` int64, ``fwd_terms``
+uint16 (int32 past 65,536 terms), ``fwd_values``, ``post_indptr`` int64, ``post_docs`` int32, ``post_values``,
+``term_max``, ``doc_ids``; impacts are uint8 levels, float16 bits as uint16, or float32 (decode in kernels with
+``index.quantize.impact``).
 
 To add a method, write a module that calls ``register(Method(...))`` at import and add it to ``_MODULES``.
 """
@@ -38,7 +40,7 @@ def _no_check(params: dict) -> None:
 @dataclass(frozen=True)
 class Method:
     name: str
-    search: Callable[..., tuple[np.ndarray, np.ndarray]]
+    search: Callable[..., None]
     scratch: Callable[[Any], Any]
     build: Callable[..., dict[str, np.ndarray]] | None = None
     build_params: Mapping[str, Any] = field(default_factory=dict)
@@ -61,7 +63,7 @@ class Method:
         return params
 
 
-_MODULES = ("index.exact",)
+_MODULES = ("index.exact", "index.bmp", "index.seismic")
 _REGISTRY: dict[str, Method] = {}
 _loaded = False
 

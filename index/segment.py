@@ -86,7 +86,8 @@ class Segment:
         for fname in info.files:
             if fname.endswith(".npy"):
                 try:
-                    arrays[fname[:-4]] = np.load(path / fname, mmap_mode="r", allow_pickle=False)
+                    # a plain ndarray view of the map: Numba's dispatcher takes ndarrays on its fast path
+                    arrays[fname[:-4]] = np.asarray(np.load(path / fname, mmap_mode="r", allow_pickle=False))
                 except ValueError as e:
                     raise IndexCorrupt(f"{path / fname}: unreadable array ({e})") from e
         if DOCS_FILE not in info.files:

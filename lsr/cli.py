@@ -111,6 +111,119 @@ def encode(
                            "terms_per_doc": round(vectors.nnz / max(len(ids), 1), 1)}))
 
 
+def parse_params(pairs: list[str]) -> dict:
+    """KEY=VALUE pairs to a dict; values parse as JSON when they can (numbers, booleans), else stay strings."""
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            fail(f"--param expects KEY=VALUE, got {pair!r}")
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
+    return params
+
+
+@app.command()
+def index(
+    corpus: str = typer.Argument(..., help="a corpus `lsr encode` reads, or an `lsr encode` vectors file (.npz)"),
+    output: Path = typer.Option(..., "--output", "-o", help="index folder to create"),
+    model: Optional[str] = typer.Option(None, help="encoder for a corpus (default splade-tiny); a vectors file "
+                                                   "records its own"),
+    method: list[str] = typer.Option(["exact", "bmp"], "--method", help="search methods to build (repeat)"),
+    param: list[str] = typer.Option([], "--param", help="method build parameter KEY=VALUE, e.g. block_size=32"),
+    quantization: str = typer.Option("uint8", help="uint8 (per-index scale), float16 or float32"),
+    reorder: bool = typer.Option(True, help="reorder documents by recursive graph bisection"),
+    texts: Optional[str] = typer.Option(None, help="corpus whose texts to store with a vectors file (matched by id)"),
+    overwrite: bool = typer.Option(False, help="replace an index already at --output"),
+    max_length: int = typer.Option(256, min=8),
+    batch_size: int = typer.Option(32, min=1),
+    device: str = typer.Option("auto"),
+) -> None:
+    """Build a searchable index from a corpus (encoding it) or from precomputed vectors."""
+    from index import Index
+
+    if corpus.endswith(".npz"):
+        from lsr.vectors import load_vectors
+
+        try:
+            vf = load_vectors(corpus)
+        except ValueError as e:
+            fail(str(e))
+        if model and vf.meta.get("model") and model != vf.meta["model"]:
+            fail(f"{corpus} was encoded with {vf.meta['model']!r}, not {model!r}")
+        vectors, ids, docs = vf.vectors, [str(i) for i in vf.ids], None
+        model_name, fingerprint = vf.meta.get("model", model), vf.meta.get("vocab_fingerprint")
+        if texts:
+            docs = load_texts(texts, ids)
+    else:
+        encoder = load_encoder(model or "splade-tiny", device)
+        vectors, ids, docs = encode_corpus(corpus, encoder, max_length=max_length, batch_size=batch_size, top_k=None,
+                                           min_weight=None)
+        model_name, fingerprint = encoder.name, encoder.vocab_fingerprint
+    typer.echo(f"indexing {len(ids)} documents ({', '.join(method)})", err=True)
+    try:
+        idx = Index.build(output, vectors, ids, texts=docs, model=model_name, vocab_fingerprint=fingerprint,
+                          quantization=quantization, reorder=reorder, methods=method, overwrite=overwrite,
+                          **parse_params(param))
+    except (ValueError, FileExistsError) as e:
+        fail(str(e))
+    typer.echo(json.dumps({"output": str(output), "documents": idx.num_docs, "methods": idx.methods,
+                           "bytes": idx.nbytes()}))
+
+
+def load_texts(corpus: str, ids: list[str]) -> list:
+    """The documents of ``corpus`` in the order of ``ids``; every id must be there."""
+    from lsr.corpus import CorpusError, read_corpus
+
+    wanted = set(ids)
+    try:
+        found = {d.id: d for d in read_corpus(corpus) if d.id in wanted}
+    except (CorpusError, OSError) as e:
+        fail(str(e))
+    missing = [i for i in ids if i not in found]
+    if missing:
+        fail(f"{corpus} lacks {len(missing)} of the indexed ids (e.g. {missing[:3]})")
+    return [found[i] for i in ids]
+
+
+@app.command()
+def search(
+    query: str = typer.Argument(..., help="query text"),
+    index_dir: Path = typer.Option(..., "--index", help="index folder"),
+    k: int = typer.Option(10, "-k", min=1),
+    method: str = typer.Option("exact", help="exact, bmp, ... (as built)"),
+    param: list[str] = typer.Option([], "--param", help="method search parameter KEY=VALUE, e.g. alpha=0.9"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """Search an index with a text query, encoded by the index's own model."""
+    from index import Index, IndexCorrupt, VocabularyMismatch
+
+    try:
+        idx = Index.open(index_dir)
+    except IndexCorrupt as e:
+        fail(str(e))
+    if not idx.model:
+        fail(f"{index_dir} records no model, so a text query cannot be encoded for it")
+    encoder = load_encoder(idx.model, device)
+    try:
+        idx.check_vocabulary(encoder.vocab_fingerprint)
+        q = encoder.encode_queries([query])
+        scores, docs = idx.search_one(*q.row(0), k=k, method=method, **parse_params(param))
+    except (VocabularyMismatch, ValueError) as e:
+        fail(str(e))
+    hits = [{"rank": r + 1, "score": round(float(s), 4), **idx.document(int(d))}
+            for r, (s, d) in enumerate(zip(scores, docs)) if d >= 0]
+    if as_json:
+        typer.echo(json.dumps({"query": query, "method": method, "hits": hits}, ensure_ascii=False))
+        return
+    for h in hits:
+        text = " ".join(f"{h['title']} {h['text']}".split())
+        typer.echo(f"{h['rank']:>3}  {h['score']:8.3f}  {h['id']}  {text[:100]}")
+
+
 @app.command("sample-corpus")
 def sample_corpus(
     output: Path = typer.Argument(..., help="JSONL file to write"),
@@ -148,6 +261,39 @@ def bench_encode(
 
     run(dataset=dataset, queries=queries, model=model, max_length=max_length, batch_size=batch_size, limit=limit,
         n_queries=n_queries, threads=threads, output=output)
+
+
+@bench_app.command("index")
+def bench_index(
+    docs: Path = typer.Option(..., help="document vectors (.npz: indptr, indices, values)"),
+    queries: Path = typer.Option(..., help="query vectors (.npz)"),
+    k: int = typer.Option(10, min=1),
+    output: Path = typer.Option(Path("bench/results/index.json")),
+    n_queries: int = typer.Option(1000, min=1, help="first N queries"),
+    rounds: int = typer.Option(2, min=1, help="timed passes over the queries (interleaved across methods)"),
+    block_size: list[int] = typer.Option([16, 32, 64, 128], "--block-size", help="bmp block sizes (repeat)"),
+    alpha: list[float] = typer.Option([1.0, 0.95, 0.9, 0.8, 0.7, 0.6], "--alpha", help="bmp alphas (repeat)"),
+    beta: list[float] = typer.Option([1.0, 0.7, 0.5], "--beta", help="bmp betas (repeat)"),
+    quantization: list[str] = typer.Option(["uint8", "float16", "float32"], "--quantization"),
+    suite: Optional[list[str]] = typer.Option(None, "--suite", help="only these suites: scipy, ours, "
+                                                                     "splade_index, bmp_peer, seismic, peer_seismic"),
+    seismic_grid: Optional[Path] = typer.Option(None, help="JSON overriding bench.seismic.DEFAULT_GRID"),
+    plot: Optional[Path] = typer.Option(None, help="PNG of recall@k against mean latency, all methods"),
+) -> None:
+    """Every search method and installed peer on the same vectors: recall@k, latency, build time, bytes."""
+    from bench.index_search import run
+
+    for f in (docs, queries, *([seismic_grid] if seismic_grid else [])):
+        if not f.exists():
+            fail(f"{f}: no such file")
+    report = run(docs, queries, k, output, n_queries=n_queries, rounds=rounds, block_sizes=tuple(block_size),
+                 alphas=tuple(alpha), betas=tuple(beta), quantizations=tuple(quantization),
+                 suites=tuple(suite) if suite else None,
+                 seismic_grid=json.loads(seismic_grid.read_text()) if seismic_grid else None)
+    if plot:
+        from bench.plot import recall_latency
+
+        recall_latency(report, plot, title=docs.stem)
 
 
 def main() -> None:  # pragma: no cover - console entry

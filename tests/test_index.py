@@ -109,3 +109,32 @@ def test_quantized_scores_are_close(corpus, tmp_path, quantization, rtol):
     bound = queries.to_scipy().sum(axis=1).A.ravel()[:, None] * (scale if quantization == "uint8" else 0) \
         + rtol * top + 1e-4
     assert np.all(np.abs(res.scores - top) <= bound)
+
+
+@pytest.mark.parametrize("quantization,block_size,reorder", [("uint8", 8, True), ("float32", 16, False),
+                                                              ("float16", 64, True)])
+def test_bmp_safe_equals_exact(corpus, tmp_path, quantization, block_size, reorder):
+    docs, ids, _, queries = corpus
+    idx = Index.build(tmp_path / "b", docs, ids, quantization=quantization, reorder=reorder, block_size=block_size)
+    exact = idx.search(queries, k=10)
+    safe = idx.search(queries, k=10, method="bmp")
+    np.testing.assert_allclose(safe.scores, exact.scores, rtol=1e-5, atol=1e-6)
+    ties = np.isclose(exact.scores[:, 1:], exact.scores[:, :-1], rtol=1e-5)
+    untied = np.ones_like(exact.docs, dtype=bool)
+    untied[:, 1:] &= ~ties
+    untied[:, :-1] &= ~ties
+    assert np.array_equal(safe.docs[untied], exact.docs[untied])
+    for k in (1, 3, 25):   # every k, including more than the 10th/100th kth-impact threshold ranks
+        np.testing.assert_allclose(idx.search(queries, k=k, method="bmp").scores,
+                                   idx.search(queries, k=k).scores, rtol=1e-5, atol=1e-6)
+
+
+def test_bmp_approximate_settings(built, corpus):
+    _, _, _, queries = corpus
+    idx = Index.open(built)
+    exact = idx.search(queries, k=10)
+    for params in ({"alpha": 0.8}, {"beta": 0.5}, {"alpha": 0.9, "beta": 0.7}):
+        approx = idx.search(queries, k=10, method="bmp", **params)
+        recall = np.mean([len(set(a) & set(b)) / max(len(a), 1) for a, b in zip(exact.ids, approx.ids)])
+        assert 0.5 < recall <= 1.0
+        assert np.all(approx.scores <= exact.scores[:, :1] + 1e-4)

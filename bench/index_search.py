@@ -1,0 +1,373 @@
+"""``lsr bench index``: every search method and every installed peer on the same vectors and queries.
+
+Each *suite* builds one engine and returns *runners* (one per parameter setting); every runner answers one query per
+call on one thread, and runners are timed in interleaved chunks of queries so that a noisy, shared machine slows
+all of them alike. Recall@k is measured against exact float32 scores computed by scipy; a returned document counts
+as relevant when its true score reaches the true k-th score (ties at the cut are not misses).
+
+Suites here: scipy brute force, ours (exact at each quantization; bmp at each block size over an alpha/beta grid),
+splade-index, the bmp package; ``seismic`` and ``peer-seismic`` (pyseismic-lsr) from bench/seismic.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from bench.seismic import peer_seismic_suite, seismic_suite, seismic_targets
+from lsr.sparse import SparseBatch
+
+
+@dataclass
+class Runner:
+    name: str                                   # "exact", "bmp", "scipy", "peer-bmp", ...
+    params: dict
+    build_s: float
+    index_bytes: int
+    search: Callable[[int], np.ndarray]         # query number -> original doc numbers of the top-k, best first
+    extra: dict = field(default_factory=dict)   # reported as is (e.g. the document order a peer was given)
+
+
+@dataclass
+class Context:
+    docs: SparseBatch
+    queries: SparseBatch
+    k: int
+    workdir: Path
+    order: np.ndarray          # graph-bisection order (new position -> original doc), shared by ours and peers
+    reorder_s: float
+    block_sizes: list[int]
+    alphas: list[float]
+    betas: list[float]
+    quantizations: list[str]
+    batch: list[dict] = field(default_factory=list)    # 2-thread batch speedups, filled by our suite
+    seismic_grid: dict = field(default_factory=dict)   # overrides of bench.seismic.DEFAULT_GRID
+
+
+def _timed(f: Callable) -> tuple[object, float]:
+    t = time.perf_counter()
+    out = f()
+    return out, time.perf_counter() - t
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+# ---- ground truth -------------------------------------------------------------------------------------------------
+def exact_truth(docs: SparseBatch, queries: SparseBatch, k: int, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(top-k original doc numbers, true score of every query's k-th hit) from scipy float32 products."""
+    dt = docs.to_scipy().T.tocsr()
+    top = np.full((len(queries), k), -1, dtype=np.int64)
+    kth = np.zeros(len(queries), dtype=np.float32)
+    q = queries.to_scipy()
+    for lo in range(0, len(queries), chunk):
+        scores = (q[lo:lo + chunk] @ dt).toarray()
+        part = np.argpartition(-scores, min(k, scores.shape[1] - 1), axis=1)[:, :k]
+        for r in range(len(part)):
+            row = part[r][np.argsort(-scores[r, part[r]], kind="stable")]
+            row = row[scores[r, row] > 0]
+            top[lo + r, :len(row)] = row
+            kth[lo + r] = scores[r, row[-1]] if len(row) else 0.0
+    return top, kth
+
+
+def recall_at_k(found: list[np.ndarray], truth: np.ndarray, kth: np.ndarray, true_score: Callable) -> float:
+    """Mean over queries of |found hits scoring >= the true k-th score| / |true hits| (ties at the cut count)."""
+    values = []
+    for i, got in enumerate(found):
+        want = int(np.sum(truth[i] >= 0))
+        if want == 0:
+            continue
+        got = np.asarray(got)[:truth.shape[1]]
+        got = got[got >= 0]
+        hits = int(np.sum(true_score(i, got) >= kth[i] * (1 - 1e-6))) if len(got) else 0
+        values.append(min(hits, want) / want)
+    return float(np.mean(values)) if values else 1.0
+
+
+# ---- suites -------------------------------------------------------------------------------------------------------
+def scipy_suite(ctx: Context) -> list[Runner]:
+    """Brute force: one sparse row times the term-major matrix, then argpartition."""
+    dt, build_s = _timed(lambda: ctx.docs.to_scipy().T.tocsr())
+    q = ctx.queries.to_scipy()
+    k = ctx.k
+
+    def search(i: int) -> np.ndarray:
+        s = (q[i] @ dt).toarray().ravel()
+        top = np.argpartition(-s, k)[:k]
+        return top[np.argsort(-s[top])]
+
+    nbytes = dt.data.nbytes + dt.indices.nbytes + dt.indptr.nbytes
+    return [Runner("scipy", {"layout": "term-major csr, float32"}, build_s, nbytes, search)]
+
+
+def _grid(ctx: Context) -> list[tuple[float, float]]:
+    """(alpha, beta) settings: alpha alone, beta alone, and the mildest alphas with each beta."""
+    return [(a, b) for a in ctx.alphas for b in ctx.betas if a == 1.0 or b == 1.0 or a >= 0.9]
+
+
+def ours_suite(ctx: Context) -> list[Runner]:
+    """Our index: exact at every quantization, bmp at every block size and alpha/beta (documents pre-reordered)."""
+    from index import Index
+
+    reordered = ctx.docs.take(ctx.order)
+    ids = [str(i) for i in range(len(reordered))]
+    k = ctx.k
+
+    def make(idx, method: str, **params) -> Callable[[int], np.ndarray]:
+        def search(i: int) -> np.ndarray:
+            _, d = idx.search_one(*ctx.queries.row(i), k=k, method=method, **params)
+            return ctx.order[d[d >= 0]]
+        return search
+
+    def build(name: str, quant: str, methods: tuple[str, ...], **params):
+        idx, seconds = _timed(lambda: Index.build(ctx.workdir / name, reordered, ids, quantization=quant,
+                                                  reorder=False, methods=methods, **params))
+        files = {f: m["bytes"] for seg in idx.manifest.segments for f, m in seg.files.items()}
+        core = sum(v for f, v in files.items() if "." not in f.removesuffix(".npy"))
+        return idx, seconds + ctx.reorder_s, core, sum(files.values()), {"reorder_s": round(ctx.reorder_s, 2)}
+
+    runners = []
+    for quant in ctx.quantizations:
+        idx, build_s, core, _, note = build(f"exact-{quant}", quant, ("exact",))
+        runners.append(Runner("exact", {"quantization": quant}, build_s, core, make(idx, "exact"), note))
+        if quant == ctx.quantizations[0]:
+            ctx.batch += batch_speedup(idx, ctx.queries, k, "exact")
+    quant = ctx.quantizations[0]
+    for bs in ctx.block_sizes:
+        idx, build_s, _, total, note = build(f"bmp-{bs}", quant, ("exact", "bmp"), block_size=bs)
+        for alpha, beta in _grid(ctx):
+            runners.append(Runner("bmp", {"block_size": bs, "alpha": alpha, "beta": beta, "quantization": quant},
+                                  build_s, total, make(idx, "bmp", alpha=alpha, beta=beta), note))
+    return runners
+
+
+def batch_speedup(idx, queries: SparseBatch, k: int, method: str, rounds: int = 3) -> list[dict]:
+    """Queries per second of ``idx.search`` on 1 and 2 threads, interleaved rounds, best of each."""
+    times = {1: [], 2: []}
+    idx.search(queries, k=k, method=method, threads=2)
+    for _ in range(rounds):
+        for threads in (1, 2):
+            times[threads].append(_timed(lambda: idx.search(queries, k=k, method=method, threads=threads))[1])
+    qps = {t: len(queries) / min(v) for t, v in times.items()}
+    return [{"name": method, "threads": t, "qps": round(q, 1), "speedup": round(q / qps[1], 3)} for t, q in qps.items()]
+
+
+def splade_index_suite(ctx: Context) -> list[Runner]:
+    """splade-index's exact Numba retrieval, called directly on our vectors (its indexer wants a model)."""
+    try:
+        import numba
+        from splade_index.numba.retrieve_utils import _retrieve_internal_jitted_parallel as retrieve
+    except ImportError:
+        return []
+    csc, build_s = _timed(lambda: ctx.docs.to_scipy().tocsc())
+    data, indptr, indices = csc.data.astype(np.float32), csc.indptr, csc.indices
+    n, k = len(ctx.docs), ctx.k
+    f32, i32 = np.dtype("float32"), np.dtype("int32")
+
+    def search(i: int) -> np.ndarray:
+        t, w = ctx.queries.row(i)
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            _, docs = retrieve(t, w, np.array([0, len(t)], np.int32), k, True, f32, i32, data, indptr, indices, n)
+        finally:
+            numba.set_num_threads(threads)
+        return docs[0].astype(np.int64)
+
+    search(0)   # compile outside the timing
+    nbytes = data.nbytes + indptr.nbytes + indices.nbytes
+    return [Runner("peer-splade-index", {"version": _version("splade-index")}, build_s, nbytes, search)]
+
+
+def bmp_levels(docs: SparseBatch, qint: SparseBatch) -> int:
+    """The most document levels (<= 255) for which no query's best integer score reaches 2^16 (bmp sums in u16)."""
+    top = float(docs.values.max())
+    best = float((qint.to_scipy() @ docs.to_scipy().T).max()) / top   # per level, before rounding
+    return int(max(1, min(255, np.floor(60000 / max(best, 1e-9)))))
+
+
+def bmp_peer_suite(ctx: Context) -> list[Runner]:
+    """The bmp package (Rust, the paper's authors) given our reordered documents and integer impacts that fit u16."""
+    try:
+        import bmp as bmp_pkg
+    except ImportError:
+        return []
+    reordered = ctx.docs.take(ctx.order)
+    # queries: bmp keeps at most 32 integer levels per query (it rescales larger weights the same way, rounding up)
+    rows = [ctx.queries.row(i) for i in range(len(ctx.queries))]
+    qint = SparseBatch.from_rows([(t, np.ceil(w / w.max() * 32) if len(w) else w) for t, w in rows],
+                                 ctx.queries.vocab_size)
+    levels = bmp_levels(reordered, qint)
+    dint = np.maximum(1, np.rint(reordered.values / reordered.values.max() * levels)).astype(np.int64)
+    queries = [{str(t): int(w) for t, w in zip(*qint.row(i))} for i in range(len(qint))]
+    runners = []
+    for bs in ctx.block_sizes:
+        path = ctx.workdir / f"peer-bmp-{bs}.bmp"
+
+        def build() -> object:
+            ix = bmp_pkg.Indexer(str(path), bs, False)
+            for d in range(len(reordered)):
+                lo, hi = reordered.indptr[d], reordered.indptr[d + 1]
+                ix.add_document(str(d), dict(zip(map(str, reordered.indices[lo:hi]), map(int, dint[lo:hi]))))
+            ix.finish()
+            return bmp_pkg.Searcher(str(path))
+
+        searcher, build_s = _timed(build)
+        own = _own_quantized_check(searcher, qint, reordered, dint, ctx.k)
+        for alpha, beta in _grid(ctx):
+            def search(i: int, s=searcher, a=alpha, b=beta) -> np.ndarray:
+                names, _ = s.search(queries[i], ctx.k, a, b)
+                return ctx.order[np.fromiter(map(int, names), dtype=np.int64, count=len(names))]
+            runners.append(Runner("peer-bmp", {"block_size": bs, "alpha": alpha, "beta": beta}, build_s,
+                                  path.stat().st_size, search,
+                                  {"order": "our graph bisection", "doc_levels": levels, "query_levels": 32,
+                                   "version": _version("bmp"), "safe_equals_own_integer_exact": own}))
+    return runners
+
+
+def _own_quantized_check(searcher, qint: SparseBatch, dint_docs: SparseBatch, dint: np.ndarray, k: int,
+                         sample: int = 200) -> float:
+    """Fraction of sampled queries where bmp's safe top-k scores equal the exact top-k of its own integer scores."""
+    m = SparseBatch(dint_docs.indptr, dint_docs.indices, dint.astype(np.float32), dint_docs.vocab_size).to_scipy()
+    picks = np.linspace(0, len(qint) - 1, min(sample, len(qint))).astype(int)
+    ok = 0
+    for i in picks:
+        t, w = qint.row(i)
+        want = np.sort((SparseBatch.from_rows([(t, w)], qint.vocab_size).to_scipy() @ m.T).toarray().ravel())[::-1][:k]
+        _, got = searcher.search({str(a): int(b) for a, b in zip(t, w)}, k, 1.0, 1.0)
+        ok += np.array_equal(np.asarray(got, dtype=np.float64), want[want > 0][:len(got)]) and len(got) == (want > 0).sum()
+    return round(ok / len(picks), 4)
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+SUITES: list[Callable[[Context], list[Runner]]] = [scipy_suite, ours_suite, splade_index_suite, bmp_peer_suite,
+                                                   seismic_suite, peer_seismic_suite]
+
+
+# ---- timing and report --------------------------------------------------------------------------------------------
+def time_runners(runners: list[Runner], n_queries: int, rounds: int, chunk: int = 50) -> dict[int, dict]:
+    """Per runner: latencies (ms) of every timed call and the last answer to each query. Interleaved in chunks."""
+    out = {r_i: {"lat": [], "found": [None] * n_queries} for r_i in range(len(runners))}
+    for _ in range(rounds):
+        for lo in range(0, n_queries, chunk):
+            for r_i, r in enumerate(runners):
+                lat, found = out[r_i]["lat"], out[r_i]["found"]
+                for i in range(lo, min(lo + chunk, n_queries)):
+                    t = time.perf_counter()
+                    found[i] = r.search(i)
+                    lat.append((time.perf_counter() - t) * 1e3)
+    return out
+
+
+def targets(entries: list[dict], batch: list[dict]) -> dict:
+    """The issue's ratios, from this run's entries."""
+    def pick(name, cond=lambda e: True):
+        c = [e for e in entries if e["name"] == name and cond(e)]
+        return min(c, key=lambda e: e["mean_ms"]) if c else None
+
+    out = {}
+    exact = pick("exact", lambda e: e["params"].get("quantization") == "uint8")
+    scipy_e, si = pick("scipy"), pick("peer-splade-index")
+    if exact and scipy_e:
+        out["exact_speedup_vs_scipy"] = round(scipy_e["mean_ms"] / exact["mean_ms"], 3)
+    if exact and si:
+        out["exact_latency_vs_splade_index"] = round(exact["mean_ms"] / si["mean_ms"], 3)
+    safe = lambda e: e["params"].get("alpha") == 1.0 and e["params"].get("beta") == 1.0   # noqa: E731
+    ours_safe, peer_safe = pick("bmp", safe), pick("peer-bmp", safe)
+    if ours_safe and peer_safe:
+        out["bmp_safe_latency_vs_peer"] = round(ours_safe["mean_ms"] / peer_safe["mean_ms"], 3)
+        out["bmp_safe_best"] = {"ours": ours_safe["params"], "peer": peer_safe["params"]}
+    good = lambda e: e["recall@10"] >= 0.95   # noqa: E731
+    ours_apx, peer_apx = pick("bmp", good), pick("peer-bmp", good)
+    if ours_apx and peer_apx:
+        out["bmp_approx_latency_vs_peer_at_recall_0.95"] = round(ours_apx["mean_ms"] / peer_apx["mean_ms"], 3)
+        out["bmp_approx_best"] = {"ours": {**ours_apx["params"], "recall@10": ours_apx["recall@10"]},
+                                  "peer": {**peer_apx["params"], "recall@10": peer_apx["recall@10"]}}
+    out.update(seismic_targets(entries))
+    two = [b for b in batch if b["threads"] == 2]
+    if two:
+        out["batch_2_thread_speedup"] = {b["name"]: b["speedup"] for b in two}
+    return out
+
+
+def run(docs_path: Path, queries_path: Path, k: int, output: Path, n_queries: int | None = 1000, rounds: int = 2,
+        block_sizes: tuple[int, ...] = (16, 32, 64, 128), alphas: tuple[float, ...] = (1.0, 0.95, 0.9, 0.8, 0.7, 0.6),
+        betas: tuple[float, ...] = (1.0, 0.7, 0.5), quantizations: tuple[str, ...] = ("uint8", "float16", "float32"),
+        suites: tuple[str, ...] | None = None, workdir: Path | None = None, seismic_grid: dict | None = None) -> dict:
+    from index.forward import ForwardIndex
+    from index.reorder import bisection_order
+    from lsr.vectors import load_vectors
+
+    docs, queries_file = load_vectors(docs_path).vectors, load_vectors(queries_path)
+    queries = queries_file.vectors
+    if queries.vocab_size != docs.vocab_size:
+        queries = SparseBatch(queries.indptr, queries.indices, queries.values, docs.vocab_size).validate()
+    if n_queries:
+        queries = queries.take(np.arange(min(n_queries, len(queries))))
+    order, reorder_s = _timed(lambda: bisection_order(ForwardIndex.from_vectors(docs, "float32")))
+    tmp = Path(tempfile.mkdtemp(prefix="lsr-bench-index-", dir=workdir))
+    ctx = Context(docs, queries, k, tmp, order, reorder_s, list(block_sizes), list(alphas), list(betas),
+                  list(quantizations), seismic_grid=seismic_grid or {})
+    load_before = os.getloadavg()
+    try:
+        chosen = [s for s in SUITES if suites is None or s.__name__.removesuffix("_suite") in suites]
+        runners = [r for suite in chosen for r in suite(ctx)]
+        truth, kth = exact_truth(docs, queries, k)
+        dense_q = queries.to_scipy()
+        dm = docs.to_scipy()
+
+        def true_score(i: int, got: np.ndarray) -> np.ndarray:
+            return np.asarray((dense_q[i] @ dm[got].T).todense()).ravel()
+
+        timing = time_runners(runners, len(queries), rounds)
+        entries = []
+        for r_i, r in enumerate(runners):
+            lat = np.array(timing[r_i]["lat"])
+            entries.append({"name": r.name, "params": r.params,
+                            "recall@10": round(recall_at_k(timing[r_i]["found"], truth, kth, true_score), 4),
+                            "mean_ms": round(float(lat.mean()), 4), "p99_ms": round(float(np.percentile(lat, 99)), 4),
+                            "build_s": round(r.build_s, 2), "index_bytes": int(r.index_bytes), **r.extra})
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    report = {"docs": len(docs), "queries": len(queries), "k": k, "methods": entries, "batch": ctx.batch,
+              "targets": targets(entries, ctx.batch),
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_before": load_before,
+                          "load_after": os.getloadavg(), "rounds": rounds, "docs_file": str(docs_path),
+                          "queries_file": str(queries_path)}}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    from lsr.atomic import atomic_write_text
+
+    atomic_write_text(output, json.dumps(report, indent=1) + "\n")
+    print_table(report)
+    return report
+
+
+def print_table(report: dict) -> None:
+    print(f"{report['docs']} docs, {report['queries']} queries, k={report['k']}")
+    print(f"{'method':<18} {'params':<52} {'recall':>7} {'mean ms':>8} {'p99 ms':>8} {'build s':>8} {'MB':>8}")
+    for e in report["methods"]:
+        params = ",".join(f"{k}={v}" for k, v in e["params"].items())
+        print(f"{e['name']:<18} {params[:52]:<52} {e['recall@10']:>7.4f} {e['mean_ms']:>8.3f} {e['p99_ms']:>8.3f} "
+              f"{e['build_s']:>8.1f} {e['index_bytes'] / 2**20:>8.1f}")
+    for b in report["batch"]:
+        print(f"batch {b['name']} threads={b['threads']}: {b['qps']} q/s (x{b['speedup']})")
+    print(json.dumps(report["targets"], indent=1))

@@ -1,0 +1,399 @@
+"""Seismic (Bruch, Nardini, Rulli, Venturini, SIGIR 2024): approximate top-k over learned sparse vectors.
+
+Build, from a segment's forward index and postings:
+  1. static pruning: each term's posting list keeps its ``n_postings`` heaviest entries;
+  2. each pruned list is cut into blocks of similar documents (``index.clustering``: ``centroid_fraction`` x list
+     length random centroids, one assignment pass on the documents' ``doc_cut`` heaviest terms);
+  3. each block gets a summary vector (``index.summaries``: per-term maxima pruned to ``summary_energy`` of the
+     mass, 8-bit codes), stored inverted per list.
+Lists are built in parallel: chunks of terms run as ``nogil`` calls on a thread pool, and their arrays are then
+copied into place by term.
+
+Search, per query: the ``query_cut`` heaviest query terms pick the lists; each list's blocks are scored by their
+summaries against the whole query; a block's documents are scored exactly through the forward index only when the
+summary score reaches ``heap_factor`` x the current k-th best score. That is pyseismic-lsr's convention (heap_factor
+<= 1, lower is more accurate); the issue's "heap minimum / heap_factor" is the same rule with the inverse factor.
+The first list's blocks go best first so the heap fills with good documents early; a visited bitset scores each
+document once. Kernels are ``nogil``: the Index runs batches one query per call on its thread pool.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, fields
+
+import numba
+import numpy as np
+from numba import njit
+
+from index import topk
+from index.clustering import cluster_list, top_terms
+from index.methods import Method, register
+from index.prefetch import prefetch
+from index.quantize import impact
+from index.summaries import LEVELS, block_summary, layout_size, score_list, write_list
+
+MAX_BLOCKS_PER_LIST = 1 << 16  # block numbers inside a list are 16-bit
+_SEED = 42                     # clustering samples centroids with splitmix64(seed, term): builds are deterministic
+
+
+@dataclass(frozen=True)
+class SeismicBuildParams:
+    """Build parameters; defaults chosen by measurement on splade-tiny vectors (BENCHMARKS.md, "Seismic")."""
+
+    n_postings: int = 4000          # lambda: postings kept per term
+    centroid_fraction: float = 0.1  # beta: blocks per list = beta x kept list length
+    summary_energy: float = 0.4     # alpha: fraction of a summary's mass kept
+    min_cluster_size: int = 2       # clusters with fewer documents are dissolved into the others
+    doc_cut: int = 15               # heaviest document terms compared with the centroids
+
+    def __post_init__(self) -> None:
+        _check_int("n_postings", self.n_postings, 1)
+        _check_int("min_cluster_size", self.min_cluster_size, 1)
+        _check_int("doc_cut", self.doc_cut, 1)
+        _check_fraction("centroid_fraction", self.centroid_fraction)
+        _check_fraction("summary_energy", self.summary_energy)
+        if self.centroid_fraction * self.n_postings >= MAX_BLOCKS_PER_LIST:
+            raise ValueError(f"centroid_fraction x n_postings must stay below {MAX_BLOCKS_PER_LIST} blocks per list, "
+                             f"got {self.centroid_fraction} x {self.n_postings}")
+
+
+@dataclass(frozen=True)
+class SeismicSearchParams:
+    """Query parameters; defaults reach recall@10 >= 0.95 on the benchmark corpora (BENCHMARKS.md, "Seismic")."""
+
+    query_cut: int = 10       # heaviest query terms whose lists are visited
+    heap_factor: float = 0.9  # a block is scored when its summary score >= heap_factor x the k-th best score
+
+    def __post_init__(self) -> None:
+        _check_int("query_cut", self.query_cut, 1)
+        _check_fraction("heap_factor", self.heap_factor)
+
+
+def _check_int(name: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"seismic: {name} must be an integer >= {low}, got {value!r}")
+
+
+def _check_fraction(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 < value <= 1:
+        raise ValueError(f"seismic: {name} must be a number in (0, 1], got {value!r}")
+
+
+# ----------------------------------------------------------------------------------------------------------- build
+
+@njit(cache=True, nogil=True)
+def _heaviest(docs, values, m, out):
+    """Writes the doc numbers of the ``m`` largest impacts into ``out`` (ties: earlier postings first)."""
+    n = len(docs)
+    if m >= n:
+        out[:] = docs
+        return
+    w = np.empty(n, dtype=np.float32)
+    for i in range(n):
+        w[i] = impact(values[i])
+    threshold = np.partition(w, n - m)[n - m]
+    o = 0
+    for i in range(n):
+        if w[i] > threshold:
+            out[o] = docs[i]
+            o += 1
+    for i in range(n):
+        if o == m:
+            break
+        if w[i] == threshold:
+            out[o] = docs[i]
+            o += 1
+
+
+@njit(cache=True, nogil=True)
+def _grow(a, need):
+    """``a`` itself when it has ``need`` slots, else a copy at least twice as long."""
+    if len(a) >= need:
+        return a
+    out = np.empty(max(need, 2 * len(a)), dtype=a.dtype)
+    out[:len(a)] = a
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _build_lists(terms, post_indptr, post_docs, post_values, n_postings, centroid_fraction, min_cluster_size,
+                 energy, fwd_indptr, fwd_terms, fwd_values, cut_indptr, cut_terms, cut_weights, record_dtype):
+    """Prunes, clusters and summarizes the lists of ``terms``; their arrays come back concatenated in that order.
+
+    Returns per-term counts (kept postings, blocks, records, entry bytes, samples) and the concatenated docs,
+    block sizes, block scales, record terms, record counts, entries and samples.
+    """
+    vocab_size = len(post_indptr) - 1
+    n_terms = len(terms)
+    counts = np.zeros((5, n_terms), dtype=np.int64)
+    total_kept = 0
+    for i in range(n_terms):
+        counts[0, i] = min(n_postings, post_indptr[terms[i] + 1] - post_indptr[terms[i]])
+        total_kept += counts[0, i]
+    docs_out = np.empty(total_kept, dtype=np.int32)
+    block_sizes = np.empty(total_kept, dtype=np.int64)
+    block_scale = np.empty(total_kept, dtype=np.float32)
+    record_terms = np.empty(1024, dtype=record_dtype)
+    record_counts = np.empty(1024, dtype=np.uint8)
+    entries = np.empty(4096, dtype=np.uint8)
+    samples = np.empty(64, dtype=np.uint32)
+    # one list's summary entries in block order, before they are inverted
+    e_terms = np.empty(4096, dtype=np.int32)
+    e_blocks = np.empty(4096, dtype=np.int64)
+    e_codes = np.empty(4096, dtype=np.uint8)
+    head = np.empty(vocab_size, dtype=np.int32)
+    head_stamp = np.zeros(vocab_size, dtype=np.int64)
+    maxv = np.zeros(vocab_size, dtype=np.float32)
+    touched = np.empty(vocab_size + 1, dtype=np.int32)
+    mass = np.zeros(LEVELS + 1, dtype=np.float64)
+    count = np.zeros(vocab_size, dtype=np.int64)
+    cursor = np.empty(vocab_size, dtype=np.int64)
+    distinct = np.empty(vocab_size, dtype=np.int32)
+    n_docs = n_blocks = n_records = n_bytes = n_samples = 0
+    for i in range(n_terms):
+        t = terms[i]
+        lo, hi = post_indptr[t], post_indptr[t + 1]
+        m = counts[0, i]
+        docs = docs_out[n_docs:n_docs + m]
+        _heaviest(post_docs[lo:hi], post_values[lo:hi], m, docs)
+        sizes = cluster_list(docs, int(centroid_fraction * m), min_cluster_size,
+                             np.uint64(_SEED) * np.uint64(1000003) + np.uint64(t), fwd_indptr, fwd_terms, fwd_values,
+                             cut_indptr, cut_terms, cut_weights, head, head_stamp, t + 1)
+        nb = len(sizes)
+        start, n_entries, n_distinct = 0, 0, 0
+        for b in range(nb):
+            block = docs[start:start + sizes[b]]
+            room = 0
+            for d in block:
+                room += fwd_indptr[d + 1] - fwd_indptr[d]
+            room = n_entries + min(room, vocab_size)
+            e_terms, e_blocks, e_codes = _grow(e_terms, room), _grow(e_blocks, room), _grow(e_codes, room)
+            size, scale = block_summary(block, fwd_indptr, fwd_terms, fwd_values, energy, maxv, touched, mass,
+                                        e_terms[n_entries:], e_codes[n_entries:])
+            for e in range(n_entries, n_entries + size):
+                u = e_terms[e]
+                e_blocks[e] = b
+                if count[u] == 0:
+                    distinct[n_distinct] = u
+                    n_distinct += 1
+                count[u] += 1
+            n_entries += size
+            block_sizes[n_blocks + b] = sizes[b]
+            block_scale[n_blocks + b] = scale
+            start += sizes[b]
+        list_terms = np.sort(distinct[:n_distinct])
+        nr, nbytes, ns = layout_size(count[list_terms], nb)
+        record_terms = _grow(record_terms, n_records + nr)
+        record_counts = _grow(record_counts, n_records + nr)
+        entries = _grow(entries, n_bytes + nbytes)
+        samples = _grow(samples, n_samples + ns)
+        write_list(e_terms[:n_entries], e_blocks[:n_entries], e_codes[:n_entries], list_terms, count, cursor, nb,
+                   record_terms[n_records:], record_counts[n_records:], entries[n_bytes:], samples[n_samples:])
+        for u in list_terms:
+            count[u] = 0
+        counts[1, i], counts[2, i], counts[3, i], counts[4, i] = nb, nr, nbytes, ns
+        n_docs += m
+        n_blocks += nb
+        n_records += nr
+        n_bytes += nbytes
+        n_samples += ns
+    return (counts, docs_out, block_sizes[:n_blocks], block_scale[:n_blocks], record_terms[:n_records],
+            record_counts[:n_records], entries[:n_bytes], samples[:n_samples])
+
+
+@njit(cache=True, nogil=True)
+def _place(terms, run_lengths, src, offsets, dst):
+    """Copies a chunk's per-term runs (concatenated in ``terms`` order) to ``dst[offsets[t]:]`` for each term t."""
+    pos = 0
+    for i in range(len(terms)):
+        n = run_lengths[i]
+        start = offsets[terms[i]]
+        dst[start:start + n] = src[pos:pos + n]
+        pos += n
+
+
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=out[1:])
+    return out
+
+
+def build_arrays(fwd_indptr: np.ndarray, fwd_terms: np.ndarray, fwd_values: np.ndarray, post_indptr: np.ndarray,
+                 post_docs: np.ndarray, post_values: np.ndarray, params: SeismicBuildParams) -> dict[str, np.ndarray]:
+    """The Seismic arrays of one segment, from its forward index and postings (impacts in any stored dtype).
+
+    Lists are dealt, longest first and round-robin, to a few chunks per thread; each chunk is one ``nogil`` call on
+    a thread pool that returns its lists' arrays, which are then copied to their places by term.
+    """
+    vocab_size = len(post_indptr) - 1
+    lengths = np.minimum(np.diff(post_indptr), params.n_postings)
+    order = np.argsort(-lengths, kind="stable")[:np.count_nonzero(lengths)].astype(np.int64)
+    threads = numba.get_num_threads()
+    n_chunks = max(1, min(len(order), threads * 4))
+    chunks = [np.sort(order[c::n_chunks]) for c in range(n_chunks)]
+    cut = top_terms(fwd_indptr, fwd_terms, fwd_values, params.doc_cut)
+    record_dtype = np.uint16 if vocab_size <= 1 << 16 else np.int32
+
+    def run(terms: np.ndarray):
+        return _build_lists(terms, post_indptr, post_docs, post_values, params.n_postings,
+                            float(params.centroid_fraction), params.min_cluster_size, float(params.summary_energy),
+                            fwd_indptr, fwd_terms, fwd_values, *cut, record_dtype)
+
+    with ThreadPoolExecutor(threads) as pool:
+        results = list(pool.map(run, chunks))
+    per_term = np.zeros((5, vocab_size), dtype=np.int64)
+    for terms, (counts, *_) in zip(chunks, results):
+        per_term[:, terms] = counts
+    offsets = [_offsets(row) for row in per_term]   # docs, blocks, records, entry bytes, samples
+    kinds = (0, 1, 1, 2, 2, 3, 4)                     # which offsets each concatenated array follows
+    outs = []
+    for a, kind in enumerate(kinds):
+        out = np.empty(offsets[kind][-1], dtype=results[0][1 + a].dtype)
+        for terms, result in zip(chunks, results):
+            _place(terms, result[0][kind], result[1 + a], offsets[kind], out)
+        outs.append(out)
+    docs, block_sizes, block_scale, record_terms, record_counts, entries, samples = outs
+    list_blocks, list_records, list_entries, list_samples = offsets[1:]
+    return {"list_blocks": list_blocks, "block_docs_ptr": _offsets(block_sizes), "docs": docs,
+            "block_scale": block_scale, "list_records": list_records, "list_entries": list_entries,
+            "list_samples": list_samples, "record_terms": record_terms, "record_counts": record_counts,
+            "entries": entries, "samples": samples}
+
+
+# ---------------------------------------------------------------------------------------------------------- search
+
+@njit(cache=True, nogil=True, inline="always")
+def _dot(lo, hi, fwd_terms, fwd_values, q_dense):
+    """Dot product of forward-index entries lo:hi (uint64: no negative-index checks) with the dense query; four
+    partial sums hide the add latency."""
+    one, two, three, four = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
+    s0 = s1 = s2 = s3 = np.float32(0.0)
+    j = lo
+    while j + four <= hi:
+        s0 += q_dense[fwd_terms[j]] * impact(fwd_values[j])
+        s1 += q_dense[fwd_terms[j + one]] * impact(fwd_values[j + one])
+        s2 += q_dense[fwd_terms[j + two]] * impact(fwd_values[j + two])
+        s3 += q_dense[fwd_terms[j + three]] * impact(fwd_values[j + three])
+        j += four
+    while j < hi:
+        s0 += q_dense[fwd_terms[j]] * impact(fwd_values[j])
+        j += one
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(cache=True, nogil=True)
+def seismic_topk(q_terms, q_weights, query_cut, heap_factor, list_blocks, block_docs_ptr, docs, block_scale,
+                 list_records, list_entries, list_samples, record_terms, record_counts, entries, samples, fwd_indptr,
+                 fwd_terms, fwd_values, scale, q_dense, visited, acc, hs, hd, out_scores, out_docs):
+    """Top-k of one query (``q_terms`` ascending) into out_scores/out_docs, best first, padded with (0, -1).
+
+    ``fwd_indptr`` comes as uint64 (a view), so row offsets index without negative-index checks. Scratch, left as
+    found: q_dense (vocabulary, zeros), visited (bitset over documents, zeros), acc (most blocks
+    in a list), hs/hd (heap, at least k).
+    """
+    k = len(out_scores)
+    size = 0
+    nq = len(q_terms)
+    for i in range(nq):
+        q_dense[q_terms[i]] = q_weights[i]
+    cut = np.argsort(-q_weights, kind="mergesort")[:min(query_cut, nq)]
+    for r in range(len(cut)):
+        t = q_terms[cut[r]]
+        b0 = list_blocks[t]
+        nb = list_blocks[t + 1] - b0
+        if nb == 0:
+            continue
+        acc[:nb] = 0.0
+        score_list(q_terms, q_weights, list_records[t], list_records[t + 1], list_entries[t], list_samples[t], nb,
+                   record_terms, record_counts, entries, samples, acc)
+        for b in range(nb):
+            acc[b] *= block_scale[b0 + b]
+        # the first list best block first: the heap fills with good documents before the others are filtered
+        order = np.argsort(-acc[:nb]) if r == 0 else np.arange(nb)
+        for b in order:
+            if size == k and acc[b] < heap_factor * hs[0]:
+                continue
+            lo, hi = block_docs_ptr[b0 + b], block_docs_ptr[b0 + b + 1]
+            for p in range(lo, hi):
+                # two-stage prefetch: the row offsets of the document after next, the row of the next one
+                if p + 2 < hi:
+                    prefetch(fwd_indptr, docs[p + 2])
+                if p + 1 < hi:
+                    nxt = fwd_indptr[docs[p + 1]]
+                    prefetch(fwd_terms, nxt)
+                    prefetch(fwd_values, nxt)
+                d = docs[p]
+                word, bit = d >> 6, np.uint64(1) << np.uint64(d & 63)
+                if visited[word] & bit:
+                    continue
+                visited[word] |= bit
+                s = _dot(fwd_indptr[d], fwd_indptr[d + 1], fwd_terms, fwd_values, q_dense)
+                size = topk.push(hs, hd, size, k, s, d)
+    for i in range(nq):
+        q_dense[q_terms[i]] = 0.0
+    visited[:] = 0
+    for i in range(size):
+        hs[i] *= scale
+    topk.drain(hs, hd, size, out_scores, out_docs, 0)
+
+
+@njit(cache=True, nogil=True)
+def seismic_batch(q_indptr, q_terms, q_weights, query_cut, heap_factor, list_blocks, block_docs_ptr, docs,
+                  block_scale, list_records, list_entries, list_samples, record_terms, record_counts, entries, samples,
+                  fwd_indptr, fwd_terms, fwd_values, scale, q_dense, visited, acc, hs, hd, out_scores, out_docs):
+    for r in range(len(q_indptr) - 1):
+        lo, hi = q_indptr[r], q_indptr[r + 1]
+        seismic_topk(q_terms[lo:hi], q_weights[lo:hi], query_cut, heap_factor, list_blocks, block_docs_ptr, docs,
+                     block_scale, list_records, list_entries, list_samples, record_terms, record_counts, entries,
+                     samples, fwd_indptr, fwd_terms, fwd_values, scale, q_dense, visited, acc, hs, hd,
+                     out_scores[r], out_docs[r])
+
+
+_INDEX_ARRAYS = ("list_blocks", "block_docs_ptr", "docs", "block_scale", "list_records", "list_entries",
+                 "list_samples", "record_terms", "record_counts", "entries", "samples")
+
+
+class Scratch:
+    """One thread's working memory for one segment: dense query, visited bitset, block scores, heap; and the
+    arrays the kernel reads, gathered once."""
+
+    def __init__(self, seg):
+        self.arrays = tuple(seg[f"seismic.{name}"] for name in _INDEX_ARRAYS) + (
+            seg["fwd_indptr"].view(np.uint64), seg["fwd_terms"], seg["fwd_values"], np.float32(seg.scale))
+        list_blocks = self.arrays[0]
+        self.q_dense = np.zeros(len(list_blocks) - 1, dtype=np.float32)
+        self.visited = np.zeros((seg.num_docs + 63) >> 6, dtype=np.uint64)
+        self.acc = np.zeros(max(1, int(np.diff(list_blocks).max(initial=0))), dtype=np.float32)
+        self.hs = np.zeros(0, dtype=np.float32)
+        self.hd = np.zeros(0, dtype=np.int64)
+
+    def heap(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(self.hs) != k:
+            self.hs = np.zeros(k, dtype=np.float32)
+            self.hd = np.zeros(k, dtype=np.int64)
+        return self.hs, self.hd
+
+
+def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, out_docs, query_cut: int,
+           heap_factor: float) -> None:
+    hs, hd = scratch.heap(k)
+    seismic_batch(q_indptr, q_terms, q_weights, query_cut, np.float32(heap_factor), *scratch.arrays, scratch.q_dense,
+                  scratch.visited, scratch.acc, hs, hd, out_scores, out_docs)
+
+
+def build(fwd, postings, params: dict) -> dict[str, np.ndarray]:
+    return build_arrays(fwd.indptr, fwd.terms, fwd.values, postings.indptr, postings.docs, postings.values,
+                        SeismicBuildParams(**params))
+
+
+def check(params: dict) -> None:
+    """Validates build or search parameters (whichever ``params`` holds) with a clear error."""
+    for cls in (SeismicBuildParams, SeismicSearchParams):
+        names = {f.name for f in fields(cls)}
+        if names & set(params):
+            cls(**{k: v for k, v in params.items() if k in names})
+
+
+register(Method("seismic", search=search, scratch=Scratch, build=build, build_params=asdict(SeismicBuildParams()),
+                search_params=asdict(SeismicSearchParams()), check=check))
