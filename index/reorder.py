@@ -87,8 +87,11 @@ def _bisect_level(perm, bounds, indptr, terms, vocab_size, iters, lg, leaf_size,
                 _bisect(perm, lo, hi, indptr, terms, iters, lg, deg, gain_tab, touched, gains)
 
 
-def bisection_order(fwd: ForwardIndex, leaf_size: int = 16, iters: int = 20) -> np.ndarray:
-    """A permutation of the documents (new position i holds old document order[i])."""
+def bisection_order(fwd: ForwardIndex, leaf_size: int = 16, iters: int = 10) -> np.ndarray:
+    """A permutation of the documents (new position i holds old document order[i]).
+
+    10 swap iterations per bisection: on scifact they reach the log-gap cost of 20 (2.82 vs 2.81 bits per gap,
+    identity order 3.20) in half the time."""
     n = fwd.num_docs
     perm = np.arange(n, dtype=np.int64)
     lg = np.zeros(n + 2, dtype=np.float32)

@@ -138,3 +138,217 @@ def test_bmp_approximate_settings(built, corpus):
         recall = np.mean([len(set(a) & set(b)) / max(len(a), 1) for a, b in zip(exact.ids, approx.ids)])
         assert 0.5 < recall <= 1.0
         assert np.all(approx.scores <= exact.scores[:, :1] + 1e-4)
+
+
+# ---- bad input ----------------------------------------------------------------------------------------------------
+def test_bad_queries(built, corpus):
+    _, _, _, queries = corpus
+    idx = Index.open(built)
+    t, w = queries.row(0)
+    with pytest.raises(ValueError, match="lie in"):
+        idx.search_one(np.array([0, VOCAB]), np.array([1.0, 1.0]))
+    with pytest.raises(ValueError, match="lie in"):
+        idx.search_one(np.array([-1]), np.array([1.0]))
+    for bad in (np.nan, -0.5, np.inf):
+        with pytest.raises(ValueError, match="finite and >= 0"):
+            idx.search_one(t, np.where(np.arange(len(w)) == 0, bad, w))
+    with pytest.raises(ValueError, match="unique"):
+        idx.search_one(np.array([3, 3]), np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="equal length"):
+        idx.search_one(np.array([1, 2]), np.array([1.0]))
+    with pytest.raises(ValueError, match="integers"):
+        idx.search_one(np.array([1.5]), np.array([1.0]))
+    for k in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="positive integer"):
+            idx.search_one(t, w, k=k)
+    with pytest.raises(ValueError, match="built without method"):
+        idx.search_one(t, w, method="seismic-nope")
+    with pytest.raises(ValueError, match="no search parameter"):
+        idx.search_one(t, w, method="bmp", gamma=1)
+    with pytest.raises(ValueError, match="alpha"):
+        idx.search_one(t, w, method="bmp", alpha=0)
+    with pytest.raises(ValueError, match="beta"):
+        idx.search_one(t, w, method="bmp", beta=1.5)
+    with pytest.raises(ValueError, match="threads"):
+        idx.search(queries, threads=0)
+    bad_batch = SparseBatch(queries.indptr, queries.indices, -queries.values, VOCAB)
+    with pytest.raises(ValueError, match="queries: weights"):
+        idx.search(bad_batch)
+
+
+def test_defined_results_for_empty_queries_and_large_k(built, corpus):
+    docs, _, _, queries = corpus
+    idx = Index.open(built)
+    for method in ("exact", "bmp"):
+        s, d = idx.search_one(np.array([], np.int32), np.array([], np.float32), k=5, method=method)
+        assert np.all(d == -1) and np.all(s == 0) and len(d) == 5
+        s, d = idx.search_one(np.array([4, 7]), np.array([0.0, 0.0]), k=5, method=method)   # zero weights: ignored
+        assert np.all(d == -1)
+        s, d = idx.search_one(*queries.row(0), k=10 * idx.num_docs, method=method)
+        assert len(d) == idx.num_docs                          # k beyond the corpus: every matching document
+        matching = int(np.sum(scipy_scores(docs, queries)[0] > 0))
+        assert np.sum(d >= 0) == matching and np.all(d[matching:] == -1)
+    # unsorted ids and zero weights in one query are cleaned, not refused
+    t, w = queries.row(1)
+    s1, d1 = idx.search_one(t, w)
+    rev = np.argsort(-t)
+    s2, d2 = idx.search_one(np.append(t[rev], 0), np.append(w[rev], 0.0))
+    np.testing.assert_array_equal(d1, d2)
+    empty = SparseBatch(np.zeros(3, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), VOCAB)
+    res = idx.search(empty, k=4)
+    assert res.docs.shape == (2, 4) and np.all(res.docs == -1) and res.ids == [[], []]
+
+
+def test_vocabulary_mismatch(built, corpus):
+    _, _, _, queries = corpus
+    idx = Index.open(built)
+    idx.check_vocabulary("fp-toy")
+    idx.check_vocabulary(None)   # unknown: nothing to compare
+    with pytest.raises(VocabularyMismatch, match="fp-other"):
+        idx.check_vocabulary("fp-other")
+    wider = SparseBatch(queries.indptr, queries.indices, queries.values, VOCAB + 1)
+    with pytest.raises(VocabularyMismatch):
+        idx.search(wider)
+
+
+def test_bad_build_input(corpus, tmp_path):
+    docs, ids, texts, _ = corpus
+    cases = [
+        (dict(doc_ids=ids[:-1]), "document ids for"),
+        (dict(doc_ids=["a"] * len(ids)), "unique"),
+        (dict(doc_ids=[""] + ids[1:]), "non-empty"),
+        (dict(texts=texts[:3]), "texts for"),
+        (dict(texts=texts[::-1]), "has id"),
+        (dict(quantization="int4"), "quantization"),
+        (dict(methods=("exact", "nope")), "unknown search method"),
+        (dict(block_size=3), "block_size"),
+        (dict(colour="blue"), "unknown build parameters"),
+        (dict(vectors=SparseBatch(docs.indptr, docs.indices, docs.values * -1, VOCAB)), "weights"),
+        (dict(vectors=SparseBatch(docs.indptr, docs.indices, docs.values, 10)), "term ids"),
+        (dict(vectors=SparseBatch(np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), VOCAB),
+              doc_ids=[]), "zero documents"),
+    ]
+    for i, (change, message) in enumerate(cases):
+        args = {"vectors": docs, "doc_ids": ids, **change}
+        with pytest.raises(ValueError, match=message):
+            Index.build(tmp_path / f"bad{i}", args.pop("vectors"), args.pop("doc_ids"), **args)
+        assert not (tmp_path / f"bad{i}" / "manifest.json").exists()
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not empty"):
+        Index.build(tmp_path / "busy", docs, ids)
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+
+
+# ---- durability ---------------------------------------------------------------------------------------------------
+def test_existing_index_needs_overwrite_and_survives_a_failed_rebuild(corpus, tmp_path, monkeypatch):
+    docs, ids, texts, queries = corpus
+    path = tmp_path / "idx"
+    first = Index.build(path, docs, ids, texts=texts)
+    before = first.search(queries, k=5)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        Index.build(path, docs, ids)
+
+    from index import index as index_module
+
+    def crash(*a, **kw):
+        raise OSError("disk died")
+    monkeypatch.setattr(index_module.Manifest, "write", crash)
+    with pytest.raises(OSError, match="disk died"):
+        Index.build(path, docs.take(np.arange(100)), ids[:100], overwrite=True)
+    monkeypatch.undo()
+    again = Index.open(path)           # the previous generation, intact and verified
+    assert again.num_docs == len(ids) and again.manifest.generation == 1
+    np.testing.assert_array_equal(again.search(queries, k=5).docs, before.docs)
+    # a later successful rebuild replaces it and removes the leftovers of the failed one
+    rebuilt = Index.build(path, docs.take(np.arange(100)), ids[:100], overwrite=True)
+    assert rebuilt.num_docs == 100 and rebuilt.manifest.generation == 2
+    assert sorted(p.name for p in path.iterdir()) == ["manifest.json", "seg-000002"]
+
+
+def test_interrupted_build_leaves_nothing_that_opens(corpus, tmp_path, monkeypatch):
+    docs, ids, _, _ = corpus
+    from index import segment as segment_module
+
+    real_save = np.save
+    calls = {"n": 0}
+
+    def failing_save(f, array, **kw):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise OSError("no space left on device")
+        return real_save(f, array, **kw)
+    monkeypatch.setattr(segment_module.np, "save", failing_save)
+    with pytest.raises(OSError, match="no space"):
+        Index.build(tmp_path / "idx", docs, ids)
+    monkeypatch.undo()
+    with pytest.raises(IndexCorrupt, match="no manifest.json"):
+        Index.open(tmp_path / "idx")
+    Index.build(tmp_path / "idx", docs, ids)     # the leftovers do not block a new build
+    assert Index.open(tmp_path / "idx").num_docs == len(ids)
+
+
+KILL_SCRIPT = """
+import sys, numpy as np
+sys.path.insert(0, {root!r})
+from tests.test_index import random_batch
+from index import Index
+docs = random_batch(3000, 60, seed=5)
+print("ready", flush=True)
+Index.build(sys.argv[1], docs, [f"d{{i}}" for i in range(len(docs))])
+print("committed", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_killed_build_subprocess(tmp_path):
+    """SIGKILL a build at random moments: the folder either opens as a complete, verified index or not at all."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = tmp_path / "build.py"
+    script.write_text(KILL_SCRIPT.format(root=root))
+    rng = np.random.default_rng(0)
+    outcomes = set()
+    for attempt in range(4):
+        path = tmp_path / f"idx{attempt}"
+        proc = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.0, 1.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        try:
+            idx = Index.open(path)
+        except IndexCorrupt:
+            outcomes.add("nothing")
+            continue
+        assert idx.num_docs == 3000
+        outcomes.add("complete")
+    assert "nothing" in outcomes
+
+
+def test_corruption_detected_on_open(corpus, tmp_path):
+    docs, ids, _, _ = corpus
+    path = tmp_path / "idx"
+    Index.build(path, docs, ids)
+    seg = next(path.glob("seg-*"))
+    target = seg / "post_values.npy"
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0xFF                                   # same size, one flipped byte
+    target.write_bytes(bytes(data))
+    with pytest.raises(IndexCorrupt, match="checksum mismatch"):
+        Index.open(path)
+    Index.open(path, verify=False)                     # sizes still match: only the checksum catches it
+    target.write_bytes(bytes(data[:-100]))             # truncated
+    with pytest.raises(IndexCorrupt, match="truncated"):
+        Index.open(path, verify=False)
+    target.unlink()
+    with pytest.raises(IndexCorrupt, match="missing"):
+        Index.open(path)
+    (path / "manifest.json").write_text("{not json")
+    with pytest.raises(IndexCorrupt, match="malformed manifest"):
+        Index.open(path)

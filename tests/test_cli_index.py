@@ -1,0 +1,99 @@
+"""lsr index / lsr search / lsr bench index through the real CLI and the embedded model."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from lsr.cli import app
+from lsr.vectors import save_vectors
+from tests.test_index import random_batch
+
+runner = CliRunner()
+DOCS = [
+    ("heart", "Heart disease", "Coronary artery disease narrows the vessels that feed the heart muscle."),
+    ("kidney", "Kidney stones", "Calcium oxalate crystals form stones in the kidney and the urinary tract."),
+    ("vitamin", "Vitamin D", "Sunlight lets the skin make vitamin D, which the bones need for calcium."),
+    ("sleep", "Sleep", "Adults who sleep less than six hours a night have a higher risk of obesity."),
+    ("flu", "Influenza", "Seasonal influenza vaccines are updated every year to match circulating strains."),
+]
+
+
+def write_corpus(path):
+    path.write_text("\n".join(json.dumps({"id": i, "title": t, "text": x}) for i, t, x in DOCS))
+    return path
+
+
+@pytest.mark.slow
+def test_index_then_search_a_corpus(tmp_path, encoder):
+    corpus = write_corpus(tmp_path / "c.jsonl")
+    out = tmp_path / "idx"
+    r = runner.invoke(app, ["index", str(corpus), "--output", str(out), "--param", "block_size=8"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["documents"] == 5 and summary["methods"] == ["exact", "bmp"]
+    for method in ("exact", "bmp"):
+        r = runner.invoke(app, ["search", "--index", str(out), "stones in the kidney", "-k", "2", "--json",
+                                "--method", method])
+        assert r.exit_code == 0, r.output
+        hits = json.loads(r.stdout)["hits"]
+        assert hits[0]["id"] == "kidney" and hits[0]["title"] == "Kidney stones" and len(hits) == 2
+    r = runner.invoke(app, ["search", "--index", str(out), "vitamin d from sunlight"])
+    assert r.exit_code == 0 and r.stdout.splitlines()[0].split()[2] == "vitamin"
+    r = runner.invoke(app, ["index", str(corpus), "--output", str(out)])
+    assert r.exit_code == 2 and "overwrite" in r.output
+    r = runner.invoke(app, ["index", str(corpus), "--output", str(tmp_path / "i2"), "--param", "block_size"])
+    assert r.exit_code == 2 and "KEY=VALUE" in r.output
+    r = runner.invoke(app, ["search", "--index", str(out), "x", "--method", "bmp", "--param", "alpha=3"])
+    assert r.exit_code == 2 and "alpha" in r.output
+    r = runner.invoke(app, ["search", "--index", str(tmp_path / "none"), "x"])
+    assert r.exit_code == 2 and "not an index" in r.output
+
+
+def test_index_a_vectors_file_with_texts_and_refuse_another_vocabulary(tmp_path, encoder):
+    corpus = write_corpus(tmp_path / "c.jsonl")
+    vectors = encoder.encode_documents([f"{t} {x}" for _, t, x in DOCS])
+    save_vectors(tmp_path / "v.npz", vectors, [d[0] for d in DOCS],
+                 {"model": "splade-tiny", "vocab_fingerprint": encoder.vocab_fingerprint})
+    out = tmp_path / "idx"
+    r = runner.invoke(app, ["index", str(tmp_path / "v.npz"), "-o", str(out), "--texts", str(corpus)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["search", "--index", str(out), "influenza vaccine", "--json", "-k", "1"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["hits"][0]["text"].startswith("Seasonal influenza")
+    save_vectors(tmp_path / "other.npz", vectors, [d[0] for d in DOCS],
+                 {"model": "splade-tiny", "vocab_fingerprint": "0123456789abcdef"})
+    r = runner.invoke(app, ["index", str(tmp_path / "other.npz"), "-o", str(tmp_path / "other")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["search", "--index", str(tmp_path / "other"), "influenza"])
+    assert r.exit_code == 2 and "fingerprint" in r.output and "0123456789abcdef" in r.output
+
+
+@pytest.mark.slow
+def test_bench_index_report_layout(tmp_path):
+    docs, queries = random_batch(400, 30, seed=3, vocab=300), random_batch(25, 8, seed=4, vocab=300)
+    save_vectors(tmp_path / "d.npz", docs, [f"d{i}" for i in range(len(docs))])
+    save_vectors(tmp_path / "q.npz", queries, [f"q{i}" for i in range(len(queries))])
+    out = tmp_path / "report.json"
+    r = runner.invoke(app, ["bench", "index", "--docs", str(tmp_path / "d.npz"), "--queries", str(tmp_path / "q.npz"),
+                            "--output", str(out), "--rounds", "1", "--block-size", "8", "--alpha", "1.0",
+                            "--alpha", "0.8", "--beta", "1.0", "--quantization", "uint8", "--quantization",
+                            "float32", "--suite", "ours", "--suite", "scipy", "--suite", "bmp_peer"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(out.read_text())
+    assert report["docs"] == 400 and report["queries"] == 25 and report["k"] == 10
+    names = {e["name"] for e in report["methods"]}
+    assert {"exact", "bmp", "scipy"} <= names
+    for e in report["methods"]:
+        assert {"name", "params", "recall@10", "mean_ms", "p99_ms", "build_s", "index_bytes"} <= set(e)
+    exact = [e for e in report["methods"] if e["name"] == "exact"]
+    assert {e["params"]["quantization"] for e in exact} == {"uint8", "float32"}
+    assert all(e["recall@10"] == 1.0 for e in report["methods"]
+               if e["name"] in ("scipy", "peer-splade-index") or e["params"].get("quantization") == "float32")
+    safe = [e for e in report["methods"] if e["name"] == "bmp" and e["params"]["alpha"] == 1.0]
+    assert safe[0]["recall@10"] == next(e for e in exact if e["params"]["quantization"] == "uint8")["recall@10"]
+    if "peer-bmp" in names:
+        assert report["targets"]["bmp_safe_latency_vs_peer"] > 0
+        assert all(e["safe_equals_own_integer_exact"] == 1.0 for e in report["methods"] if e["name"] == "peer-bmp")
+    assert {b["threads"] for b in report["batch"]} == {1, 2}
+    assert np.isfinite(report["targets"]["exact_speedup_vs_scipy"])
