@@ -132,19 +132,25 @@ class Index:
     def build(cls, path: str | os.PathLike, vectors: SparseBatch, doc_ids: Sequence[str], *,
               texts: Sequence[Document] | None = None, model: str | None = None,
               vocab_fingerprint: str | None = None, quantization: str = "uint8", reorder: bool = True,
-              methods: Sequence[str] = ("exact", "bmp"), overwrite: bool = False, **method_params) -> "Index":
+              methods: Sequence[str] = ("exact", "bmp"), overwrite: bool = False, scale: float | None = None,
+              **method_params) -> "Index":
         """Builds a one-segment index at ``path`` (a new or empty folder, or an index to replace with overwrite).
+
+        ``scale`` (uint8 only) is the weight of one impact level, by default this corpus's max / 255: the shards of
+        one corpus pass the whole corpus's scale, so that their scores equal those of one index over all of it.
 
         ``method_params`` go to every chosen method that declares them (e.g. ``block_size`` for bmp). The manifest
         is written last: a build interrupted at any point leaves no index that opens (or the previous one intact).
         """
         path = Path(path)
         check_quantization(quantization)
+        if scale is not None and not (np.isfinite(scale) and scale > 0 and (quantization == "uint8" or scale == 1.0)):
+            raise ValueError(f"scale must be a finite positive number (1.0 for {quantization}), got {scale!r}")
         ids = _check_documents(vectors, doc_ids, texts)
         configs = _method_configs(methods, method_params)
         old = _prepare_folder(path, overwrite)
 
-        fwd = ForwardIndex.from_vectors(vectors, quantization)
+        fwd = ForwardIndex.from_vectors(vectors, quantization, scale)
         if reorder:
             from index.reorder import bisection_order
 
