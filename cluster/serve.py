@@ -7,8 +7,6 @@ Ties are ordered by shard and then by the shard's own order, which is the one in
 not reordered. A shard call that fails because its replica died is sent again (Serve routes it to a live replica).
 """
 
-from __future__ import annotations
-
 import asyncio
 import time
 from dataclasses import asdict
@@ -73,6 +71,7 @@ class ShardSearcher:
 api = FastAPI(title="lsr sharded search", description="Fans each query out to the shards and merges their top-k.")
 
 
+@serve.ingress(api)
 class ShardedFront:
     def __init__(self, layout: dict, *shards):
         self.layout = layout
@@ -144,6 +143,6 @@ def deploy(index_dir: str | Path, *, replicas: int = 1, cpus_per_replica: float 
     shard = serve.deployment(ShardSearcher)
     shards = [shard.options(name=s.name, num_replicas=replicas, ray_actor_options={"num_cpus": cpus_per_replica},
                             health_check_period_s=2).bind(str(index_dir / s.name)) for s in layout.shards]
-    front = serve.deployment(serve.ingress(api)(ShardedFront)).options(
+    front = serve.deployment(ShardedFront).options(
         name="front", num_replicas=front_replicas, ray_actor_options={"num_cpus": min(cpus_per_replica, 1.0)})
     return serve.run(front.bind(asdict(layout), *shards), name=name, route_prefix="/")
