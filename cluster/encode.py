@@ -140,7 +140,7 @@ def encode_chunks(plan: ChunkPlan, log: ChunkLog, settings: EncodeSettings, devi
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
-    if cpus_per_actor is None:
+    if cpus_per_actor is None:   # a GPU actor needs one core to feed it (the tokenizer's own threads are not pinned)
         cpus_per_actor = 1.0 if device == "cuda" else max(1.0, ray.cluster_resources().get("CPU", 1) // actors)
     # reading is light: it takes no CPU slot from the actors, and at most two chunks per actor are read ahead
     ds = ray.data.read_datasource(chunk_source(plan, pending), override_num_blocks=len(pending), num_cpus=0,

@@ -133,9 +133,10 @@ class ShardedFront:
 
 
 def deploy(index_dir: str | Path, *, replicas: int = 1, cpus_per_replica: float = 1.0, front_replicas: int = 1,
-           name: str = "lsr", host: str = "127.0.0.1", port: int | None = 8000):
-    """Runs a sharded index (``cluster.shards`` layout) on the connected Ray cluster: ``replicas`` per shard and a
-    front that answers POST /search on host:port (``port`` None: no HTTP, handles only). Returns the front's handle."""
+           name: str = "lsr", route_prefix: str = "/", host: str = "127.0.0.1", port: int | None = 8000):
+    """Runs a sharded index (``cluster.shards`` layout) on the connected Ray cluster as application ``name``:
+    ``replicas`` per shard and a front that answers POST {route_prefix}search on host:port (``port`` None: no HTTP,
+    handles only). Returns the front's handle, whose ``search`` method takes (indices, values, k, method, params)."""
     index_dir = Path(index_dir)
     layout = Layout.read(index_dir)
     serve.start(http_options={"host": host, "port": port} if port is not None else None,
@@ -145,4 +146,4 @@ def deploy(index_dir: str | Path, *, replicas: int = 1, cpus_per_replica: float 
                             health_check_period_s=2).bind(str(index_dir / s.name)) for s in layout.shards]
     front = serve.deployment(ShardedFront).options(
         name="front", num_replicas=front_replicas, ray_actor_options={"num_cpus": min(cpus_per_replica, 1.0)})
-    return serve.run(front.bind(asdict(layout), *shards), name=name, route_prefix="/")
+    return serve.run(front.bind(asdict(layout), *shards), name=name, route_prefix=route_prefix)

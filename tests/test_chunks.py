@@ -148,3 +148,24 @@ def test_bad_layouts_and_scales(tmp_path):
     for scale, quantization in [(0.0, "uint8"), (float("nan"), "uint8"), (0.5, "float16")]:
         with pytest.raises(ValueError, match="scale must be"):
             Index.build(tmp_path / "i", docs, [str(i) for i in range(20)], scale=scale, quantization=quantization)
+
+
+def test_cli_builds_shards_from_a_vectors_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from lsr.cli import app
+    from lsr.vectors import save_vectors
+
+    docs = random_batch(40, 10, seed=6)
+    save_vectors(tmp_path / "v.npz", docs, [f"d{i}" for i in range(40)], {"model": "toy"})
+    runner = CliRunner()
+    r = runner.invoke(app, ["index", str(tmp_path / "v.npz"), "-o", str(tmp_path / "sh"), "--shards", "2",
+                            "--method", "exact"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"output": str(tmp_path / "sh"), "documents": 40,
+                                                             "shards": 2}
+    assert [s.docs for s in Layout.read(tmp_path / "sh").shards] == [20, 20]
+    r = runner.invoke(app, ["index", str(tmp_path / "v.npz"), "-o", str(tmp_path / "x"), "--ray"])
+    assert r.exit_code == 2 and "needs no encoding" in r.output
+    r = runner.invoke(app, ["index", str(tmp_path / "v.npz"), "-o", str(tmp_path / "y"), "--shards", "41"])
+    assert r.exit_code == 2 and "cannot split" in r.output
