@@ -24,7 +24,7 @@ from index.forward import ForwardIndex
 from index.manifest import MANIFEST, Manifest, SegmentInfo
 from index.postings import Postings
 from index.query import QUERY_BAD_TERM, QUERY_BAD_WEIGHT, QUERY_OK, query_status
-from index.quantize import check_quantization
+from index.quantize import check_quantization, dequantize
 from index.segment import Segment, write_segment
 from lsr.corpus import Document
 from lsr.sparse import SparseBatch
@@ -244,6 +244,13 @@ class Index:
             number = self._id_map[key]
         seg, local = self._locate(number)
         return seg.docs.get(local)
+
+    def vector(self, number: int) -> tuple[np.ndarray, np.ndarray]:
+        """Term ids (int32, ascending) and weights (float32, as stored: dequantized) of document ``number``; the
+        service explains a hit's score with them."""
+        seg, local = self._locate(int(number))
+        lo, hi = seg["fwd_indptr"][local], seg["fwd_indptr"][local + 1]
+        return seg["fwd_terms"][lo:hi].astype(np.int32), dequantize(seg["fwd_values"][lo:hi], seg.scale)
 
     # ---- search -------------------------------------------------------------------------------------------------
     def _scratch(self, s: int, method: registry.Method) -> Any:

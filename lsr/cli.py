@@ -310,6 +310,57 @@ def search(
         typer.echo(f"{h['rank']:>3}  {h['score']:8.3f}  {h['id']}  {text[:100]}")
 
 
+@app.command()
+def serve(
+    index_dir: Path = typer.Option(..., "--index", help="index folder"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(8000, min=0, max=65535),
+    workers: int = typer.Option(1, min=1, help="worker processes; they share the memory-mapped index"),
+    model: Optional[str] = typer.Option(None, help="query encoder (default: the model the index records)"),
+    api_keys_file: Optional[Path] = typer.Option(None, help="API keys, one per line (or set LSR_API_KEYS)"),
+    protect_reads: bool = typer.Option(False, help="searches and reads need an API key too"),
+    bm25: Optional[Path] = typer.Option(None, help="BM25 side for hybrid search; built from the index's stored texts "
+                                                   "when the folder holds none"),
+    graceful_timeout: float = typer.Option(30.0, help="seconds that in-flight requests get to finish on SIGTERM"),
+    log_level: str = typer.Option("info"),
+) -> None:
+    """Serve an index over HTTP: FastAPI under uvicorn, OpenAPI at /docs. Other settings: LSR_* variables
+    (service/settings.py)."""
+    import os
+    import tempfile
+
+    import uvicorn
+    from pydantic import ValidationError
+
+    from index import Index, IndexCorrupt
+    from service.settings import Settings
+
+    try:
+        idx = Index.open(index_dir, verify=False)
+    except IndexCorrupt as e:
+        fail(str(e))
+    from service.hybrid import BM25_MODEL, build_bm25
+
+    if bm25 is not None and not (bm25 / BM25_MODEL).exists():
+        typer.echo(f"building the BM25 side of {idx.num_docs} documents in {bm25}", err=True)
+        try:
+            build_bm25(idx, bm25)
+        except (ValueError, FileExistsError) as e:
+            fail(str(e))
+    given = {"INDEX_DIR": index_dir.resolve(), "MODEL": model, "API_KEYS_FILE": api_keys_file,
+             "PROTECT_READS": "true" if protect_reads else None, "BM25_DIR": bm25.resolve() if bm25 else None}
+    os.environ.update({f"LSR_{k}": str(v) for k, v in given.items() if v is not None})
+    try:
+        settings = Settings()  # the workers read the same variables: fail here, once, on a bad value
+        settings.keys()
+    except (ValidationError, OSError) as e:
+        fail(f"service settings: {e}")
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="lsr-metrics-")  # /metrics sums workers
+    uvicorn.run("service.app:from_env", factory=True, host=host, port=port, workers=workers,
+                timeout_graceful_shutdown=graceful_timeout, log_level=log_level, access_log=False)
+
+
 @app.command("sample-corpus")
 def sample_corpus(
     output: Path = typer.Argument(..., help="JSONL file to write"),
@@ -380,6 +431,32 @@ def bench_index(
         from bench.plot import recall_latency
 
         recall_latency(report, plot, title=docs.stem)
+
+
+@bench_app.command("service")
+def bench_service(
+    docs: Path = typer.Option(Path("/work/data/scifact.npz"), help="document vectors to index (.npz)"),
+    queries: Path = typer.Option(Path("/work/data/queries.npz"), help="query vectors (.npz with ids)"),
+    texts: Path = typer.Option(Path("/work/data/queries.jsonl"), help="query texts (JSONL: id, text)"),
+    prefix: str = typer.Option("beir/scifact/", help="use the queries whose ids start with this"),
+    method: str = typer.Option("exact"),
+    workers: int = typer.Option(1, min=1),
+    clients: list[int] = typer.Option([1, 8, 64], "--clients", help="concurrent connections (repeat)"),
+    seconds: float = typer.Option(5.0, help="length of each measured run"),
+    rounds: int = typer.Option(3, min=1, help="interleaved passes over all settings (the median is reported)"),
+    soak_seconds: float = typer.Option(60.0, help="length of each of the two runs at the highest load"),
+    soak_kind: str = typer.Option("text", help="text or sparse queries in the long runs"),
+    window_ms: float = typer.Option(2.0, help="micro-batching window (LSR_BATCH_WINDOW_MS)"),
+    output: Path = typer.Option(Path("bench/results/service_load.json")),
+) -> None:
+    """HTTP load on a real `lsr serve` over 127.0.0.1 (wrk in a second process): q/s, p50/p99, errors, memory."""
+    from bench.load import run
+
+    for f in (docs, queries, texts):
+        if not f.exists():
+            fail(f"{f}: no such file")
+    run(docs, queries, texts, output, prefix=prefix, method=method, workers=workers, clients=tuple(sorted(clients)),
+        seconds=seconds, rounds=rounds, soak_seconds=soak_seconds, soak_kind=soak_kind, window_ms=window_ms)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -1,0 +1,76 @@
+"""The app factory: ``create_app(index_dir, settings)`` opens the index and wires the engine, keys, limits and
+metrics into a FastAPI app. Tests call it in-process; ``lsr serve`` has uvicorn call ``from_env`` in each worker."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from index import Index
+from service.auth import ApiKeys
+from service.batcher import BatcherClosed
+from service.documents import Documents, WritesUnsupported
+from service.engine import Engine, NotReady, QueryError
+from service.limits import BodyLimit
+from service.metrics import Instrument, Metrics
+from service.routes import router
+from service.settings import Settings
+
+
+def create_app(index_dir: str | Path | None = None, settings: Settings | None = None, *, encoder=None) -> FastAPI:
+    """The service over the index at ``index_dir`` (default ``settings.index_dir``). ``encoder``: an already loaded
+    query encoder (tests share one); otherwise the index's model loads on a thread after start-up."""
+    settings = settings or Settings()
+    index_dir = index_dir or settings.index_dir
+    if index_dir is None:
+        raise ValueError("no index folder: pass index_dir or set LSR_INDEX_DIR")
+    keys = ApiKeys(settings.keys(), settings.protect_reads)
+    if settings.protect_reads and not keys.configured:
+        raise ValueError("protect_reads is set but no API key is configured: nothing could be read")
+    metrics = Metrics()
+    engine = Engine(Index.open(index_dir, verify=settings.verify_checksums), settings, metrics, encoder)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if not engine.ready:
+            threading.Thread(target=engine.load_encoder, name="lsr-load-encoder", daemon=True).start()
+        yield
+        await engine.close()
+
+    app = FastAPI(title="lsr", version="0.1.0", lifespan=lifespan,
+                  description="Learned sparse retrieval over an lsr index: text or sparse-vector queries, exact / "
+                              "bmp / seismic search, per-term explanations, durable document writes.")
+    app.state.settings, app.state.keys, app.state.metrics = settings, keys, metrics
+    app.state.engine, app.state.documents = engine, Documents(engine)
+    app.include_router(router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(Instrument, metrics=metrics)
+
+    def error(code: int, headers: dict | None = None):
+        async def handler(request: Request, exc: Exception) -> JSONResponse:
+            return JSONResponse({"detail": str(exc)}, status_code=code, headers=headers)
+        return handler
+
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(QueryError, error(status.HTTP_422_UNPROCESSABLE_CONTENT))
+    app.add_exception_handler(NotReady, error(status.HTTP_503_SERVICE_UNAVAILABLE, {"Retry-After": "1"}))
+    app.add_exception_handler(BatcherClosed, error(status.HTTP_503_SERVICE_UNAVAILABLE))
+    app.add_exception_handler(WritesUnsupported, error(status.HTTP_501_NOT_IMPLEMENTED))
+    return app
+
+
+async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with where and what, without echoing the input: it may be large, or hold NaN, which JSON cannot carry."""
+    detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+              for e in exc.errors()]
+    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+def from_env() -> FastAPI:
+    """uvicorn's factory in each worker process: settings (index folder included) from LSR_* variables."""
+    return create_app(settings=Settings())

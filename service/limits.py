@@ -1,0 +1,109 @@
+"""Limits on what a client may ask, each answered with a clear 4xx before any work is done.
+
+``BodyLimit`` (ASGI middleware) reads the request body itself, so an oversized body gets 413 whether or not it
+declares its length, and a body that stalls gets 408 instead of holding a connection forever. The ``check_*``
+functions apply the settings' limits that the pydantic models cannot know (k, query length, batch sizes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from fastapi import HTTPException, status
+
+from service.models import DocumentIn, SearchRequest
+from service.settings import Settings
+
+STORED_FIELDS = ("title", "text")
+
+
+class BodyLimit:
+    def __init__(self, app, max_bytes: int, timeout_s: float = 30.0):
+        self.app = app
+        self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            return await _reject(send, status.HTTP_413_CONTENT_TOO_LARGE,
+                                 f"the request body may hold at most {self.max_bytes} bytes")
+        chunks, size = [], 0
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout_s)
+            except asyncio.TimeoutError:
+                return await _reject(send, status.HTTP_408_REQUEST_TIMEOUT,
+                                     f"the request body did not arrive within {self.timeout_s:g} s")
+            if message["type"] == "http.disconnect":
+                return
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                return await _reject(send, status.HTTP_413_CONTENT_TOO_LARGE,
+                                     f"the request body may hold at most {self.max_bytes} bytes")
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: wait for the disconnect, as the server would send it
+
+        await self.app(scope, replay, send)
+
+
+async def _reject(send, code: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": code,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _unprocessable(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
+
+
+def check_search(req: SearchRequest, s: Settings) -> None:
+    if req.k > s.max_k:
+        raise _unprocessable(f"k may be at most {s.max_k}, got {req.k}")
+    if req.query is not None and len(req.query) > s.max_query_chars:
+        raise _unprocessable(f"the query may hold at most {s.max_query_chars} characters, got {len(req.query)}")
+    n_terms = len(req.indices if req.indices is not None else req.terms or {})
+    if n_terms > s.max_query_terms:
+        raise _unprocessable(f"a sparse query may hold at most {s.max_query_terms} terms, got {n_terms}")
+    unknown = sorted(set(req.fields) - set(STORED_FIELDS))
+    if unknown:
+        raise _unprocessable(f"unknown fields {unknown}; stored fields are {list(STORED_FIELDS)}")
+    if len(req.params) > 16:
+        raise _unprocessable("too many search parameters")
+
+
+def check_batch(queries: list[SearchRequest], s: Settings) -> None:
+    if len(queries) > s.max_batch:
+        raise _unprocessable(f"a batch may hold at most {s.max_batch} queries, got {len(queries)}")
+    for q in queries:
+        check_search(q, s)
+
+
+def check_documents(docs: list[DocumentIn], s: Settings) -> None:
+    if not docs:
+        raise _unprocessable("send at least one document")
+    if len(docs) > s.max_documents:
+        raise _unprocessable(f"at most {s.max_documents} documents per call, got {len(docs)}")
+    ids = [d.id for d in docs]
+    if len(set(ids)) != len(ids):
+        raise _unprocessable("document ids must be unique within a call")
+    for d in docs:
+        if len(d.text) + len(d.title) > s.max_document_chars:
+            raise _unprocessable(f"document {d.id!r} is longer than {s.max_document_chars} characters")
+        if d.metadata:
+            raise _unprocessable(f"document {d.id!r}: metadata is not stored by this index format yet; "
+                                 "send id, title and text")

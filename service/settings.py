@@ -1,0 +1,56 @@
+"""Service settings: every knob has a default and an ``LSR_`` environment variable (``LSR_MAX_K=100``), so the same
+values reach ``create_app`` in tests, ``lsr serve`` and each uvicorn worker process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LSR_", extra="forbid")
+
+    index_dir: Path | None = Field(None, description="index folder (lsr serve --index sets it)")
+    model: str | None = Field(None, description="query encoder; default: the model the index records")
+    device: str = Field("cpu", description="device of the query encoder")
+    bm25_dir: Path | None = Field(None, description="BM25 side for hybrid search (service/hybrid.py)")
+    verify_checksums: bool = Field(True, description="check every index file's sha256 when a worker opens it")
+
+    # auth (service/auth.py)
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list,
+                                                     description="accepted API keys (env: comma-separated)")
+    api_keys_file: Path | None = Field(None, description="file of API keys, one per line (# comments)")
+    protect_reads: bool = Field(False, description="reads (search, documents, stats, metrics) need a key too")
+
+    # limits (service/limits.py and the request models)
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+    max_query_chars: int = Field(2000, ge=1)
+    max_query_terms: int = Field(1024, ge=1)
+    max_k: int = Field(1000, ge=1)
+    max_batch: int = Field(64, ge=1, description="queries per /search/batch call")
+    max_documents: int = Field(256, ge=1, description="documents per POST /documents call")
+    max_document_chars: int = Field(100_000, ge=1)
+
+    # query encoding (service/batcher.py)
+    batch_window_ms: float = Field(2.0, ge=0, description="how long a query waits for others to share its batch")
+    max_encode_batch: int = Field(64, ge=1)
+    encode_threads: int = Field(1, ge=1, description="torch threads of the encoder; more help only on idle cores "
+                                "(oversubscribed OpenMP threads wait on each other: 10x slower measured here)")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split(cls, v):
+        if isinstance(v, str):
+            return [k.strip() for k in v.split(",") if k.strip()]
+        return v
+
+    def keys(self) -> list[str]:
+        """Every configured key: ``api_keys`` plus the lines of ``api_keys_file``."""
+        keys = list(self.api_keys)
+        if self.api_keys_file is not None:
+            lines = self.api_keys_file.read_text(encoding="utf-8").splitlines()
+            keys += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+        return keys
