@@ -18,6 +18,7 @@ COPY index ./index
 COPY service ./service
 COPY eval ./eval
 COPY bench ./bench
+COPY cluster ./cluster
 RUN pip install ".${EXTRAS:+[$EXTRAS]}"
 
 RUN useradd --uid 10001 --create-home lsr && mkdir /index && chown lsr /index

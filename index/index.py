@@ -169,6 +169,8 @@ class Index:
         """
         path = Path(path)
         check_quantization(quantization)
+        if scale is not None and not (np.isfinite(scale) and scale > 0 and (quantization == "uint8" or scale == 1.0)):
+            raise ValueError(f"scale must be a finite positive number (1.0 for {quantization}), got {scale!r}")
         ids = _check_documents(vectors, doc_ids, texts)
         configs = _method_configs(methods, method_params)
         _check_scale(scale, quantization)

@@ -11,6 +11,8 @@ from typing import Iterator, Optional
 
 import typer
 
+from lsr.chunks import CHUNK_DOCS
+
 app = typer.Typer(help="Learned sparse retrieval: encode, index, search, serve, evaluate.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 bench_app = typer.Typer(help="Benchmarks that print a table and write JSON.", no_args_is_help=True)
@@ -44,8 +46,9 @@ def load_encoder(model: str, device: str, **options):
 
 
 def encode_corpus(corpus: str, encoder, *, max_length: int, batch_size: int, top_k: Optional[int],
-                  min_weight: Optional[float], queries: bool = False, chunk: int = 8192):
-    """Streams a corpus through the encoder in chunks (length-sorted within each); returns (vectors, ids, texts)."""
+                  min_weight: Optional[float], queries: bool = False, chunk: int = CHUNK_DOCS):
+    """Streams a corpus through the encoder in chunks (length-sorted within each); returns (vectors, ids, texts).
+    A chunk's vectors depend only on its documents: `lsr index --ray` encodes the same chunks elsewhere."""
     from lsr.corpus import CorpusError, count_documents, read_corpus
     from lsr.sparse import SparseBatch
 
@@ -148,24 +151,50 @@ def index(
     max_length: int = typer.Option(256, min=8),
     batch_size: int = typer.Option(32, min=1),
     device: str = typer.Option("auto"),
+    chunk_docs: int = typer.Option(CHUNK_DOCS, min=1, help="documents per encoding chunk (the same chunks give the "
+                                                           "same vectors, on Ray or not)"),
+    shards: Optional[int] = typer.Option(None, min=1, help="build N shards to serve side by side (lsr serve-shards)"),
+    ray: bool = typer.Option(False, "--ray", help="encode on a Ray cluster (Ray Data actors); resumable"),
+    ray_address: Optional[str] = typer.Option(None, envvar="RAY_ADDRESS", help="cluster to join (HOST:PORT, "
+                                              "ray://HOST:PORT, auto); default: start a local one"),
+    actors: int = typer.Option(1, min=1, help="encoder actors on Ray (one GPU each, or a share of the CPUs)"),
+    keep_chunks: bool = typer.Option(False, help="keep the encoded chunks (OUTPUT.chunks/) after a Ray build"),
 ) -> None:
     """Build a searchable index from a corpus (encoding it) or from precomputed vectors; or update one."""
     from index import Index
 
     if append or compact:
-        if overwrite or param:
-            fail("--overwrite and --param build a new index; they do not go with --append or --compact")
+        if overwrite or param or ray or shards:
+            fail("--overwrite, --param, --ray and --shards build a new index; they do not go with --append or --compact")
         if append and not corpus:
             fail("--append needs a CORPUS (or vectors file) to add")
         if corpus and not append:
             fail("--compact alone takes no CORPUS; add --append to add one first")
         update_index(output, corpus, model, texts, compact, max_length=max_length, batch_size=batch_size,
-                     device=device)
+                     device=device, chunk_docs=chunk_docs)
         return
     if not corpus:
         fail("missing argument CORPUS (a corpus or an `lsr encode` vectors file)")
-    vectors, ids, docs, model_name, fingerprint = read_documents(corpus, model, texts, device, max_length, batch_size)
+    build = {"quantization": quantization, "reorder": reorder, "methods": method, "params": parse_params(param)}
+    if ray:
+        if corpus.endswith(".npz"):
+            fail("--ray encodes a corpus; a vectors file needs no encoding (drop --ray)")
+        return index_on_ray(corpus, output, ray_address, model=model or "splade-tiny", max_length=max_length,
+                            batch_size=batch_size, device=device, chunk_docs=chunk_docs, shards=shards, actors=actors,
+                            keep_chunks=keep_chunks, overwrite=overwrite, build=build)
+    vectors, ids, docs, model_name, fingerprint = read_documents(corpus, model, texts, device, max_length, batch_size,
+                                                                 chunk_docs)
     typer.echo(f"indexing {len(ids)} documents ({', '.join(method)})", err=True)
+    if shards:
+        from cluster.indexer import BuildSettings, shard_vectors
+
+        try:
+            layout = shard_vectors(output, vectors, ids, shards, texts=docs, model=model_name,
+                                   vocab_fingerprint=fingerprint, build=BuildSettings(**build), overwrite=overwrite)
+        except (ValueError, FileExistsError) as e:
+            fail(str(e))
+        typer.echo(json.dumps({"output": str(output), "documents": layout.num_docs, "shards": len(layout.shards)}))
+        return
     try:
         idx = Index.build(output, vectors, ids, texts=docs, model=model_name, vocab_fingerprint=fingerprint,
                           quantization=quantization, reorder=reorder, methods=method, overwrite=overwrite,
@@ -177,7 +206,7 @@ def index(
 
 
 def read_documents(corpus: str, model: Optional[str], texts: Optional[str], device: str, max_length: int,
-                   batch_size: int):
+                   batch_size: int, chunk_docs: int = CHUNK_DOCS):
     """(vectors, ids, documents or None, model name, vocabulary fingerprint) of a corpus (encoded with ``model``)
     or of an `lsr encode` vectors file (with ``texts`` matched by id)."""
     if corpus.endswith(".npz"):
@@ -194,7 +223,7 @@ def read_documents(corpus: str, model: Optional[str], texts: Optional[str], devi
         return vf.vectors, ids, docs, vf.meta.get("model", model), vf.meta.get("vocab_fingerprint")
     encoder = load_encoder(model or "splade-tiny", device)
     vectors, ids, docs = encode_corpus(corpus, encoder, max_length=max_length, batch_size=batch_size, top_k=None,
-                                       min_weight=None)
+                                       min_weight=None, chunk=chunk_docs)
     return vectors, ids, docs, encoder.name, encoder.vocab_fingerprint
 
 
@@ -234,6 +263,64 @@ def update_index(output: Path, corpus: Optional[str], model: Optional[str], text
         idx.close()
     typer.echo(json.dumps({"output": str(output), "documents": idx.num_docs, "added": added,
                            "segments": len(idx.segments), "generation": idx.generation, "bytes": idx.nbytes()}))
+
+
+def index_on_ray(corpus: str, output: Path, address: Optional[str], *, model: str, max_length: int, batch_size: int,
+                 device: str, chunk_docs: int, shards: Optional[int], actors: int, keep_chunks: bool,
+                 overwrite: bool, build: dict) -> None:
+    """`lsr index --ray`: encoding on Ray actors, resumable from OUTPUT.chunks/, then one index or N shards."""
+    try:
+        from cluster.chunklog import ChunkLogError
+        from cluster.connect import connect
+        from cluster.encode import EncodeSettings
+        from cluster.indexer import BuildSettings, index_on_ray as run
+    except ImportError as e:
+        fail(f"--ray needs Ray: pip install 'lsr[ray]' ({e})")
+    from lsr.corpus import CorpusError
+
+    connect(address)
+    with progress_bar(f"encoding {corpus} on Ray", None) as advance:
+        try:
+            report = run(corpus, output, encode=EncodeSettings(model, max_length, batch_size, device),
+                         build=BuildSettings(**build), shards=shards, actors=actors, chunk_docs=chunk_docs,
+                         keep_chunks=keep_chunks, overwrite=overwrite, progress=advance)
+        except (CorpusError, ChunkLogError, ValueError, FileExistsError, OSError) as e:
+            fail(str(e))
+    e = report.encode
+    typer.echo(json.dumps({"output": str(output), "documents": report.documents, "shards": report.shards,
+                           "chunks": e.chunks, "encoded_chunks": e.encoded, "resumed_chunks": e.skipped,
+                           "encode_seconds": round(e.seconds, 2),
+                           "docs_per_second": round(e.docs / e.seconds, 1) if e.seconds else None}))
+
+
+@app.command("serve-shards")
+def serve_shards(
+    index_dir: Path = typer.Option(..., "--index", help="a sharded index (lsr index --shards N)"),
+    replicas: int = typer.Option(1, min=1, help="replicas of every shard"),
+    cpus_per_replica: float = typer.Option(1.0, min=0.0, help="CPUs Ray reserves for each replica"),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8000, min=1, max=65535),
+    ray_address: Optional[str] = typer.Option(None, envvar="RAY_ADDRESS", help="cluster to join (default: a local "
+                                                                              "one)"),
+) -> None:
+    """Serve a sharded index on Ray Serve: a deployment per shard, a front that fans out and merges (POST /search)."""
+    import time
+
+    try:
+        from cluster.connect import connect
+        from cluster.serve import deploy
+    except ImportError as e:
+        fail(f"serve-shards needs Ray Serve: pip install 'lsr[ray]' ({e})")
+    from index import IndexCorrupt
+
+    connect(ray_address)
+    try:
+        deploy(index_dir, replicas=replicas, cpus_per_replica=cpus_per_replica, host=host, port=port)
+    except IndexCorrupt as e:
+        fail(str(e))
+    typer.echo(json.dumps({"url": f"http://{host}:{port}/search", "index": str(index_dir)}))
+    while True:   # Serve runs in the cluster; this process keeps the local cluster alive until Ctrl-C
+        time.sleep(3600)
 
 
 def load_texts(corpus: str, ids: list[str]) -> list:

@@ -39,18 +39,35 @@ def _record(obj: dict, where: str) -> Document:
     return Document(str(doc_id), text, title)
 
 
-def _jsonl(path: Path) -> Iterator[Document]:
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise CorpusError(f"{path}:{n}: malformed JSON ({e.msg})") from e
-                yield _record(obj, f"{path}:{n}")
+def blank_line(raw: bytes) -> bool:
+    """A line with nothing but whitespace (Unicode whitespace included), which JSONL readers skip."""
+    s = raw.strip()
+    return not s or (not s.isascii() and not s.decode("utf-8", "replace").strip())
 
 
-def _parquet(path: Path) -> Iterator[Document]:
+def _jsonl(path: Path, start: int, stop: int | None, offset: int, line: int) -> Iterator[Document]:
+    """Records ``start:stop`` of a JSONL file, where record ``start`` begins at byte ``offset`` on line ``line``."""
+    if stop is not None and stop <= start:
+        return
+    with open(path, "rb") as f:
+        f.seek(offset)
+        number = start
+        for n, raw in enumerate(f, line):
+            if blank_line(raw):
+                continue
+            try:
+                obj = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise CorpusError(f"{path}:{n}: not UTF-8 text ({e.reason})") from e
+            except json.JSONDecodeError as e:
+                raise CorpusError(f"{path}:{n}: malformed JSON ({e.msg})") from e
+            yield _record(obj, f"{path}:{n}")
+            number += 1
+            if number == stop:
+                return
+
+
+def _parquet(path: Path, start: int, stop: int | None) -> Iterator[Document]:
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)
@@ -59,14 +76,29 @@ def _parquet(path: Path) -> Iterator[Document]:
     if id_col is None or "text" not in names:
         raise CorpusError(f"{path}: a Parquet corpus needs 'id' and 'text' columns, has {sorted(names)}")
     cols = [id_col, "text"] + (["title"] if "title" in names else [])
-    for batch in pf.iter_batches(columns=cols, batch_size=4096):
-        d = batch.to_pydict()
-        titles = d.get("title") or [""] * len(d["text"])
+    meta = pf.metadata
+    stop = meta.num_rows if stop is None else min(stop, meta.num_rows)
+    groups, pos, first = [], None, 0   # the row groups that hold rows start:stop, and the first row they hold
+    for g in range(meta.num_row_groups):
+        rows = meta.row_group(g).num_rows
+        if first < stop and first + rows > start:
+            groups.append(g)
+            pos = first if pos is None else pos
+        first += rows
+    for batch in pf.iter_batches(columns=cols, batch_size=4096, row_groups=groups) if groups else ():
+        lo, hi = max(start - pos, 0), min(stop - pos, batch.num_rows)
+        pos += batch.num_rows
+        if lo >= hi:
+            continue
+        d = batch.slice(lo, hi - lo).to_pydict()
+        titles = d.get("title") or [""] * (hi - lo)
         for i, t, ti in zip(d[id_col], d["text"], titles):
             yield Document(str(i), t or "", ti or "")
+        if pos >= stop:
+            return
 
 
-def _ir_datasets(dataset_id: str) -> Iterator[Document]:
+def _ir_datasets(dataset_id: str, start: int, stop: int | None) -> Iterator[Document]:
     try:
         import ir_datasets
     except ImportError as e:
@@ -77,28 +109,49 @@ def _ir_datasets(dataset_id: str) -> Iterator[Document]:
         raise CorpusError(f"{dataset_id!r} is neither a file, a folder, nor a known ir_datasets id") from e
     if not ds.has_docs():
         raise CorpusError(f"ir_datasets {dataset_id!r} has no documents")
-    for doc in ds.docs_iter():
+    docs = ds.docs_iter()
+    if start or stop is not None:
+        docs = docs[start:stop]   # ir_datasets seeks in its document store instead of reading what comes before
+    for doc in docs:
         yield Document(doc.doc_id, getattr(doc, "text", "") or "", getattr(doc, "title", "") or "")
 
 
-def read_corpus(source: str | Path) -> Iterator[Document]:
-    """Documents of a JSONL/Parquet file, a BEIR folder (corpus.jsonl inside), or an ir_datasets id."""
+def resolve_corpus(source: str | Path) -> tuple[str, str]:
+    """The form of ``source`` ("jsonl", "parquet" or "ir_datasets") and the file or dataset id to read."""
     path = Path(source)
     if path.is_dir():
         corpus = path / "corpus.jsonl"
         if not corpus.exists():
             raise CorpusError(f"{path} is a folder without corpus.jsonl (expected a BEIR folder)")
-        return _jsonl(corpus)
+        return "jsonl", str(corpus)
     if path.is_file():
         suffixes = "".join(path.suffixes[-2:]).lower()
         if suffixes.endswith((".jsonl", ".json")):
-            return _jsonl(path)
+            return "jsonl", str(path)
         if suffixes.endswith((".parquet", ".pq")):
-            return _parquet(path)
+            return "parquet", str(path)
         raise CorpusError(f"{path}: unknown corpus format (expected .jsonl or .parquet)")
     if str(source).endswith((".jsonl", ".parquet", ".json", ".pq")):
         raise CorpusError(f"{source}: no such file")
-    return _ir_datasets(str(source))
+    return "ir_datasets", str(source)
+
+
+def read_range(form: str, where: str, start: int = 0, stop: int | None = None, offset: int = 0,
+               line: int = 1) -> Iterator[Document]:
+    """Documents ``start:stop`` of a resolved corpus (see ``resolve_corpus``). In JSONL, document ``start`` begins at
+    byte ``offset`` on line ``line`` (``lsr.chunks`` records both), so a reader skips what comes before unread."""
+    if form == "jsonl":
+        return _jsonl(Path(where), start, stop, offset, line)
+    if form == "parquet":
+        return _parquet(Path(where), start, stop)
+    if form == "ir_datasets":
+        return _ir_datasets(where, start, stop)
+    raise CorpusError(f"unknown corpus form {form!r}")
+
+
+def read_corpus(source: str | Path) -> Iterator[Document]:
+    """Documents of a JSONL/Parquet file, a BEIR folder (corpus.jsonl inside), or an ir_datasets id."""
+    return read_range(*resolve_corpus(source))
 
 
 def count_documents(source: str | Path) -> int | None:

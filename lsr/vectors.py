@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -31,15 +32,20 @@ class VectorsFile:
     meta: dict = field(default_factory=dict)
 
 
-def save_vectors(path: str | Path, vectors: SparseBatch, ids, meta: dict | None = None) -> None:
-    """Writes atomically: a crash leaves the old file or the complete new one."""
+def write_vectors(f: IO[bytes], vectors: SparseBatch, ids, meta: dict | None = None) -> None:
+    """Writes a vectors file into an open binary file (or a BytesIO, to ship it elsewhere whole)."""
     ids = np.asarray([str(i) for i in ids])
     if len(ids) != len(vectors):
         raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
     meta = {"format": FORMAT, "version": VERSION, "vocab_size": vectors.vocab_size, **(meta or {})}
+    np.savez(f, indptr=vectors.indptr, indices=vectors.indices, values=vectors.values, ids=ids,
+             meta=np.array(json.dumps(meta)))
+
+
+def save_vectors(path: str | Path, vectors: SparseBatch, ids, meta: dict | None = None) -> None:
+    """Writes atomically: a crash leaves the old file or the complete new one."""
     with atomic_open(path, "wb") as f:
-        np.savez(f, indptr=vectors.indptr, indices=vectors.indices, values=vectors.values, ids=ids,
-                 meta=np.array(json.dumps(meta)))
+        write_vectors(f, vectors, ids, meta)
 
 
 def load_vectors(path: str | Path, validate: bool = True) -> VectorsFile:
