@@ -1,9 +1,9 @@
 """Encoding throughput on Ray Data actors against one process encoding the same chunks, in the same run.
 
-    python -m bench.ray_encode --corpus /work/data/windows.jsonl --docs 2048 --chunk-docs 256 \
-        --actors 1 --actors 2 --output bench/results/ray_encode_cpu.json
+    python -m bench.ray_encode --corpus /work/data/windows.jsonl --docs 1536 --chunk-docs 128 \
+        --actors 1 --actors 2 --rounds 3 --output bench/results/ray_encode_cpu.json
     python -m bench.ray_encode --corpus windows.jsonl --docs 65536 --chunk-docs 8192 --device cuda \
-        --actors 1 --batch-size 128 --output ray_encode_gpu.json          # on a GPU machine
+        --actors 1 --batch-size 128 --rounds 1 --output ray_encode_gpu.json    # on a GPU machine
 
 The first ``--docs`` documents of the corpus are cut into chunks; the baseline encodes them chunk by chunk in this
 process (``torch`` on all the CPUs, or the GPU), then each Ray configuration encodes them again with ``cluster.encode``
@@ -84,6 +84,7 @@ def main() -> None:
     p.add_argument("--model", default="splade-tiny")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median reported)")
     p.add_argument("--cpus", type=int, default=None, help="CPUs of the local Ray cluster (default: all)")
     p.add_argument("--output", type=Path, default=Path("bench/results/ray_encode_cpu.json"))
     args = p.parse_args()
@@ -101,24 +102,30 @@ def main() -> None:
     settings = EncodeSettings(args.model, args.max_length, args.batch_size, args.device)
     cpus = args.cpus or os.cpu_count()
     torch.set_num_threads(cpus)
-    before, reference = baseline(plan, settings, args.device)
-    rows = [{**before, "name": "one process (1st)"}]
     connect(num_cpus=cpus)
-    for actors in args.actors or [1, 2]:
-        rows.append(on_ray(plan, settings, args.device, actors, reference, folder))
-    after, _ = baseline(plan, settings, args.device)   # again at the end: the drift of a shared machine shows
-    rows.append({**after, "name": "one process (2nd)"})
-    base = (before["docs_per_s"] + after["docs_per_s"]) / 2
-    for r in rows[1:-1]:
-        r["steady_vs_one_process"] = round(r["steady_docs_per_s"] / base, 2) if r.get("steady_docs_per_s") else None
+    rounds, reference = [], None
+    for n in range(args.rounds):   # interleaved rounds: every configuration sees the machine's drift alike
+        base, parts = baseline(plan, settings, args.device)
+        reference = reference or parts
+        rows = [base] + [on_ray(plan, settings, args.device, a, reference, folder / f"r{n}")
+                         for a in args.actors or [1, 2]]
+        for r in rows[1:]:
+            r["steady_vs_one_process"] = round(r["steady_docs_per_s"] / base["docs_per_s"], 2)
+        rounds.append(rows)
+    median = []
+    for i in range(len(rounds[0])):   # per configuration, the round with the median steady rate
+        runs = sorted((r[i] for r in rounds), key=lambda r: r.get("steady_docs_per_s", r["docs_per_s"]))
+        median.append({**runs[len(runs) // 2], "steady_vs_one_process_by_round": [r[i].get("steady_vs_one_process")
+                                                                                  for r in rounds]})
     device = torch.cuda.get_device_name() if args.device == "cuda" else f"{cpus} CPUs"
     report = {"corpus": args.corpus, "docs": plan.num_docs, "chunk_docs": args.chunk_docs, "model": args.model,
-              "batch_size": args.batch_size, "device": device, "load": os.getloadavg(), "runs": rows}
+              "batch_size": args.batch_size, "device": device, "load": os.getloadavg(), "median": median, "rounds": rounds}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=1) + "\n")
     print(f"{plan.num_docs} docs of {args.corpus}, chunks of {args.chunk_docs}, {device}")
+    print(f"median of {args.rounds} interleaved rounds; steady vs one process by round in the JSON")
     print(f"{'run':<19}{'wall docs/s':>12}{'steady docs/s':>15}{'start-up s':>12}{'identical':>11}")
-    for r in rows:
+    for r in median:
         print(f"{r['name']:<19}{r['docs_per_s']:>12}{str(r.get('steady_docs_per_s', r['docs_per_s'])):>15}"
               f"{str(r.get('startup_s', '-')):>12}{str(r.get('identical_vectors', '-')):>11}")
 

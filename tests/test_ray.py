@@ -109,16 +109,14 @@ def test_killed_job_resumes_with_the_chunks_it_lacks_and_equals_one_process(resu
 
 
 def same_hits(got: list[tuple[str, float]], one, q, k: int) -> None:
-    """Identical scores, and identical ids up to the order of equal scores (and which of the documents tied at the
-    cut fill the last places: any of them is a right answer)."""
+    """The one index's top k: the same scores, and each hit a document of the one index with that score. Scores agree
+    to float32 summation order, not bit for bit: a shard keeps other common terms as dense rows than the one index
+    does, so it adds a document's terms in another order (a few ulps)."""
     scores, numbers = one.search_one(*q, k=k + 20)
-    ref = [(one.doc_id(d), float(s)) for s, d in zip(scores, numbers) if d >= 0]
-    assert [s for _, s in got] == [s for _, s in ref[:k]]
-    cut = got[-1][1] if len(got) == k else None
-    for score in {s for _, s in got}:
-        mine = sorted(i for i, s in got if s == score)
-        theirs = sorted(i for i, s in ref if s == score)
-        assert set(mine) <= set(theirs) if score == cut else mine == sorted(i for i, s in ref[:k] if s == score)
+    ref = {one.doc_id(d): float(s) for s, d in zip(scores, numbers) if d >= 0}
+    np.testing.assert_allclose([s for _, s in got], sorted(ref.values(), reverse=True)[:k], rtol=1e-6)
+    for i, s in got:
+        assert i in ref and abs(ref[i] - s) <= 1e-6 * abs(s), (i, s, ref.get(i))
 
 
 def free_port() -> int:
