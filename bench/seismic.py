@@ -33,7 +33,7 @@ def seismic_suite(ctx) -> list:
     from index import Index
 
     g = grid(ctx)
-    reordered = ctx.docs.take(ctx.order)
+    reordered = ctx.reordered
     ids = [str(i) for i in range(len(reordered))]
     quant = ctx.quantizations[0]
     k = ctx.k
@@ -66,7 +66,7 @@ def peer_seismic_suite(ctx) -> list:
     from bench.index_search import Runner, _version
 
     g = grid(ctx)
-    reordered = ctx.docs.take(ctx.order)
+    reordered = ctx.reordered
     rows = [ctx.queries.row(i) for i in range(len(ctx.queries))]
     runners = []
     for params in g["peer_builds"]:
