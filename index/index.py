@@ -47,12 +47,6 @@ from lsr.sparse import SparseBatch
 
 log = logging.getLogger(__name__)
 
-# Queries per task of a threaded batch. Threads take tasks as they finish, so one thread's last task can run alone
-# while the others idle: with tasks of a quarter of each thread's share (the former split) that tail averages an
-# eighth of the run; 16 queries (>= 1 ms of work on 60k documents) keep it small and the per-task overhead (~20 us)
-# negligible.
-_BATCH_CHUNK = 16
-
 
 @dataclass
 class SearchResult:
@@ -514,7 +508,7 @@ class Index:
         if threads <= 1:
             run(0, n)
         else:
-            step = max(1, min(_BATCH_CHUNK, -(-n // threads)))
+            step = -(-n // (threads * 4))
             pool = self._thread_pool(threads)
             for f in [pool.submit(run, lo, min(lo + step, n)) for lo in range(0, n, step)]:
                 f.result()
