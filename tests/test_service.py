@@ -422,8 +422,11 @@ def server(index_dir, tmp_path_factory):
            "LSR_MAX_DOCUMENT_CHARS": "2000"}
     srv = Server(folder, 2, env, ("--graceful-timeout", "20"))
     yield srv.proc, srv.url
-    if srv.proc.poll() is None:
-        srv.proc.kill()
+    if srv.proc.poll() is None:   # SIGTERM: uvicorn stops its workers (SIGKILL would leave them running)
+        try:
+            srv.stop()
+        except subprocess.TimeoutExpired:
+            srv.proc.kill()
     srv.proc.wait()
 
 
