@@ -16,10 +16,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-# Encode the demo corpus (docstrings of the installed Python standard library) with the embedded splade-tiny.
+# Index the demo corpus (docstrings of the installed Python standard library) with the embedded splade-tiny,
+# then search it with the safe exact method, BMP and Seismic.
 demo: setup
 	$(BIN)/lsr sample-corpus $(DATA)/sample.jsonl
-	$(BIN)/lsr encode $(DATA)/sample.jsonl --output $(DATA)/sample.npz
+	$(BIN)/lsr index $(DATA)/sample.jsonl --output $(DATA)/sample-index --method exact --method bmp --method seismic --overwrite
+	$(BIN)/lsr search --index $(DATA)/sample-index "read a JSON file" -k 5
+	$(BIN)/lsr search --index $(DATA)/sample-index "compress a folder into a zip archive" -k 5 --method bmp
+	$(BIN)/lsr search --index $(DATA)/sample-index "parse command line arguments" -k 5 --method seismic
+	@echo "serve it: $(BIN)/lsr serve --index $(DATA)/sample-index  (then open http://127.0.0.1:8000/docs)"
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider

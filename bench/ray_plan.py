@@ -35,7 +35,7 @@ def group(name: str) -> str:
 
 
 def gpu_rates(path: Path | None) -> dict:
-    """docs/s of one GPU end to end (the kernel helper's e2e run), by model size."""
+    """docs/s of one GPU end to end (bench/head_gpu.py's end-to-end run, issue 3), by model size."""
     if path is None or not path.exists():
         return {}
     runs = json.loads(path.read_text()).get("e2e", [])

@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import pyarrow as pa
 
 from cluster.chunklog import ChunkLog
@@ -32,10 +31,12 @@ class EncodeSettings:
 
 
 def _chunk_table(plan: ChunkPlan, chunk: Chunk) -> list[pa.Table]:
+    """A chunk as ONE row (its ids and texts as lists): Ray Data cannot split a row, so a batch of one row is a
+    whole chunk, on CPU actors and on GPU actors (which need a fixed batch size) alike."""
     docs = plan.read(chunk)
-    return [pa.table({"chunk": pa.array(np.full(len(docs), chunk.number, np.int64)),
-                      "id": pa.array([d.id for d in docs], pa.string()),
-                      "text": pa.array([d.full_text for d in docs], pa.string())})]
+    return [pa.table({"chunk": pa.array([chunk.number], pa.int64()),
+                      "ids": pa.array([[d.id for d in docs]], pa.list_(pa.string())),
+                      "texts": pa.array([[d.full_text for d in docs]], pa.list_(pa.string()))})]
 
 
 def chunk_source(plan: ChunkPlan, chunks: list[Chunk]):
@@ -51,16 +52,16 @@ def chunk_source(plan: ChunkPlan, chunks: list[Chunk]):
 
         def get_read_tasks(self, parallelism, per_task_row_limit=None, data_context=None):
             return [ReadTask(partial(_chunk_table, plan, c),
-                             BlockMetadata(num_rows=c.docs, size_bytes=None, exec_stats=None, input_files=None))
+                             BlockMetadata(num_rows=1, size_bytes=None, exec_stats=None, input_files=None))
                     for c in chunks]
 
     return ChunkSource()
 
 
 class ChunkEncoder:
-    """A Ray Data actor: loads the encoder once, then turns each block (one whole chunk) into a vectors file."""
+    """A Ray Data actor: loads the encoder once, then turns each row (one whole chunk) into a vectors file."""
 
-    def __init__(self, settings: EncodeSettings, device: str, expected: dict[int, int]):
+    def __init__(self, settings: EncodeSettings, device: str):
         import ray
         import torch
 
@@ -69,26 +70,19 @@ class ChunkEncoder:
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
         torch.set_num_threads(max(1, int(cpus)))
         self.settings = settings
-        self.expected = expected
         self.encoder = Encoder.from_pretrained(settings.model, device=device)
 
-    def __call__(self, block: pa.Table) -> pa.Table:
+    def __call__(self, batch: pa.Table) -> pa.Table:
         from lsr.vectors import write_vectors
 
         rows = {"chunk": [], "docs": [], "nnz": [], "max_weight": [], "seconds": [], "vectors": []}
-        chunks = block.column("chunk").to_numpy()
-        for number in np.unique(chunks):
-            part = block.filter(pa.array(chunks == number))
-            if part.num_rows != self.expected[int(number)]:
-                raise RuntimeError(f"chunk {number} arrived in pieces ({part.num_rows} of "
-                                   f"{self.expected[int(number)]} documents): its vectors would differ from a "
-                                   "one-process encoding; raise DataContext.target_max_block_size")
+        for number, ids, texts in zip(*(batch.column(c).to_pylist() for c in ("chunk", "ids", "texts"))):
             start = time.perf_counter()
-            vectors = self.encoder.encode_documents(part.column("text").to_pylist(),
+            vectors = self.encoder.encode_documents(texts,
                                                     max_length=self.settings.max_length,
                                                     batch_size=self.settings.batch_size)
             buf = io.BytesIO()
-            write_vectors(buf, vectors, part.column("id").to_pylist(),
+            write_vectors(buf, vectors, ids,
                           {"model": self.encoder.name, "vocab_size": self.encoder.vocab_size,
                            "vocab_fingerprint": self.encoder.vocab_fingerprint,
                            "max_length": self.settings.max_length, "pooling": self.encoder.pooling,
@@ -145,10 +139,9 @@ def encode_chunks(plan: ChunkPlan, log: ChunkLog, settings: EncodeSettings, devi
     # reading is light: it takes no CPU slot from the actors, and at most two chunks per actor are read ahead
     ds = ray.data.read_datasource(chunk_source(plan, pending), override_num_blocks=len(pending), num_cpus=0,
                                   compute=TaskPoolStrategy(size=2 * actors))
-    ds = ds.map_batches(ChunkEncoder, batch_size=None, batch_format="pyarrow", compute=ActorPoolStrategy(size=actors),
+    ds = ds.map_batches(ChunkEncoder, batch_size=1, batch_format="pyarrow", compute=ActorPoolStrategy(size=actors),
                         num_cpus=cpus_per_actor, num_gpus=1 if device == "cuda" else None,
-                        fn_constructor_kwargs={"settings": settings, "device": device,
-                                               "expected": {c.number: c.docs for c in pending}})
+                        fn_constructor_kwargs={"settings": settings, "device": device})
     start = time.perf_counter()
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
         for row in batch.to_pylist():

@@ -464,6 +464,7 @@ def bench_encode(
     run(dataset=dataset, queries=queries, model=model, max_length=max_length, batch_size=batch_size, limit=limit,
         n_queries=n_queries, threads=threads, output=output)
 
+
 @app.command("eval")
 def eval_(
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="ir_datasets id (beir/scifact/test, "

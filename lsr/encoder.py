@@ -196,6 +196,9 @@ class Encoder:
             return chunk, {k: (v.pin_memory() if cuda else v).to(self.device, non_blocking=True)
                            for k, v in batch.items()}
 
+        if len(chunks) <= 1:   # one batch (a query, a micro-batch): a thread hand-off would only add latency
+            yield from map(prepare, chunks)
+            return
         q: queue.Queue = queue.Queue(maxsize=4)
 
         def producer():

@@ -53,7 +53,8 @@ def stdlib_passages(min_chars: int = 80, limit: int | None = None, root: str | N
 
 
 def write_sample_corpus(path: str | Path, limit: int | None = None) -> int:
-    """Writes the passages as JSONL (id, title, text); returns how many."""
+    """Writes the passages as JSONL (id, title, text), creating the folder; returns how many."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     n = 0
     seen: set[str] = set()
     with atomic_open(path, "w") as f:

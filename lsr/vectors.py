@@ -43,7 +43,8 @@ def write_vectors(f: IO[bytes], vectors: SparseBatch, ids, meta: dict | None = N
 
 
 def save_vectors(path: str | Path, vectors: SparseBatch, ids, meta: dict | None = None) -> None:
-    """Writes atomically: a crash leaves the old file or the complete new one."""
+    """Writes atomically (a crash leaves the old file or the complete new one), creating the folder."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path, "wb") as f:
         write_vectors(f, vectors, ids, meta)
 

@@ -64,6 +64,6 @@ def test_ir_datasets_id(ir_datasets_home):
 def test_sample_corpus_is_stdlib_docstrings(tmp_path):
     first = list(stdlib_passages(limit=5))
     assert len(first) == 5 and all(len(d.text) >= 80 for d in first)
-    n = write_sample_corpus(tmp_path / "s.jsonl", limit=50)
-    rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    n = write_sample_corpus(tmp_path / "new" / "s.jsonl", limit=50)   # the folder is created
+    rows = [json.loads(line) for line in (tmp_path / "new" / "s.jsonl").read_text().splitlines()]
     assert n == len(rows) == 50 and len({r["id"] for r in rows}) == 50
