@@ -96,4 +96,6 @@ def test_bench_index_report_layout(tmp_path):
         assert report["targets"]["bmp_safe_latency_vs_peer"] > 0
         assert all(e["safe_equals_own_integer_exact"] == 1.0 for e in report["methods"] if e["name"] == "peer-bmp")
     assert {b["threads"] for b in report["batch"]} == {1, 2}
+    assert {b["name"] for b in report["batch"]} == {"exact", "ceiling"}   # the machine's speed-up beside ours
+    assert all(b["cpu_per_wall"] > 0 and b["qps_per_cpu_s"] > 0 for b in report["batch"])
     assert np.isfinite(report["targets"]["exact_speedup_vs_scipy"])
