@@ -1,7 +1,14 @@
 """Seismic (Bruch, Nardini, Rulli, Venturini, SIGIR 2024): approximate top-k over learned sparse vectors.
 
 Build, from a segment's forward index and postings:
-  1. static pruning: each term's posting list keeps its ``n_postings`` heaviest entries;
+  1. static pruning keeps each term's heaviest postings; how many is ``pruning``:
+     - "global" (pyseismic-lsr's default, the Rust crate's ``GlobalThreshold``): one weight threshold over the whole
+       segment keeps the ``n_postings`` x vocabulary-size heaviest postings, so ``n_postings`` is the kept length
+       *on average*; each list is then capped at ``max_fraction`` x ``n_postings`` (its heaviest). Long lists of
+       heavy terms keep more than n_postings, lists of light terms fewer. Postings tied at the threshold are shared
+       out in proportion to each list's ties;
+     - "fixed": every list keeps at most its ``n_postings`` heaviest (the paper's description). Indexes built
+       before ``pruning`` existed have no such key in their manifest and keep this meaning;
   2. each pruned list is cut into blocks of similar documents (``index.clustering``: ``centroid_fraction`` x list
      length random centroids, one assignment pass on the documents' ``doc_cut`` heaviest terms);
   3. each block gets a summary vector (``index.summaries``: per-term maxima pruned to ``summary_energy`` of the
@@ -37,13 +44,16 @@ from index.summaries import LEVELS, block_summary, layout_bound, score_list, wri
 
 MAX_BLOCKS_PER_LIST = 1 << 16  # block numbers inside a list are 16-bit
 _SEED = 42                     # clustering samples centroids with splitmix64(seed, term): builds are deterministic
+PRUNINGS = ("global", "fixed")
 
 
 @dataclass(frozen=True)
 class SeismicBuildParams:
     """Build parameters; defaults chosen by measurement on splade-tiny vectors (BENCHMARKS.md, "Seismic")."""
 
-    n_postings: int = 4000          # lambda: postings kept per term
+    n_postings: int = 4000          # lambda: postings kept per term (on average with "global")
+    pruning: str = "global"         # "global" threshold (pyseismic-lsr's) or a "fixed" cap per list
+    max_fraction: float = 1.5       # "global" only: no list keeps more than max_fraction x n_postings
     centroid_fraction: float = 0.2  # beta: blocks per list = beta x kept list length
     summary_energy: float = 0.4     # alpha: fraction of a summary's mass kept
     min_cluster_size: int = 3       # smaller clusters are dissolved into the others (pyseismic-lsr's 2: "<= 2")
@@ -55,9 +65,19 @@ class SeismicBuildParams:
         _check_int("doc_cut", self.doc_cut, 1)
         _check_fraction("centroid_fraction", self.centroid_fraction)
         _check_fraction("summary_energy", self.summary_energy)
-        if self.centroid_fraction * self.n_postings >= MAX_BLOCKS_PER_LIST:
-            raise ValueError(f"centroid_fraction x n_postings must stay below {MAX_BLOCKS_PER_LIST} blocks per list, "
-                             f"got {self.centroid_fraction} x {self.n_postings}")
+        if self.pruning not in PRUNINGS:
+            raise ValueError(f"seismic: pruning must be one of {list(PRUNINGS)}, got {self.pruning!r}")
+        if (isinstance(self.max_fraction, bool) or not isinstance(self.max_fraction, (int, float, np.floating))
+                or not 1 <= self.max_fraction < float("inf")):
+            raise ValueError(f"seismic: max_fraction must be a number >= 1, got {self.max_fraction!r}")
+        if self.centroid_fraction * self.list_cap >= MAX_BLOCKS_PER_LIST:
+            raise ValueError(f"centroid_fraction x the longest kept list must stay below {MAX_BLOCKS_PER_LIST} blocks "
+                             f"per list, got {self.centroid_fraction} x {self.list_cap}")
+
+    @property
+    def list_cap(self) -> int:
+        """The most postings one list keeps."""
+        return self.n_postings if self.pruning == "fixed" else int(self.n_postings * self.max_fraction)
 
 
 SEARCH_DEFAULTS = {"query_cut": 10,      # heaviest query terms whose lists are visited
@@ -76,6 +96,34 @@ def _check_fraction(name: str, value) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------- build
+
+@njit(cache=True, nogil=True)
+def _count_at_least(post_indptr, post_values, threshold):
+    """Per list: postings heavier than ``threshold``, and postings equal to it (stored values order as weights)."""
+    n = len(post_indptr) - 1
+    above = np.zeros(n, dtype=np.int64)
+    ties = np.zeros(n, dtype=np.int64)
+    for t in range(n):
+        for j in range(post_indptr[t], post_indptr[t + 1]):
+            v = post_values[j]
+            if v > threshold:
+                above[t] += 1
+            elif v == threshold:
+                ties[t] += 1
+    return above, ties
+
+
+def kept_lengths(post_indptr: np.ndarray, post_values: np.ndarray, params: SeismicBuildParams) -> np.ndarray:
+    """How many postings (its heaviest) each term's list keeps under ``params.pruning``."""
+    lengths = np.diff(post_indptr)
+    total = params.n_postings * len(lengths)
+    if params.pruning == "fixed" or total >= len(post_values):
+        return np.minimum(lengths, params.list_cap)
+    threshold = np.partition(post_values, len(post_values) - total)[len(post_values) - total]
+    above, ties = _count_at_least(post_indptr, post_values, threshold)
+    share = ties * (total - int(above.sum())) // int(ties.sum())   # the tied postings still needed, pro rata
+    return np.minimum(above + share, params.list_cap)
+
 
 @njit(cache=True, nogil=True)
 def _heaviest(docs, values, m, out):
@@ -112,9 +160,10 @@ def _grow(a, need):
 
 
 @njit(cache=True, nogil=True)
-def _build_lists(terms, post_indptr, post_docs, post_values, n_postings, centroid_fraction, min_cluster_size,
+def _build_lists(terms, post_indptr, post_docs, post_values, kept, centroid_fraction, min_cluster_size,
                  energy, fwd_indptr, fwd_terms, fwd_values, cut_indptr, cut_terms, cut_weights, record_dtype):
-    """Prunes, clusters and summarizes the lists of ``terms``; their arrays come back concatenated in that order.
+    """Prunes (to ``kept[t]`` postings), clusters and summarizes the lists of ``terms``; their arrays come back
+    concatenated in that order.
 
     Returns per-term counts (kept postings, blocks, records, entry bytes, samples) and the concatenated docs,
     block sizes, block scales, record terms, record counts, entries, samples and fence terms.
@@ -124,7 +173,7 @@ def _build_lists(terms, post_indptr, post_docs, post_values, n_postings, centroi
     counts = np.zeros((5, n_terms), dtype=np.int64)
     total_kept = 0
     for i in range(n_terms):
-        counts[0, i] = min(n_postings, post_indptr[terms[i] + 1] - post_indptr[terms[i]])
+        counts[0, i] = kept[terms[i]]
         total_kept += counts[0, i]
     docs_out = np.empty(total_kept, dtype=np.int32)
     block_sizes = np.empty(total_kept, dtype=np.int64)
@@ -226,7 +275,7 @@ def build_arrays(fwd_indptr: np.ndarray, fwd_terms: np.ndarray, fwd_values: np.n
     a thread pool that returns its lists' arrays, which are then copied to their places by term.
     """
     vocab_size = len(post_indptr) - 1
-    lengths = np.minimum(np.diff(post_indptr), params.n_postings)
+    lengths = kept_lengths(post_indptr, post_values, params)
     order = np.argsort(-lengths, kind="stable")[:np.count_nonzero(lengths)].astype(np.int64)
     threads = numba.get_num_threads()
     n_chunks = max(1, min(len(order), threads * 4))
@@ -235,7 +284,7 @@ def build_arrays(fwd_indptr: np.ndarray, fwd_terms: np.ndarray, fwd_values: np.n
     record_dtype = np.uint16 if vocab_size <= 1 << 16 else np.int32
 
     def run(terms: np.ndarray):
-        return _build_lists(terms, post_indptr, post_docs, post_values, params.n_postings,
+        return _build_lists(terms, post_indptr, post_docs, post_values, lengths,
                             float(params.centroid_fraction), params.min_cluster_size, float(params.summary_energy),
                             fwd_indptr, fwd_terms, fwd_values, *cut, record_dtype)
 
@@ -392,8 +441,9 @@ def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, o
 def build(fwd, postings, params: dict) -> dict[str, np.ndarray]:
     if len(postings.dense):   # common terms are dense rows there: Seismic needs every term's list
         postings = Postings.from_forward(fwd, dense_rows=False)
+    # a manifest written before ``pruning`` existed meant the fixed cap
     return build_arrays(fwd.indptr, fwd.terms, fwd.values, postings.indptr, postings.docs, postings.values,
-                        SeismicBuildParams(**params))
+                        SeismicBuildParams(**{"pruning": "fixed", **params}))
 
 
 def check(params: dict) -> None:

@@ -12,7 +12,8 @@ import pytest
 from index import Index
 from index.clustering import cluster_list, top_terms
 from index.forward import ForwardIndex
-from index.seismic import SEARCH_DEFAULTS, SeismicBuildParams, check
+from index.postings import Postings
+from index.seismic import SEARCH_DEFAULTS, SeismicBuildParams, build, build_arrays, check, kept_lengths
 from index.summaries import SAMPLE, block_summary, layout_bound, score_list, write_list
 from lsr.sparse import SparseBatch
 from tests.test_index import random_batch, scipy_scores
@@ -95,7 +96,8 @@ def test_edge_queries(toy, toy_index):
 
 def test_reopen_gives_the_same_results(toy, tmp_path):
     docs, ids, queries = toy
-    params = {"n_postings": 50, "centroid_fraction": 0.3, "summary_energy": 0.5, "min_cluster_size": 3, "doc_cut": 5}
+    params = {"n_postings": 50, "centroid_fraction": 0.3, "summary_energy": 0.5, "min_cluster_size": 3, "doc_cut": 5,
+              "pruning": "global", "max_fraction": 1.2}
     built = Index.build(tmp_path / "p", docs, ids, methods=("exact", "seismic"), **params)
     before = built.search(queries, k=10, method="seismic", query_cut=5, heap_factor=0.9)
     again = Index.open(tmp_path / "p")
@@ -115,12 +117,76 @@ def test_reopen_gives_the_same_results(toy, tmp_path):
     ({"centroid_fraction": 1.5}, "centroid"), ({"summary_energy": 0.0}, "summary_energy"),
     ({"summary_energy": float("nan")}, "summary_energy"), ({"min_cluster_size": 0}, "min_cluster_size"),
     ({"doc_cut": True}, "doc_cut"), ({"n_postings": 1_000_000, "centroid_fraction": 0.5}, "blocks per list"),
+    ({"n_postings": 60_000, "centroid_fraction": 1.0, "max_fraction": 1.5}, "blocks per list"),
+    ({"pruning": "threshold"}, "pruning"), ({"pruning": 1}, "pruning"), ({"max_fraction": 0.5}, "max_fraction"),
+    ({"max_fraction": float("inf")}, "max_fraction"), ({"max_fraction": "1.5"}, "max_fraction"),
 ])
 def test_bad_build_parameters(toy, tmp_path, params, message):
     docs, ids, _ = toy
     with pytest.raises(ValueError, match=message):
         Index.build(tmp_path / "bad", docs, ids, methods=("exact", "seismic"), **params)
     assert not (tmp_path / "bad" / "manifest.json").exists()
+
+
+def _lists(docs: SparseBatch):
+    fwd = ForwardIndex.from_vectors(docs, "float32")
+    return fwd, Postings.from_forward(fwd, dense_rows=False)
+
+
+def _kept_docs(arrays: dict, t: int) -> np.ndarray:
+    b0, b1 = arrays["list_blocks"][t], arrays["list_blocks"][t + 1]
+    return arrays["docs"][arrays["block_docs_ptr"][b0]:arrays["block_docs_ptr"][b1]]
+
+
+def test_global_pruning_keeps_the_heaviest_postings_of_the_whole_index():
+    """About n_postings x lists postings survive, chosen by one weight threshold; no list above its cap."""
+    docs = random_batch(400, 40, seed=11, vocab=300)        # ~12k postings, lists from 0 to ~300 long
+    fwd, post = _lists(docs)
+    params = SeismicBuildParams(n_postings=20, pruning="global", max_fraction=1.5, centroid_fraction=0.2)
+    kept = kept_lengths(post.indptr, post.values, params)
+    lengths = np.diff(post.indptr)
+    cap = 30
+    assert kept.max() == cap and np.all(kept <= lengths)
+    assert np.any((kept > 20) & (kept < cap)) and np.any((kept > 0) & (kept < 20))   # the mean, not a fixed cap
+    # capped lists give their excess up: the rest is exactly the global top 20 x 300 (no ties in random weights)
+    threshold = np.sort(post.values)[::-1][20 * 300 - 1]
+    heavy = np.add.reduceat(post.values >= threshold, post.indptr[:-1])
+    heavy[lengths == 0] = 0
+    np.testing.assert_array_equal(kept, np.minimum(heavy, cap))
+    assert 0.7 * 20 * 300 < kept.sum() <= 20 * 300
+    arrays = build_arrays(fwd.indptr, fwd.terms, fwd.values, post.indptr, post.docs, post.values, params)
+    for t in range(300):
+        lo, hi = post.indptr[t], post.indptr[t + 1]
+        heaviest = post.docs[lo:hi][np.argsort(-post.values[lo:hi], kind="stable")[:kept[t]]]
+        np.testing.assert_array_equal(np.sort(_kept_docs(arrays, t)), np.sort(heaviest), err_msg=f"term {t}")
+
+
+def test_pruning_modes_agree_when_nothing_is_cut():
+    """With room for every posting both modes keep all; fixed keeps min(length, n_postings) per list."""
+    docs = random_batch(200, 30, seed=12, vocab=200)
+    _, post = _lists(docs)
+    lengths = np.diff(post.indptr)
+    for pruning in ("fixed", "global"):
+        big = SeismicBuildParams(n_postings=int(lengths.max()), pruning=pruning)
+        np.testing.assert_array_equal(kept_lengths(post.indptr, post.values, big), lengths)
+    fixed = SeismicBuildParams(n_postings=10, pruning="fixed")
+    np.testing.assert_array_equal(kept_lengths(post.indptr, post.values, fixed), np.minimum(lengths, 10))
+
+
+def test_unpruned_global_seismic_equals_exact(toy, tmp_path):
+    docs, ids, queries = toy
+    idx = Index.build(tmp_path / "g", docs, ids, methods=("exact", "seismic"), pruning="global", max_fraction=1.0,
+                      n_postings=len(docs), summary_energy=1.0)
+    assert_same_topk(idx.search(queries, k=10, method="seismic", **EVERYTHING), idx.search(queries, k=10))
+
+
+def test_manifests_without_pruning_keep_the_fixed_cap():
+    """Segments added to an index built before ``pruning`` existed are pruned as that index was."""
+    docs = random_batch(300, 40, seed=13, vocab=300)
+    fwd, post = _lists(docs)
+    old = {"n_postings": 20, "centroid_fraction": 0.2, "summary_energy": 0.4, "min_cluster_size": 3, "doc_cut": 15}
+    arrays = build(fwd, post, old)
+    assert max(len(_kept_docs(arrays, t)) for t in range(300)) == 20
 
 
 @pytest.mark.parametrize("params,message", [
