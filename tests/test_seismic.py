@@ -161,6 +161,22 @@ def test_global_pruning_keeps_the_heaviest_postings_of_the_whole_index():
         np.testing.assert_array_equal(np.sort(_kept_docs(arrays, t)), np.sort(heaviest), err_msg=f"term {t}")
 
 
+def test_global_pruning_shares_tied_weights_out():
+    """uint8 impacts tie by the thousand: the postings at the threshold level fill the total, pro rata per list."""
+    docs = random_batch(400, 40, seed=14, vocab=300)
+    fwd = ForwardIndex.from_vectors(docs, "uint8")
+    post = Postings.from_forward(fwd, dense_rows=False)
+    params = SeismicBuildParams(n_postings=20, pruning="global", max_fraction=100.0)   # no cap bites
+    kept = kept_lengths(post.indptr, post.values, params)
+    assert 20 * 300 - 300 < kept.sum() <= 20 * 300                      # one floor per list at most
+    threshold = np.sort(post.values)[::-1][20 * 300 - 1]
+    above = np.add.reduceat((post.values > threshold).astype(np.int64), post.indptr[:-1])
+    at_least = np.add.reduceat((post.values >= threshold).astype(np.int64), post.indptr[:-1])
+    empty = np.diff(post.indptr) == 0
+    assert np.all((kept >= above) | empty) and np.all((kept <= at_least) | empty)
+    assert at_least.sum() - above.sum() > 300                           # the ties really were many
+
+
 def test_pruning_modes_agree_when_nothing_is_cut():
     """With room for every posting both modes keep all; fixed keeps min(length, n_postings) per list."""
     docs = random_batch(200, 30, seed=12, vocab=200)
