@@ -2,13 +2,14 @@
 
 Build, from a segment's forward index and postings:
   1. static pruning keeps each term's heaviest postings; how many is ``pruning``:
+     - "fixed" (the default, the paper's description): every list keeps at most its ``n_postings`` heaviest;
      - "global" (pyseismic-lsr's default, the Rust crate's ``GlobalThreshold``): one weight threshold over the whole
        segment keeps the ``n_postings`` x vocabulary-size heaviest postings, so ``n_postings`` is the kept length
        *on average*; each list is then capped at ``max_fraction`` x ``n_postings`` (its heaviest). Long lists of
        heavy terms keep more than n_postings, lists of light terms fewer. Postings tied at the threshold are shared
-       out in proportion to each list's ties;
-     - "fixed": every list keeps at most its ``n_postings`` heaviest (the paper's description). Indexes built
-       before ``pruning`` existed have no such key in their manifest and keep this meaning;
+       out in proportion to each list's ties. It keeps more of the long lists: at 1M documents it is what matches
+       pyseismic-lsr at equal n_postings, but on the 63k-passage corpus it is 15% slower at recall 0.95 than
+       "fixed" (BENCHMARKS.md, "Seismic"), hence not the default;
   2. each pruned list is cut into blocks of similar documents (``index.clustering``: ``centroid_fraction`` x list
      length random centroids, one assignment pass on the documents' ``doc_cut`` heaviest terms);
   3. each block gets a summary vector (``index.summaries``: per-term maxima pruned to ``summary_energy`` of the
@@ -52,7 +53,7 @@ class SeismicBuildParams:
     """Build parameters; defaults chosen by measurement on splade-tiny vectors (BENCHMARKS.md, "Seismic")."""
 
     n_postings: int = 4000          # lambda: postings kept per term (on average with "global")
-    pruning: str = "global"         # "global" threshold (pyseismic-lsr's) or a "fixed" cap per list
+    pruning: str = "fixed"          # a "fixed" cap per list, or pyseismic-lsr's "global" threshold
     max_fraction: float = 1.5       # "global" only: no list keeps more than max_fraction x n_postings
     centroid_fraction: float = 0.2  # beta: blocks per list = beta x kept list length
     summary_energy: float = 0.4     # alpha: fraction of a summary's mass kept
@@ -441,9 +442,8 @@ def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, o
 def build(fwd, postings, params: dict) -> dict[str, np.ndarray]:
     if len(postings.dense):   # common terms are dense rows there: Seismic needs every term's list
         postings = Postings.from_forward(fwd, dense_rows=False)
-    # a manifest written before ``pruning`` existed meant the fixed cap
     return build_arrays(fwd.indptr, fwd.terms, fwd.values, postings.indptr, postings.docs, postings.values,
-                        SeismicBuildParams(**{"pruning": "fixed", **params}))
+                        SeismicBuildParams(**params))
 
 
 def check(params: dict) -> None:

@@ -138,7 +138,7 @@ def index(
     method: list[str] = typer.Option(["exact", "bmp"], "--method", help="search methods to build (repeat): exact, "
                                                                        "bmp, seismic"),
     param: list[str] = typer.Option([], "--param", help="method build parameter KEY=VALUE, e.g. block_size=32 "
-                                                        "(bmp), n_postings=4000, pruning=global (or fixed), "
+                                                        "(bmp), n_postings=4000, pruning=fixed (or global), "
                                                         "max_fraction=1.5, centroid_fraction=0.2, "
                                                         "summary_energy=0.4 (seismic)"),
     quantization: str = typer.Option("uint8", help="uint8 (per-index scale), float16 or float32"),

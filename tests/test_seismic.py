@@ -117,7 +117,7 @@ def test_reopen_gives_the_same_results(toy, tmp_path):
     ({"centroid_fraction": 1.5}, "centroid"), ({"summary_energy": 0.0}, "summary_energy"),
     ({"summary_energy": float("nan")}, "summary_energy"), ({"min_cluster_size": 0}, "min_cluster_size"),
     ({"doc_cut": True}, "doc_cut"), ({"n_postings": 1_000_000, "centroid_fraction": 0.5}, "blocks per list"),
-    ({"n_postings": 60_000, "centroid_fraction": 1.0, "max_fraction": 1.5}, "blocks per list"),
+    ({"n_postings": 60_000, "centroid_fraction": 1.0, "pruning": "global"}, "blocks per list"),
     ({"pruning": "threshold"}, "pruning"), ({"pruning": 1}, "pruning"), ({"max_fraction": 0.5}, "max_fraction"),
     ({"max_fraction": float("inf")}, "max_fraction"), ({"max_fraction": "1.5"}, "max_fraction"),
 ])
