@@ -8,8 +8,9 @@ my-index/
   shard-001/
 ```
 Every shard is built with the scale of the whole corpus (its largest weight / 255 for uint8), so a document scores
-exactly as it does in one index over all documents, and a front that merges the shards' top-k returns the one
-index's hits. ``shards.json`` is written last, atomically: an interrupted build leaves nothing that opens.
+as it does in one index over all documents (up to float32 summation order: a shard keeps other common terms as dense
+rows, so it adds a document's terms in another order, a few ulps), and a front that merges the shards' top-k returns
+the one index's hits (``disagreements`` checks that). ``shards.json`` is written last, atomically: an interrupted build leaves nothing that opens.
 """
 
 from __future__ import annotations
@@ -87,3 +88,19 @@ def split_contiguous(sizes: Sequence[int], n: int) -> list[list[int]]:
         groups[g].append(i)
         acc += size
     return groups
+
+
+def disagreements(hits: Sequence[tuple[str, float]], one, terms, weights, k: int, method: str = "exact",
+                  rtol: float = 1e-6) -> list[str]:
+    """How ``hits`` (id, score) of a sharded search differ from the top ``k`` of ``one`` index over all documents:
+    empty when they have the same scores and each hit is a document of ``one`` with its score, both to ``rtol``
+    (float32 summation order); documents tied at the cut may stand in for each other."""
+    import numpy as np
+
+    scores, numbers = one.search_one(terms, weights, k=k + 20, method=method)   # deeper: ties at the cut
+    ref = {one.doc_id(d): float(s) for s, d in zip(scores, numbers) if d >= 0}
+    top = sorted(ref.values(), reverse=True)[:k]
+    mine = sorted((s for _, s in hits), reverse=True)
+    out = [] if len(mine) == len(top) and np.allclose(mine, top, rtol=rtol) else [f"scores {mine} != {top}"]
+    return out + [f"{i}: {s} (one index: {ref.get(i)})" for i, s in hits
+                  if i not in ref or abs(ref[i] - s) > rtol * abs(s)]

@@ -422,19 +422,12 @@ class Scratch:
         self.q_dense = np.zeros(len(list_blocks) - 1, dtype=np.float32)
         self.visited = np.zeros((seg.num_docs + 63) >> 6, dtype=np.uint64)
         self.acc = np.zeros(max(1, int(np.diff(list_blocks).max(initial=0))), dtype=np.float32)
-        self.hs = np.zeros(0, dtype=np.float32)
-        self.hd = np.zeros(0, dtype=np.int64)
-
-    def heap(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if len(self.hs) != k:
-            self.hs = np.zeros(k, dtype=np.float32)
-            self.hd = np.zeros(k, dtype=np.int64)
-        return self.hs, self.hd
+        self.heap = topk.Heap()
 
 
 def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, out_docs, query_cut: int,
            heap_factor: float) -> None:
-    hs, hd = scratch.heap(k)
+    hs, hd = scratch.heap.arrays(k)
     seismic_batch(q_indptr, q_terms, q_weights, query_cut, np.float32(heap_factor), *scratch.arrays, scratch.q_dense,
                   scratch.visited, scratch.acc, hs, hd, out_scores, out_docs)
 
