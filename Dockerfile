@@ -17,7 +17,6 @@ COPY lsr ./lsr
 COPY index ./index
 COPY service ./service
 COPY eval ./eval
-COPY bench ./bench
 COPY cluster ./cluster
 RUN pip install ".${EXTRAS:+[$EXTRAS]}"
 

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= data
 
-.PHONY: setup demo test bench-encode clean
+.PHONY: setup demo test lint bench-encode clean
 
 setup: $(VENV)/.installed
 
@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev]' -e bench
 	touch $@
 
 # Index the demo corpus (docstrings of the installed Python standard library) with the embedded splade-tiny,
@@ -26,8 +26,17 @@ demo: setup
 	$(BIN)/lsr search --index $(DATA)/sample-index "parse command line arguments" -k 5 --method seismic
 	@echo "serve it: $(BIN)/lsr serve --index $(DATA)/sample-index  (then open http://127.0.0.1:8000/docs)"
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The layers of pyproject.toml's [tool.importlinter], checked on the built wheel: an editable install maps index/,
+# service/, eval/ and cluster/ into lsr, which import-linter cannot see; the wheel holds the real lsr package.
+lint: setup
+	rm -rf build/lint && $(BIN)/pip wheel -q --no-deps -w build/lint . && \
+	  $(BIN)/python -m zipfile -e build/lint/lsr-*.whl build/lint/site
+	$(BIN)/python -c "import sys, zipfile, glob; names = zipfile.ZipFile(glob.glob('build/lint/lsr-*.whl')[0]).namelist(); \
+	  bad = [n for n in names if n.split('/')[0] != 'lsr' and '.dist-info/' not in n]; sys.exit(f'not lsr/: {bad}' if bad else 0)"
+	cd build/lint/site && PYTHONPATH=. $(abspath $(BIN))/lint-imports --config $(abspath pyproject.toml)
 
 bench-encode: setup
 	$(BIN)/lsr bench encode --dataset beir/scifact --queries beir/scifact/test

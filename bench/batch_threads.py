@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from index import Index
-from lsr.vectors import load_vectors
+from lsr.index import Index
+from lsr.core.vectors import load_vectors
 
 idx = Index.open(sys.argv[1])
 q = load_vectors(sys.argv[2]).vectors

@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 
-from eval.analyzer import Analyzer
-from eval.datasets import EvalSet
-from eval.runs import Run, from_hits
+from lsr.retrieval.analyzer import Analyzer
+from lsr.eval.datasets import EvalSet
+from lsr.eval.runs import Run, from_hits
 
 
 def bm25s_run(es: EvalSet, *, k: int = 1000, k1: float = 0.9, b: float = 0.4,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from lsr.atomic import atomic_open
+from lsr.core.atomic import atomic_open
 
 SOURCES = ("beir/scifact", "beir/nfcorpus")
 QUERY_SETS = ("beir/scifact/test", "beir/scifact/train", "beir/nfcorpus/test", "beir/nfcorpus/train")

@@ -32,9 +32,9 @@ def run(*, dataset: str, queries: str, model: str, max_length: int, batch_size: 
         n_queries: int, threads: int, output: Path) -> dict:
     from transformers import AutoModelForMaskedLM
 
-    from lsr.corpus import read_corpus
-    from lsr.encoder import Encoder
-    from lsr.models import resolve_model
+    from lsr.core.corpus import read_corpus
+    from lsr.encoding.encoder import Encoder
+    from lsr.encoding.models import resolve_model
 
     torch.set_num_threads(threads)
     docs = [d.full_text for d in read_corpus(dataset)]

@@ -33,7 +33,7 @@ HYBRIDS = [{"fusion": "rrf"}, {"fusion": "linear", "weight": 0.3}, {"fusion": "l
 
 def _bm25s_result(es, opts, analyzer) -> dict:
     from bench.bm25s_peer import bm25s_run
-    from eval.metrics import evaluate_run, within_depth
+    from lsr.eval.metrics import evaluate_run, within_depth
 
     run, lat, index_s = bm25s_run(es, k=opts.k, k1=opts.bm25_k1, b=opts.bm25_b, analyzer=analyzer)
     metrics, _ = evaluate_run(run, es.qrels, within_depth(es.measures, opts.k))
@@ -50,10 +50,10 @@ ALL = ("exact", *SWEEPS, "bm25", "bm25s", "hybrid")
 def _collection(name: str, k: int, vectors_dir: Path | None, cache_dir: Path | None,
                 only: tuple[str, ...] = ALL) -> list[dict]:
     """Every method (of ``only``) and setting on one collection, one after the other."""
-    from eval.analyzer import Analyzer
-    from eval.datasets import load_eval_set
-    from eval.evaluate import Options, evaluate
-    from index import methods
+    from lsr.retrieval.analyzer import Analyzer
+    from lsr.eval.datasets import load_eval_set
+    from lsr.eval.evaluate import Options, evaluate
+    from lsr.index import methods
 
     es = load_eval_set(name)
     vectors = vectors_dir / f"{name.split('/')[1]}.npz" if vectors_dir else None
@@ -84,7 +84,7 @@ def main(output: Path = typer.Option(Path("bench/results/eval")),
          reference: Path = typer.Option(Path("bench/results/reference_eval.json"))) -> None:
     """On a shared, noisy machine one pass mostly measures the neighbours: passes repeat and interleave the
     settings, and the fastest pass of each stands (effectiveness is the same in every pass)."""
-    from eval.report import result_filename, setting_label, write_report
+    from lsr.eval.report import result_filename, setting_label, write_report
 
     output.mkdir(parents=True, exist_ok=True)
     refs = json.loads(reference.read_text()) if reference.exists() else {}

@@ -91,8 +91,8 @@ def reference64(hidden, weight, bias, mask, grad_out=None, chunk=4096):
 
 def argmax_of(name, hidden, weight, bias, mask):
     """Our implementations' winning token per output, through the same internals the head uses."""
-    from lsr.head import max_pool_torch
-    from lsr.kernels import fused_head
+    from lsr.encoding.head import max_pool_torch
+    from lsr.encoding.kernels import fused_head
 
     if name == "chunked":
         return max_pool_torch(hidden, weight, bias, mask)
@@ -142,13 +142,13 @@ def peak_extra_mib(fn):
 # ---------------------------------------------------------------------------------------------------------------
 # part 1: the head
 def head_impls():
-    from lsr.head import splade_max_pool, splade_max_pool_reference
+    from lsr.encoding.head import splade_max_pool, splade_max_pool_reference
 
     # every shape, dtype and grad mode is a recompilation; past dynamo's default limit (8) it silently runs eager
     torch._dynamo.config.recompile_limit = 64
     torch._dynamo.config.accumulated_recompile_limit = 512
     compiled = torch.compile(splade_max_pool_reference, dynamic=False)
-    from lsr.kernels import fused_head
+    from lsr.encoding.kernels import fused_head
 
     def fused(kind):
         def run(h, w, b, m):
@@ -264,7 +264,7 @@ def time_head(impls, results, shapes, dtypes, modes, names, save):
 
 def autotune_timings():
     """Each candidate configuration's time (ms) in the kernels' latest tuning (none when read from disk)."""
-    from lsr.kernels import fused_head as fh
+    from lsr.encoding.kernels import fused_head as fh
 
     report = {}
     for name in ("_forward_kernel", "_forward_kernel_tma", "_forward_kernel_persistent", "_grad_hidden_kernel",
@@ -287,8 +287,8 @@ def bert_base(config=None, seed=0):
 
 
 def time_model(results, batch, length, config=None):
-    from lsr.encoder import Encoder
-    from lsr.models import resolve_model
+    from lsr.encoding.encoder import Encoder
+    from lsr.encoding.models import resolve_model
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(resolve_model("splade-tiny"))
@@ -325,7 +325,7 @@ def time_model(results, batch, length, config=None):
 # ---------------------------------------------------------------------------------------------------------------
 # part 3: end to end
 def read_texts(path, n):
-    from lsr.corpus import read_corpus
+    from lsr.core.corpus import read_corpus
 
     texts = []
     for doc in read_corpus(path):
@@ -337,7 +337,7 @@ def read_texts(path, n):
 
 def save_bert_base_splade(folder, texts, config=None, nnz_per_text=150):
     """A random BERT-base MLM whose decoder bias is shifted so ~nnz_per_text terms per text are positive."""
-    from lsr.models import resolve_model
+    from lsr.encoding.models import resolve_model
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(resolve_model("splade-tiny"))
@@ -355,8 +355,8 @@ def save_bert_base_splade(folder, texts, config=None, nnz_per_text=150):
 
 
 def time_e2e(results, texts, batch_size=128, max_length=256, repeats=2, config=None):
-    from lsr.encoder import Encoder
-    from lsr.models import resolve_model
+    from lsr.encoding.encoder import Encoder
+    from lsr.encoding.models import resolve_model
     from sentence_transformers import SparseEncoder
 
     tmp = tempfile.mkdtemp()

@@ -16,7 +16,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-import lsr.kernels.fused_head as fh
+import lsr.encoding.kernels.fused_head as fh
 
 BIN = os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin")
 TARGET = GPUTarget("cuda", 90, 32)

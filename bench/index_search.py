@@ -18,53 +18,15 @@ import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from numba import njit
 
+from bench.harness import Context, Runner, timed, version
 from bench.seismic import peer_seismic_suite, seismic_suite, seismic_targets
-from lsr.sparse import SparseBatch
-
-
-@dataclass
-class Runner:
-    name: str                                   # "exact", "bmp", "scipy", "peer-bmp", ...
-    params: dict
-    build_s: float
-    index_bytes: int
-    search: Callable[[int], np.ndarray]         # query number -> original doc numbers of the top-k, best first
-    extra: dict = field(default_factory=dict)   # reported as is (e.g. the document order a peer was given)
-
-
-@dataclass
-class Context:
-    docs: SparseBatch
-    queries: SparseBatch
-    k: int
-    workdir: Path
-    order: np.ndarray          # graph-bisection order (new position -> original doc), shared by ours and peers
-    reorder_s: float
-    block_sizes: list[int]
-    alphas: list[float]
-    betas: list[float]
-    quantizations: list[str]
-    batch: list[dict] = field(default_factory=list)    # 2-thread batch speedups, filled by our suite
-    seismic_grid: dict = field(default_factory=dict)   # overrides of bench.seismic.DEFAULT_GRID
-
-    @cached_property
-    def reordered(self) -> SparseBatch:
-        """The documents in ``order``, made once: every suite indexes this copy (at 1M documents it is 1.5 GB)."""
-        return self.docs.take(self.order)
-
-
-def _timed(f: Callable) -> tuple[object, float]:
-    t = time.perf_counter()
-    out = f()
-    return out, time.perf_counter() - t
+from lsr.core.sparse import SparseBatch
 
 
 def _folder_bytes(path: Path) -> int:
@@ -107,7 +69,7 @@ def recall_at_k(found: list[np.ndarray], truth: np.ndarray, kth: np.ndarray, tru
 # ---- suites -------------------------------------------------------------------------------------------------------
 def scipy_suite(ctx: Context) -> list[Runner]:
     """Brute force: one sparse row times the term-major matrix, then argpartition."""
-    dt, build_s = _timed(lambda: ctx.docs.to_scipy().T.tocsr())
+    dt, build_s = timed(lambda: ctx.docs.to_scipy().T.tocsr())
     q = ctx.queries.to_scipy()
     k = ctx.k
 
@@ -127,7 +89,7 @@ def _grid(ctx: Context) -> list[tuple[float, float]]:
 
 def ours_suite(ctx: Context) -> list[Runner]:
     """Our index: exact at every quantization, bmp at every block size and alpha/beta (documents pre-reordered)."""
-    from index import Index, bmp
+    from lsr.index import Index, bmp
 
     reordered = ctx.reordered
     ids = [str(i) for i in range(len(reordered))]
@@ -140,7 +102,7 @@ def ours_suite(ctx: Context) -> list[Runner]:
         return search
 
     def build(name: str, quant: str, methods: tuple[str, ...], **params):
-        idx, seconds = _timed(lambda: Index.build(ctx.workdir / name, reordered, ids, quantization=quant,
+        idx, seconds = timed(lambda: Index.build(ctx.workdir / name, reordered, ids, quantization=quant,
                                                   reorder=False, methods=methods, **params))
         files = {f: m["bytes"] for seg in idx.manifest.segments for f, m in seg.files.items()}
         core = sum(v for f, v in files.items() if "." not in f.removesuffix(".npy"))
@@ -171,7 +133,7 @@ def batch_speedup(idx, queries: SparseBatch, k: int, method: str, rounds: int = 
     both cores all the time), ``others_cpu_per_wall`` (other processes' CPU over the same time, from /proc/stat) and
     ``qps_per_cpu_s``. Between them, a pure-compute ``nogil`` loop on the same kind of thread pool (name "ceiling")
     shows the speed-up the machine allowed at that moment: on a shared 2-core machine that is often far below 2."""
-    _, once = _timed(lambda: idx.search(queries, k=k, method=method, threads=1))
+    _, once = timed(lambda: idx.search(queries, k=k, method=method, threads=1))
     queries = queries.take(np.tile(np.arange(len(queries)), max(1, int(np.ceil(min_s / max(once, 1e-6))))))
     spin_n = _spin_size(min_s)
     work = {method: lambda threads: idx.search(queries, k=k, method=method, threads=threads),
@@ -205,7 +167,7 @@ def _spin(n: int) -> float:
 def _spin_size(seconds: float) -> int:
     """Iterations of ``_spin`` that take about ``seconds`` on one thread."""
     _spin(10)
-    _, t = _timed(lambda: _spin(10**6))
+    _, t = timed(lambda: _spin(10**6))
     return int(10**6 * seconds / max(t, 1e-9))
 
 
@@ -240,7 +202,7 @@ def splade_index_suite(ctx: Context) -> list[Runner]:
         from splade_index.numba.retrieve_utils import _retrieve_internal_jitted_parallel as retrieve
     except ImportError:
         return []
-    csc, build_s = _timed(lambda: ctx.docs.to_scipy().tocsc())
+    csc, build_s = timed(lambda: ctx.docs.to_scipy().tocsc())
     data, indptr, indices = csc.data.astype(np.float32), csc.indptr, csc.indices
     n, k = len(ctx.docs), ctx.k
     f32, i32 = np.dtype("float32"), np.dtype("int32")
@@ -257,7 +219,7 @@ def splade_index_suite(ctx: Context) -> list[Runner]:
 
     search(0)   # compile outside the timing
     nbytes = data.nbytes + indptr.nbytes + indices.nbytes
-    return [Runner("peer-splade-index", {"version": _version("splade-index")}, build_s, nbytes, search)]
+    return [Runner("peer-splade-index", {"version": version("splade-index")}, build_s, nbytes, search)]
 
 
 def bmp_levels(docs: SparseBatch, qint: SparseBatch) -> int:
@@ -293,7 +255,7 @@ def bmp_peer_suite(ctx: Context) -> list[Runner]:
             ix.finish()
             return bmp_pkg.Searcher(str(path))
 
-        searcher, build_s = _timed(build)
+        searcher, build_s = timed(build)
         own = _own_quantized_check(searcher, qint, reordered, dint, ctx.k)
         for alpha, beta in _grid(ctx):
             def search(i: int, s=searcher, a=alpha, b=beta) -> np.ndarray:
@@ -302,7 +264,7 @@ def bmp_peer_suite(ctx: Context) -> list[Runner]:
             runners.append(Runner("peer-bmp", {"block_size": bs, "alpha": alpha, "beta": beta}, build_s,
                                   path.stat().st_size, search,
                                   {"order": "our graph bisection", "doc_levels": levels, "query_levels": 32,
-                                   "version": _version("bmp"), "safe_equals_own_integer_exact": own}))
+                                   "version": version("bmp"), "safe_equals_own_integer_exact": own}))
     return runners
 
 
@@ -318,15 +280,6 @@ def _own_quantized_check(searcher, qint: SparseBatch, dint_docs: SparseBatch, di
         _, got = searcher.search({str(a): int(b) for a, b in zip(t, w)}, k, 1.0, 1.0)
         ok += np.array_equal(np.asarray(got, dtype=np.float64), want[want > 0][:len(got)]) and len(got) == (want > 0).sum()
     return round(ok / len(picks), 4)
-
-
-def _version(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
 
 
 SUITES: list[Callable[[Context], list[Runner]]] = [scipy_suite, ours_suite, splade_index_suite, bmp_peer_suite,
@@ -395,9 +348,9 @@ def run(docs_path: Path, queries_path: Path, k: int, output: Path, n_queries: in
         block_sizes: tuple[int, ...] = (16, 32, 64, 128), alphas: tuple[float, ...] = (1.0, 0.95, 0.9, 0.8, 0.7, 0.6),
         betas: tuple[float, ...] = (1.0, 0.7, 0.5), quantizations: tuple[str, ...] = ("uint8", "float16", "float32"),
         suites: tuple[str, ...] | None = None, workdir: Path | None = None, seismic_grid: dict | None = None) -> dict:
-    from index.forward import ForwardIndex
-    from index.reorder import bisection_order
-    from lsr.vectors import load_vectors
+    from lsr.index.forward import ForwardIndex
+    from lsr.index.reorder import bisection_order
+    from lsr.core.vectors import load_vectors
 
     docs, queries_file = load_vectors(docs_path).vectors, load_vectors(queries_path)
     queries = queries_file.vectors
@@ -405,7 +358,7 @@ def run(docs_path: Path, queries_path: Path, k: int, output: Path, n_queries: in
         queries = SparseBatch(queries.indptr, queries.indices, queries.values, docs.vocab_size).validate()
     if n_queries:
         queries = queries.take(np.arange(min(n_queries, len(queries))))
-    order, reorder_s = _timed(lambda: bisection_order(ForwardIndex.from_vectors(docs, "float32")))
+    order, reorder_s = timed(lambda: bisection_order(ForwardIndex.from_vectors(docs, "float32")))
     tmp = Path(tempfile.mkdtemp(prefix="lsr-bench-index-", dir=workdir))
     ctx = Context(docs, queries, k, tmp, order, reorder_s, list(block_sizes), list(alphas), list(betas),
                   list(quantizations), seismic_grid=seismic_grid or {})
@@ -436,7 +389,7 @@ def run(docs_path: Path, queries_path: Path, k: int, output: Path, n_queries: in
                           "load_after": os.getloadavg(), "rounds": rounds, "docs_file": str(docs_path),
                           "queries_file": str(queries_path)}}
     output.parent.mkdir(parents=True, exist_ok=True)
-    from lsr.atomic import atomic_write_text
+    from lsr.core.atomic import atomic_write_text
 
     atomic_write_text(output, json.dumps(report, indent=1) + "\n")
     print_table(report)

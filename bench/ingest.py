@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from index import Index
-from index.merge import TieredMergePolicy
-from lsr.sparse import SparseBatch
-from lsr.vectors import load_vectors
+from lsr.index import Index
+from lsr.index.merge import TieredMergePolicy
+from lsr.core.sparse import SparseBatch
+from lsr.core.vectors import load_vectors
 
 
 def _stats(ms: list[float]) -> dict:

@@ -53,8 +53,8 @@ def load_avg() -> float:
 
 def build_index(docs: Path, folder: Path, methods: tuple[str, ...]) -> Path:
     """An index of the vectors file (ids only: the load runs ask for no stored text)."""
-    from index import Index
-    from lsr.vectors import load_vectors
+    from lsr.index import Index
+    from lsr.core.vectors import load_vectors
 
     vf = load_vectors(docs)
     Index.build(folder, vf.vectors, [str(i) for i in vf.ids], model=vf.meta.get("model"),
@@ -64,7 +64,7 @@ def build_index(docs: Path, folder: Path, methods: tuple[str, ...]) -> Path:
 
 def query_bodies(queries: Path, texts: Path, prefix: str, k: int, method: str, limit: int) -> dict[str, list[str]]:
     """JSON bodies of the same queries as sparse vectors and as text, ids starting with ``prefix``."""
-    from lsr.vectors import load_vectors
+    from lsr.core.vectors import load_vectors
 
     vf = load_vectors(queries)
     by_id = {}
@@ -86,7 +86,7 @@ def query_bodies(queries: Path, texts: Path, prefix: str, k: int, method: str, l
 
 def in_process_ms(index_dir: Path, bodies: list[str], method: str, rounds: int = 3) -> dict:
     """Latency of ``Index.search_one`` on the same sparse queries, one at a time, in this process."""
-    from index import Index
+    from lsr.index import Index
 
     idx = Index.open(index_dir)
     queries = [json.loads(b) for b in bodies]

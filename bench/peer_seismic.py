@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from lsr.sparse import SparseBatch
+from lsr.core.sparse import SparseBatch
 
 
 def _captured_stdout(fn):

@@ -25,7 +25,7 @@ import numpy as np
 
 
 def slice_corpus(source: str, docs: int, folder: Path) -> Path:
-    from lsr.corpus import read_corpus
+    from lsr.core.corpus import read_corpus
 
     path = folder / "slice.jsonl"
     with open(path, "w", encoding="utf-8") as f:
@@ -36,7 +36,7 @@ def slice_corpus(source: str, docs: int, folder: Path) -> Path:
 
 def baseline(plan, settings, device: str) -> tuple[dict, list]:
     """One process, the same chunks, the same encoder settings."""
-    from lsr.encoder import Encoder
+    from lsr.encoding.encoder import Encoder
 
     t = time.perf_counter()
     encoder = Encoder.from_pretrained(settings.model, device=device)
@@ -53,8 +53,8 @@ def baseline(plan, settings, device: str) -> tuple[dict, list]:
 
 
 def on_ray(plan, settings, device: str, actors: int, reference: list, folder: Path) -> dict:
-    from cluster.chunklog import ChunkLog
-    from cluster.encode import encode_chunks
+    from lsr.cluster.chunklog import ChunkLog
+    from lsr.cluster.encode import encode_chunks
 
     log = ChunkLog.open(folder / f"chunks-{actors}", settings.job(plan, device))
     arrivals = []
@@ -93,9 +93,9 @@ def main() -> None:
 
     import torch
 
-    from cluster.connect import connect
-    from cluster.encode import EncodeSettings
-    from lsr.chunks import plan_chunks
+    from lsr.cluster.connect import connect
+    from lsr.cluster.encode import EncodeSettings
+    from lsr.core.chunks import plan_chunks
 
     folder = Path(tempfile.mkdtemp(prefix="lsr-ray-encode-"))
     plan = plan_chunks(slice_corpus(args.corpus, args.docs, folder), args.chunk_docs)

@@ -39,11 +39,11 @@ def main() -> None:
     args = p.parse_args()
     methods = args.method or ["exact", "bmp"]
 
-    from cluster.connect import connect
-    from cluster.indexer import BuildSettings, shard_vectors
-    from cluster.shards import disagreements
-    from index import Index
-    from lsr.vectors import load_vectors
+    from lsr.cluster.connect import connect
+    from lsr.cluster.indexer import BuildSettings, shard_vectors
+    from lsr.cluster.shards import disagreements
+    from lsr.index import Index
+    from lsr.core.vectors import load_vectors
 
     docs, queries = load_vectors(args.docs), load_vectors(args.queries)
     n = min(args.n_queries, len(queries.vectors))
@@ -56,7 +56,7 @@ def main() -> None:
     one = Index.open(folder / "one" / "shard-000")
 
     connect(num_cpus=os.cpu_count())
-    from cluster.serve import deploy
+    from lsr.cluster.serve import deploy
 
     fronts = {name: deploy(folder / name, name=name, route_prefix=f"/{name}", cpus_per_replica=0, port=None)
               for name in ("one", "many")}

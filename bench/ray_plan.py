@@ -50,9 +50,9 @@ def main() -> None:
     p.add_argument("--output", type=Path, default=Path("bench/results/ray_plan.json"))
     args = p.parse_args()
 
-    from index import Index
-    from lsr.corpus import read_corpus
-    from lsr.vectors import load_vectors
+    from lsr.index import Index
+    from lsr.core.corpus import read_corpus
+    from lsr.core.vectors import load_vectors
 
     vf = load_vectors(args.docs)
     ids = [str(i) for i in vf.ids]

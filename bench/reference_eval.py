@@ -64,7 +64,7 @@ def _load_model(model_name: str, device: str = "cpu"):
 
     path = model_name
     if not Path(model_name).exists():
-        from lsr.models import resolve_model  # where the embedded checkpoint lives; nothing else of lsr
+        from lsr.encoding.models import resolve_model  # where the embedded checkpoint lives; nothing else of lsr
 
         path = resolve_model(model_name)
     return AutoTokenizer.from_pretrained(path), AutoModelForMaskedLM.from_pretrained(path).eval().to(device)

@@ -29,8 +29,8 @@ def grid(ctx) -> dict:
 
 def seismic_suite(ctx) -> list:
     """Our index with the seismic method: one build per build setting, one runner per query setting."""
-    from bench.index_search import Runner, _timed
-    from index import Index
+    from bench.harness import Runner, timed
+    from lsr.index import Index
 
     g = grid(ctx)
     reordered = ctx.reordered
@@ -43,7 +43,7 @@ def seismic_suite(ctx) -> list:
         *ctx.queries.row(0), k=k, method="seismic")
     runners = []
     for b, params in enumerate(g["builds"]):
-        idx, seconds = _timed(lambda: Index.build(ctx.workdir / f"seismic-{b}", reordered, ids, quantization=quant,
+        idx, seconds = timed(lambda: Index.build(ctx.workdir / f"seismic-{b}", reordered, ids, quantization=quant,
                                                   reorder=False, methods=("exact", "seismic"), **params))
         files = {f: m["bytes"] for seg in idx.manifest.segments for f, m in seg.files.items()}
         nbytes = sum(v for f, v in files.items() if f.startswith(("fwd_", "seismic.")))
@@ -63,7 +63,7 @@ def peer_seismic_suite(ctx) -> list:
         from bench.peer_seismic import PeerSeismic
     except ImportError:
         return []
-    from bench.index_search import Runner, _version
+    from bench.harness import Runner, version
 
     g = grid(ctx)
     reordered = ctx.reordered
@@ -78,7 +78,7 @@ def peer_seismic_suite(ctx) -> list:
                 return ctx.order[peer.doc_numbers(hits)]
 
             runners.append(Runner("peer-seismic", {**params, **qp}, peer.build_s, peer.index_bytes, search,
-                                  {"order": "our graph bisection", "version": _version("pyseismic-lsr")}))
+                                  {"order": "our graph bisection", "version": version("pyseismic-lsr")}))
     return runners
 
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from index.clustering import splitmix64
-from lsr.sparse import SparseBatch
+from lsr.index.clustering import splitmix64
+from lsr.core.sparse import SparseBatch
 
 KEEP_A, KEEP_B, JITTER = 0.6, 0.3, 0.1
 

@@ -15,8 +15,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from lsr.atomic import atomic_write_bytes, atomic_write_text
-from lsr.vectors import VectorsFile, load_vectors
+from lsr.core.atomic import atomic_write_bytes, atomic_write_text
+from lsr.core.vectors import VectorsFile, load_vectors
 
 FORMAT = "lsr-chunks"
 VERSION = 1

@@ -13,8 +13,8 @@ from typing import Callable
 
 import pyarrow as pa
 
-from cluster.chunklog import ChunkLog
-from lsr.chunks import Chunk, ChunkPlan
+from lsr.cluster.chunklog import ChunkLog
+from lsr.core.chunks import Chunk, ChunkPlan
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class ChunkEncoder:
         import ray
         import torch
 
-        from lsr.encoder import Encoder
+        from lsr.encoding.encoder import Encoder
 
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
         torch.set_num_threads(max(1, int(cpus)))
@@ -73,7 +73,7 @@ class ChunkEncoder:
         self.encoder = Encoder.from_pretrained(settings.model, device=device)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from lsr.vectors import write_vectors
+        from lsr.core.vectors import write_vectors
 
         rows = {"chunk": [], "docs": [], "nnz": [], "max_weight": [], "seconds": [], "vectors": []}
         for number, ids, texts in zip(*(batch.column(c).to_pylist() for c in ("chunk", "ids", "texts"))):

@@ -16,12 +16,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from cluster.chunklog import ChunkLog
-from cluster.encode import EncodeReport, EncodeSettings, encode_chunks, resolve_device
-from cluster.shards import LAYOUT, Layout, ShardInfo, shard_name, split_contiguous
-from lsr.chunks import CHUNK_DOCS, ChunkPlan, plan_chunks
-from lsr.corpus import Document
-from lsr.sparse import SparseBatch
+from lsr.cluster.chunklog import ChunkLog
+from lsr.cluster.encode import EncodeReport, EncodeSettings, encode_chunks, resolve_device
+from lsr.cluster.shards import LAYOUT, Layout, ShardInfo, shard_name, split_contiguous
+from lsr.core.chunks import CHUNK_DOCS, ChunkPlan, plan_chunks
+from lsr.core.documents import Document
+from lsr.core.sparse import SparseBatch
 
 
 @dataclass
@@ -62,7 +62,7 @@ def _id_hashes(ids: Sequence[str]) -> np.ndarray:
 
 def _build_one(path: str, part: Callable[[], Part], scale: float, meta: dict, build: dict) -> tuple[int, np.ndarray]:
     """Builds one shard; returns its document count and id hashes."""
-    from index import Index
+    from lsr.index import Index
 
     vectors, ids, docs = part()
     return Index.build(path, vectors, ids, texts=docs, scale=scale, **meta, **build).num_docs, _id_hashes(ids)
@@ -113,7 +113,7 @@ def shard_vectors(output: str | Path, vectors: SparseBatch, ids: Sequence[str], 
                   vocab_fingerprint: str | None = None, build: BuildSettings = BuildSettings(),
                   overwrite: bool = False) -> Layout:
     """A sharded index of vectors in memory (consecutive ranges of rows), built here, one shard after another."""
-    from index.quantize import scale_for
+    from lsr.index.quantize import scale_for
 
     bounds = np.linspace(0, len(vectors), shards + 1).astype(int)
     if shards < 1 or np.any(np.diff(bounds) == 0):
@@ -142,7 +142,7 @@ def index_on_ray(corpus: str, output: str | Path, *, encode: EncodeSettings = En
     """Encodes ``corpus`` on the connected Ray cluster (resuming from ``work_dir``, by default ``OUTPUT.chunks``),
     then builds one index at ``output`` or ``shards`` shards. The chunk files are removed after a successful build
     unless ``keep_chunks``."""
-    from index.quantize import scale_for
+    from lsr.index.quantize import scale_for
 
     output = Path(output)
     work = Path(work_dir) if work_dir else output.with_name(output.name + ".chunks")
@@ -159,7 +159,7 @@ def index_on_ray(corpus: str, output: str | Path, *, encode: EncodeSettings = En
     meta = log.load(numbers[0]).meta
     model, fingerprint, vocab_size = meta.get("model"), meta.get("vocab_fingerprint"), int(meta["vocab_size"])
     if shards is None:   # exactly what `lsr index` does in one process, on the same vectors
-        from index import Index
+        from lsr.index import Index
 
         vectors, ids, docs = _chunks_part(log, plan, numbers)
         idx = Index.build(output, vectors, ids, texts=docs, model=model, vocab_fingerprint=fingerprint,

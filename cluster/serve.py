@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.exceptions import RayActorError
 
-from cluster.shards import Layout
+from lsr.cluster.shards import Layout
 
 RETRIES = 6
 
@@ -56,7 +56,7 @@ class ShardSearcher:
     """A replica of one shard."""
 
     def __init__(self, path: str):
-        from index import Index
+        from lsr.index import Index
 
         self.index = Index.open(path, verify=False)
 
@@ -100,7 +100,7 @@ class ShardedFront:
 
     def _encode(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         if self._encoder is None:
-            from lsr.encoder import Encoder
+            from lsr.encoding.encoder import Encoder
 
             model = self.layout.get("model")
             if not model:

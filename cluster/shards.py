@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from index.errors import IndexCorrupt
-from lsr.atomic import atomic_write_text
+from lsr.index.errors import IndexCorrupt
+from lsr.core.atomic import atomic_write_text
 
 FORMAT = "lsr-sharded-index"
 VERSION = 1

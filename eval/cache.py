@@ -15,8 +15,8 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from lsr.sparse import SparseBatch
-from lsr.vectors import VectorsFile, load_vectors, save_vectors
+from lsr.core.sparse import SparseBatch
+from lsr.core.vectors import VectorsFile, load_vectors, save_vectors
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from lsr.corpus import Document, read_corpus
+from lsr.core.corpus import read_corpus
+from lsr.core.documents import Document
 
 BEIR_MEASURES = ("nDCG@10", "R@100", "R@1000")
 MSMARCO_DEV_MEASURES = ("RR@10", "nDCG@10", "R@100", "R@1000")

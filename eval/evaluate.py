@@ -13,21 +13,22 @@ import hashlib
 import json
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from eval.analyzer import Analyzer
-from eval.bm25 import BM25, bm25_config
-from eval.cache import VectorCache
-from eval.datasets import EvalSet
-from eval.fusion import hybrid
-from eval.metrics import evaluate_run, within_depth
-from eval.runs import Run, from_hits
-from lsr.sparse import SparseBatch
-from lsr.vectors import VectorsFile, load_vectors
+from lsr.retrieval.analyzer import Analyzer
+from lsr.retrieval.bm25 import BM25, bm25_config
+from lsr.eval.cache import VectorCache
+from lsr.eval.datasets import EvalSet
+from lsr.retrieval.fusion import hybrid
+from lsr.eval.metrics import evaluate_run, within_depth
+from lsr.eval.runs import Run, from_hits
+from lsr.core.progress import ProgressFactory, no_progress
+from lsr.core.sparse import SparseBatch
+from lsr.core.vectors import VectorsFile, load_vectors
 
 FUSION_PARAMS = ("fusion", "rrf_k", "weight")  # a hybrid setting's own keys; the rest go to the SPLADE search
 
@@ -54,6 +55,7 @@ class Options:
     threads: int | None = None
     cache_dir: str | Path | None = None
     doc_vectors: str | Path | None = None
+    progress: ProgressFactory = field(default=no_progress, repr=False, compare=False)   # bars for long work
 
 
 @dataclass
@@ -89,7 +91,7 @@ def _check_doc_vectors(vf: VectorsFile, es: EvalSet, opts: Options, path: Path) 
 
 def splade_vectors(es: EvalSet, opts: Options) -> tuple[VectorsFile, VectorsFile]:
     """Document and query vectors of ``opts.model`` (cached); the encoder is loaded only on a cache miss."""
-    from lsr.cli import encode_corpus, encoder_meta
+    from lsr.encoding.pipeline import encode_corpus
 
     cache = VectorCache(opts.cache_dir)
     encoder = None
@@ -97,7 +99,7 @@ def splade_vectors(es: EvalSet, opts: Options) -> tuple[VectorsFile, VectorsFile
     def load_encoder():
         nonlocal encoder
         if encoder is None:
-            from lsr.encoder import Encoder
+            from lsr.encoding.encoder import Encoder
 
             encoder = Encoder.from_pretrained(opts.model, device=opts.device)
         return encoder
@@ -105,9 +107,10 @@ def splade_vectors(es: EvalSet, opts: Options) -> tuple[VectorsFile, VectorsFile
     def encode_docs():
         enc = load_encoder()
         t = time.perf_counter()
-        vectors, ids, _ = encode_corpus(es.corpus, enc, max_length=opts.max_length, batch_size=opts.batch_size,
-                                        top_k=None, min_weight=None)
-        return vectors, ids, {**encoder_meta(enc, opts.max_length), "encode_s": time.perf_counter() - t}
+        with opts.progress(f"encoding {es.corpus}", es.doc_count) as advance:
+            out = encode_corpus(es.corpus, enc, max_length=opts.max_length, batch_size=opts.batch_size,
+                                progress=advance)
+        return out.vectors, out.ids, {**enc.vector_meta(opts.max_length), "encode_s": time.perf_counter() - t}
 
     if opts.doc_vectors is not None:
         docs = load_vectors(opts.doc_vectors)
@@ -120,7 +123,7 @@ def splade_vectors(es: EvalSet, opts: Options) -> tuple[VectorsFile, VectorsFile
         length = opts.query_max_length or enc.query_max_length
         t = time.perf_counter()
         vectors = enc.encode_queries(list(es.queries.values()), max_length=length, batch_size=opts.batch_size)
-        return vectors, list(es.queries), {**encoder_meta(enc, length), "encode_s": time.perf_counter() - t}
+        return vectors, list(es.queries), {**enc.vector_meta(length), "encode_s": time.perf_counter() - t}
 
     # max_length 0 in the key: the encoder's own query length
     queries, _ = cache.get(_queries_key(es), opts.model, opts.query_max_length or 0, "queries", encode_queries)
@@ -146,14 +149,12 @@ def bm25_vectors(es: EvalSet, opts: Options) -> tuple[BM25, VectorsFile, float]:
         docs_file.unlink(missing_ok=True)  # vectors without their vocabulary are of no use
 
     def fit():
-        from lsr.cli import progress_bar
-
         t = time.perf_counter()
         ids, texts = [], []
         for d in es.docs():
             ids.append(d.id)
             texts.append(d.full_text)
-        with progress_bar(f"BM25 over {es.corpus}", len(texts)) as advance:
+        with opts.progress(f"BM25 over {es.corpus}", len(texts)) as advance:
             model, vectors = BM25.fit(texts, k1=opts.bm25_k1, b=opts.bm25_b, analyzer=analyzer, progress=advance)
         model_file.parent.mkdir(parents=True, exist_ok=True)
         model.save(model_file)
@@ -167,7 +168,7 @@ def bm25_vectors(es: EvalSet, opts: Options) -> tuple[BM25, VectorsFile, float]:
 # ---- retrievers ---------------------------------------------------------------------------------------------------
 def _build(tmp: Path, name: str, vectors: VectorsFile, model: str, fingerprint: str | None, method: str,
            quantization: str, build_params: dict) -> tuple[Any, float]:
-    from index import Index
+    from lsr.index import Index
 
     t = time.perf_counter()
     index = Index.build(tmp / name, vectors.vectors, vectors.ids.tolist(), model=model, vocab_fingerprint=fingerprint,
@@ -230,10 +231,14 @@ def _result(es: EvalSet, opts: Options, model: str, method: str, params: dict, r
     }
 
 
-def evaluate(es: EvalSet, method: str, settings: Sequence[dict], opts: Options) -> list[tuple[dict, Run]]:
+def evaluate(es: EvalSet, method: str, settings: Sequence[dict], opts: Options,
+             progress: ProgressFactory | None = None) -> list[tuple[dict, Run]]:
     """(result, run) per setting. ``method`` is an index method (exact, bmp, seismic, ...), "bm25" or "hybrid";
-    a setting is the method's search parameters (for a hybrid: fusion, rrf_k, weight, and the SPLADE method's)."""
-    from index import methods
+    a setting is the method's search parameters (for a hybrid: fusion, rrf_k, weight, and the SPLADE method's).
+    ``progress`` shows the long steps (encoding, BM25 fitting)."""
+    if progress is not None:
+        opts = replace(opts, progress=progress)
+    from lsr.index import methods
 
     settings = list(settings) or [{}]
     if method != "bm25":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from eval.runs import Run
+from lsr.eval.runs import Run
 
 
 def parse_measures(names: Sequence[str]) -> list:

@@ -11,7 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from lsr.atomic import atomic_open, atomic_write_text
+from lsr.core.atomic import atomic_open, atomic_write_text
 
 MAIN_MEASURE = "nDCG@10"
 _SETTING_KEYS = ("max_length", "bm25", "splade_method")  # the same across a report's settings, or shown apart

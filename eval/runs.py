@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from lsr.atomic import atomic_open
+from lsr.core.atomic import atomic_open
 
 Run = dict[str, list[tuple[str, float]]]  # query id -> [(document id, score)], best first
 

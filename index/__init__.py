@@ -1,6 +1,6 @@
 """The inverted index: memory-mapped segments searched by exact, BMP (and later Seismic) methods, in Numba.
 
-    from index import Index
+    from lsr.index import Index
     idx = Index.build("my-index", vectors, doc_ids, texts=docs, model="splade-tiny", vocab_fingerprint=fp)
     idx = Index.open("my-index")
     res = idx.search(queries, k=10, method="bmp")          # res.scores, res.docs, res.ids
@@ -12,8 +12,8 @@ See index/methods.py for adding a search method, index/writer.py for live update
 on-disk layout.
 """
 
-from index.errors import IndexCorrupt, IndexLocked, ReadOnlyIndex, VocabularyMismatch
-from index.index import Index, SearchResult
-from index.snapshot import Snapshot
+from lsr.index.errors import IndexCorrupt, IndexLocked, ReadOnlyIndex, VocabularyMismatch
+from lsr.index.index import Index, SearchResult
+from lsr.index.snapshot import Snapshot
 
 __all__ = ["Index", "SearchResult", "Snapshot", "IndexCorrupt", "IndexLocked", "ReadOnlyIndex", "VocabularyMismatch"]

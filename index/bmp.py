@@ -29,10 +29,10 @@ import math
 import numba as nb
 import numpy as np
 
-from index import topk
-from index.exact import exact_one
-from index.methods import Method, register
-from index.quantize import dequantize, impact
+from lsr.index import topk
+from lsr.index.exact import exact_one
+from lsr.index.methods import Method, register
+from lsr.index.quantize import dequantize, impact
 
 KTH = np.array([10, 100, 1000], dtype=np.int64)
 BUCKETS = 1024   # bound buckets for the best-first block order

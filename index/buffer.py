@@ -14,13 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from index.docstore import DocStore, doc_table
-from index.forward import ForwardIndex
-from index.manifest import SegmentInfo
-from index.postings import Postings
-from index.segment import Segment
-from lsr.corpus import Document
-from lsr.sparse import SparseBatch
+from lsr.index.docstore import DocStore, doc_table
+from lsr.index.forward import ForwardIndex
+from lsr.index.manifest import SegmentInfo
+from lsr.index.postings import Postings
+from lsr.index.segment import Segment
+from lsr.core.documents import Document
+from lsr.core.sparse import SparseBatch
 
 
 @dataclass

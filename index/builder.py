@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Callable
 
 import numba
 import numpy as np
 import pyarrow as pa
 
-from index import methods as registry
-from index.forward import ForwardIndex
-from index.manifest import SegmentInfo
-from index.postings import Postings
-from index.segment import write_segment
+from lsr.index import methods as registry
+from lsr.index.forward import ForwardIndex
+from lsr.index.manifest import SegmentInfo
+from lsr.index.postings import Postings
+from lsr.index.segment import write_segment
+
+Progress = Callable[[str, int, int], None]   # (stage, stages done, stages in all)
 
 # Numba parallel regions are entered by one thread at a time: a flush and a background merge may build together, and
 # some threading layers (workqueue) abort on concurrent entry, while two regions on the same cores gain nothing.
@@ -26,37 +29,47 @@ _PARALLEL = threading.Lock()
 
 
 def build_segment(folder: Path, name: str, fwd: ForwardIndex, docs: pa.Table, *, reorder: bool,
-                  configs: dict[str, dict], threads: int | None = None) -> tuple[SegmentInfo, np.ndarray]:
-    """Writes ``folder/name`` from ``fwd`` and its stored rows ``docs`` (an ``index.docstore.doc_table``).
+                  configs: dict[str, dict], threads: int | None = None,
+                  progress: Progress | None = None) -> tuple[SegmentInfo, np.ndarray]:
+    """Writes ``folder/name`` from ``fwd`` and its stored rows ``docs`` (an ``lsr.index.docstore.doc_table``).
 
     Returns the segment's manifest entry and the document order: segment document i is input row order[i].
     ``configs`` maps each method to its build parameters (the manifest's ``build_params``). ``threads`` caps the
-    Numba threads of this build (a writer leaves a core to searches); None: all."""
+    Numba threads of this build (a writer leaves a core to searches); None: all. ``progress(stage, done, total)``
+    is called as each stage starts (reorder, postings, each method, write)."""
     previous = numba.get_num_threads()
     if threads:
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))   # for this thread only
     try:
-        return _build(folder, name, fwd, docs, reorder, configs)
+        return _build(folder, name, fwd, docs, reorder, configs, progress or (lambda stage, done, total: None))
     finally:
         numba.set_num_threads(previous)
 
 
 def _build(folder: Path, name: str, fwd: ForwardIndex, docs: pa.Table, reorder: bool,
-           configs: dict[str, dict]) -> tuple[SegmentInfo, np.ndarray]:
+           configs: dict[str, dict], progress: Progress) -> tuple[SegmentInfo, np.ndarray]:
+    built = [m for m in configs if registry.get(m).build is not None]
+    total, done = int(reorder) + 2 + len(built), 0
     order = np.arange(fwd.num_docs, dtype=np.int64)
     if reorder:
-        from index.reorder import bisection_order
+        from lsr.index.reorder import bisection_order
 
+        progress("reorder", done, total)
         with _PARALLEL:
             order = bisection_order(fwd)
         fwd = fwd.take(order)
         docs = docs.take(pa.array(order))
+        done += 1
+    progress("postings", done, total)
     postings = Postings.from_forward(fwd)
+    done += 1
     arrays = {**fwd.arrays(), **postings.arrays()}
-    for method_name, params in configs.items():
-        method = registry.get(method_name)
-        if method.build is not None:
-            for key, array in method.build(fwd, postings, params).items():
-                arrays[f"{method_name}.{key}"] = array
+    for method_name in built:
+        progress(method_name, done, total)
+        for key, array in registry.get(method_name).build(fwd, postings, configs[method_name]).items():
+            arrays[f"{method_name}.{key}"] = array
+        done += 1
+    progress("write", done, total)
     files = write_segment(folder, name, arrays, docs)
+    progress("done", total, total)
     return SegmentInfo(name, fwd.num_docs, int(fwd.indptr[-1]), fwd.scale, files, list(configs)), order

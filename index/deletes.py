@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from index.errors import IndexCorrupt
-from index.manifest import SegmentInfo
-from lsr.atomic import atomic_write_bytes
+from lsr.index.errors import IndexCorrupt
+from lsr.index.manifest import SegmentInfo
+from lsr.core.atomic import atomic_write_bytes
 
 
 def file_name(segment: str, generation: int) -> str:

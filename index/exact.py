@@ -11,9 +11,9 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from index import topk
-from index.methods import Method, register
-from index.quantize import impact
+from lsr.index import topk
+from lsr.index.methods import Method, register
+from lsr.index.quantize import impact
 
 CHUNK = 4096   # documents per pass of the dense rows: 16 KiB of scores
 

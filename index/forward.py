@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from index.quantize import quantize, scale_for
-from lsr.sparse import SparseBatch
+from lsr.index.quantize import quantize, scale_for
+from lsr.core.sparse import SparseBatch
 
 
 @dataclass(frozen=True)

@@ -29,21 +29,21 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from index import methods as registry
-from index.builder import build_segment
-from index.docstore import doc_table
-from index.errors import IndexCorrupt, ReadOnlyIndex, VocabularyMismatch
-from index.forward import ForwardIndex
-from index.lock import WriterLock
-from index.manifest import MANIFEST, OWNED, Manifest
-from index.query import QUERY_BAD_TERM, QUERY_BAD_WEIGHT, QUERY_OK, query_status
-from index.quantize import check_quantization
-from index.segment import Segment
-from index.snapshot import Snapshot
-from index.wal import log_files, read_log
-from index.writer import Writer
-from lsr.corpus import Document
-from lsr.sparse import SparseBatch
+from lsr.index import methods as registry
+from lsr.index.builder import Progress, build_segment
+from lsr.index.docstore import doc_table
+from lsr.index.errors import IndexCorrupt, ReadOnlyIndex, VocabularyMismatch
+from lsr.index.forward import ForwardIndex
+from lsr.index.lock import WriterLock
+from lsr.index.manifest import MANIFEST, OWNED, Manifest
+from lsr.index.query import QUERY_BAD_TERM, QUERY_BAD_WEIGHT, QUERY_OK, query_status
+from lsr.index.quantize import check_quantization
+from lsr.index.segment import Segment
+from lsr.index.snapshot import Snapshot
+from lsr.index.wal import log_files, read_log
+from lsr.index.writer import Writer
+from lsr.core.documents import Document
+from lsr.core.sparse import SparseBatch
 
 log = logging.getLogger(__name__)
 
@@ -62,24 +62,30 @@ class SearchResult:
         return [[self.snapshot.doc_id(d) for d in row if d >= 0] for row in self.docs]
 
 
-def _prepare_folder(path: Path, overwrite: bool) -> Manifest | None:
-    """Makes ``path`` ready for a build; returns the manifest it replaces, if any."""
+def _check_folder(path: Path, overwrite: bool) -> None:
+    """FileExistsError unless ``path`` is absent, an empty folder, or an index that ``overwrite`` may replace."""
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"{path} exists and is not a folder")
-    path.mkdir(parents=True, exist_ok=True)
-    old = None
-    if (path / MANIFEST).exists():
-        if not overwrite:
-            raise FileExistsError(f"{path} already holds an index; pass overwrite=True (lsr index --overwrite)")
-        try:
-            old = Manifest.read(path)
-        except IndexCorrupt:   # nothing worth keeping: the new build starts the generations again
-            old = None
+    if not path.exists():
+        return
+    if (path / MANIFEST).exists() and not overwrite:
+        raise FileExistsError(f"{path} already holds an index; pass overwrite=True (lsr index --overwrite)")
     foreign = [p.name for p in path.iterdir() if p.name != MANIFEST and not OWNED.match(p.name)]
     if foreign:
         raise FileExistsError(f"{path} is not empty and not an index (found {sorted(foreign)[:5]}); "
                               "choose an empty or new folder")
-    return old
+
+
+def _prepare_folder(path: Path, overwrite: bool) -> Manifest | None:
+    """Makes ``path`` ready for a build; returns the manifest it replaces, if any."""
+    _check_folder(path, overwrite)
+    path.mkdir(parents=True, exist_ok=True)
+    if not (path / MANIFEST).exists():
+        return None
+    try:
+        return Manifest.read(path)
+    except IndexCorrupt:   # nothing worth keeping: the new build starts the generations again
+        return None
 
 
 def _check_documents(vectors: SparseBatch, doc_ids: Sequence[str], texts: Sequence[Document] | None) -> list[str]:
@@ -159,13 +165,14 @@ class Index:
               texts: Sequence[Document] | None = None, model: str | None = None,
               vocab_fingerprint: str | None = None, quantization: str = "uint8", reorder: bool = True,
               methods: Sequence[str] = ("exact", "bmp"), overwrite: bool = False, scale: float | None = None,
-              **method_params) -> "Index":
+              progress: Progress | None = None, **method_params) -> "Index":
         """Builds a one-segment index at ``path`` (a new or empty folder, or an index to replace with overwrite).
 
         ``method_params`` go to every chosen method that declares them (e.g. ``block_size`` for bmp). ``scale`` fixes
         the weight of one uint8 level (default: the largest weight / 255); documents added later share it. The
         manifest is written last: a build interrupted at any point leaves no index that opens (or the previous one
         intact). Building over an index takes its writer lock, so it fails while a writer has it open.
+        ``progress(stage, done, total)`` is told as each build stage starts.
         """
         path = Path(path)
         check_quantization(quantization)
@@ -181,7 +188,7 @@ class Index:
             # a name no segment of the replaced index has: its segments must stay intact until the commit
             number = max([generation] + [int(s.name[4:]) + 1 for s in (old.segments if old else [])])
             info, _ = build_segment(path, f"seg-{number:06d}", fwd, doc_table(ids, texts), reorder=reorder,
-                                    configs=configs)
+                                    configs=configs, progress=progress)
             # records of a write-ahead log left by an earlier index here are superseded: mark them applied
             wal_seq = max([old.wal_seq if old else 0] + [r.seq for r in read_log(path).records])
             manifest = Manifest(generation=generation, vocab_size=vectors.vocab_size, quantization=quantization,
@@ -193,6 +200,17 @@ class Index:
             for log in log_files(path):
                 log.unlink()
         return cls.open(path, verify=False)
+
+    @staticmethod
+    def check_build(path: str | os.PathLike | None, *, quantization: str = "uint8", methods: Sequence[str] = ("exact", "bmp"),
+                    overwrite: bool = False, **method_params) -> None:
+        """Raises what ``build`` would raise for these arguments, before any work: a bad quantization, an unknown
+        method or parameter, a destination that is not free (``path`` None: not checked). Callers check this before
+        encoding a corpus."""
+        check_quantization(quantization)
+        _method_configs(methods, method_params)
+        if path is not None:
+            _check_folder(Path(path), overwrite)
 
     @classmethod
     def create(cls, path: str | os.PathLike, vocab_size: int, *, model: str | None = None,
@@ -439,6 +457,10 @@ class Index:
         if not params:
             self._defaults[method] = resolved
         return resolved
+
+    def check_search(self, method: str = "exact", **params) -> None:
+        """ValueError for a method this index lacks or parameters it does not take; cheap, before any encoding."""
+        self._resolve(method, params)
 
     def search_one(self, q_indices: np.ndarray, q_values: np.ndarray, k: int = 10, method: str = "exact",
                    snapshot: Snapshot | None = None, **params) -> tuple[np.ndarray, np.ndarray]:

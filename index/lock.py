@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from index.errors import IndexLocked
+from lsr.index.errors import IndexLocked
 
 LOCK_FILE = "write.lock"
 

@@ -15,8 +15,8 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from index.errors import IndexCorrupt
-from lsr.atomic import atomic_write_text
+from lsr.index.errors import IndexCorrupt
+from lsr.core.atomic import atomic_write_text
 
 FORMAT = "lsr-index"
 VERSION = 1

@@ -18,16 +18,13 @@ import logging
 import math
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 
-from index.forward import ForwardIndex
-from index.segment import Segment
-
-if TYPE_CHECKING:
-    from index.writer import Writer
+from lsr.index.forward import ForwardIndex
+from lsr.index.segment import Segment
 
 log = logging.getLogger(__name__)
 

@@ -64,7 +64,7 @@ class Method:
         return params
 
 
-_MODULES = ("index.exact", "index.bmp", "index.seismic")
+_MODULES = ("lsr.index.exact", "lsr.index.bmp", "lsr.index.seismic")
 _REGISTRY: dict[str, Method] = {}
 _loaded = False
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
-from index.forward import ForwardIndex
+from lsr.index.forward import ForwardIndex
 
 
 

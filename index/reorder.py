@@ -12,7 +12,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from index.forward import ForwardIndex
+from lsr.index.forward import ForwardIndex
 
 
 @nb.njit(cache=True, nogil=True, inline="always")

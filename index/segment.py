@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from index.docstore import DocStore, write_docs
-from index.errors import IndexCorrupt
-from index.manifest import SegmentInfo
-from lsr.atomic import fsync_dir
+from lsr.index.docstore import DocStore, write_docs
+from lsr.index.errors import IndexCorrupt
+from lsr.index.manifest import SegmentInfo
+from lsr.core.atomic import fsync_dir
 
 DOCS_FILE = "docs.arrow"
 

@@ -34,14 +34,14 @@ import numba
 import numpy as np
 from numba import njit
 
-from index import topk
-from index.errors import IndexCorrupt
-from index.clustering import cluster_list, top_terms
-from index.methods import Method, register
-from index.postings import Postings
-from index.prefetch import prefetch
-from index.quantize import impact
-from index.summaries import LEVELS, block_summary, layout_bound, score_list, write_list
+from lsr.index import topk
+from lsr.index.errors import IndexCorrupt
+from lsr.index.clustering import cluster_list, top_terms
+from lsr.index.methods import Method, register
+from lsr.index.postings import Postings
+from lsr.index.prefetch import prefetch
+from lsr.index.quantize import impact
+from lsr.index.summaries import LEVELS, block_summary, layout_bound, score_list, write_list
 
 MAX_BLOCKS_PER_LIST = 1 << 16  # block numbers inside a list are 16-bit
 _SEED = 42                     # clustering samples centroids with splitmix64(seed, term): builds are deterministic

@@ -27,13 +27,13 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-from index import methods as registry
-from index import topk
-from index.deletes import read_deletes
-from index.errors import IndexCorrupt
-from index.manifest import Manifest
-from index.quantize import dequantize
-from index.segment import Segment
+from lsr.index import methods as registry
+from lsr.index import topk
+from lsr.index.deletes import read_deletes
+from lsr.index.errors import IndexCorrupt
+from lsr.index.manifest import Manifest
+from lsr.index.quantize import dequantize
+from lsr.index.segment import Segment
 
 _OPEN_ATTEMPTS = 10
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from index.quantize import impact
+from lsr.index.quantize import impact
 
 LEVELS = 255
 RECORD = 255  # most entry bytes in one record (its size is a uint8)

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from index.errors import IndexCorrupt
-from lsr.atomic import fsync_dir
-from lsr.corpus import Document
-from lsr.sparse import SparseBatch
+from lsr.index.errors import IndexCorrupt
+from lsr.core.atomic import fsync_dir
+from lsr.core.documents import Document
+from lsr.core.sparse import SparseBatch
 
 log = logging.getLogger(__name__)
 

@@ -45,19 +45,19 @@ from pathlib import Path
 
 import numpy as np
 
-from index.buffer import Buffer, memory_segment
-from index.builder import build_segment
-from index.deletes import write_deletes
-from index.errors import IndexCorrupt
-from index.lock import WriterLock
-from index.manifest import Manifest
-from index.merge import BackgroundMerger, TieredMergePolicy, live_documents
-from index.quantize import scale_for
-from index.segment import Segment
-from index.snapshot import Snapshot
-from index.wal import DELETE, PUT, Record, WriteAheadLog
-from lsr.corpus import Document
-from lsr.sparse import SparseBatch
+from lsr.index.buffer import Buffer, memory_segment
+from lsr.index.builder import build_segment
+from lsr.index.deletes import write_deletes
+from lsr.index.errors import IndexCorrupt
+from lsr.index.lock import WriterLock
+from lsr.index.manifest import Manifest
+from lsr.index.merge import BackgroundMerger, TieredMergePolicy, live_documents
+from lsr.index.quantize import scale_for
+from lsr.index.segment import Segment
+from lsr.index.snapshot import Snapshot
+from lsr.index.wal import DELETE, PUT, Record, WriteAheadLog
+from lsr.core.documents import Document
+from lsr.core.sparse import SparseBatch
 
 log = logging.getLogger(__name__)
 

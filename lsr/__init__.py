@@ -6,10 +6,10 @@ __version__ = "0.1.0"
 __all__ = ["Encoder", "SparseBatch", "splade_max_pool", "DEFAULT_MODEL"]
 
 _LAZY = {
-    "Encoder": ("lsr.encoder", "Encoder"),
-    "SparseBatch": ("lsr.sparse", "SparseBatch"),
-    "splade_max_pool": ("lsr.head", "splade_max_pool"),
-    "DEFAULT_MODEL": ("lsr.models", "DEFAULT_MODEL"),
+    "Encoder": ("lsr.encoding.encoder", "Encoder"),
+    "SparseBatch": ("lsr.core.sparse", "SparseBatch"),
+    "splade_max_pool": ("lsr.encoding.head", "splade_max_pool"),
+    "DEFAULT_MODEL": ("lsr.encoding.models", "DEFAULT_MODEL"),
 }
 
 

@@ -1,6 +1,6 @@
 """The HTTP search service: FastAPI over an lsr index, run by uvicorn (``lsr serve``).
 
-    from service import create_app, Settings
+    from lsr.service import create_app, Settings
     app = create_app("my-index", Settings(api_keys=["secret"]))
 
 Modules: app (factory), routes (endpoints), models (request/response bodies), settings (LSR_* variables),
@@ -8,7 +8,7 @@ auth (API keys), engine (queries -> hits), batcher (micro-batched query encoding
 limits (4xx before work), metrics (Prometheus).
 """
 
-from service.app import create_app
-from service.settings import Settings
+from lsr.service.app import create_app
+from lsr.service.settings import Settings
 
 __all__ = ["create_app", "Settings"]

@@ -11,15 +11,15 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from index import Index
-from service.auth import ApiKeys
-from service.batcher import BatcherClosed
-from service.documents import Documents, WriterBusy
-from service.engine import Engine, NotReady, QueryError
-from service.limits import BodyLimit
-from service.metrics import Instrument, Metrics
-from service.routes import router
-from service.settings import Settings
+from lsr.index import Index
+from lsr.service.auth import ApiKeys
+from lsr.service.batcher import BatcherClosed
+from lsr.service.documents import Documents, WriterBusy
+from lsr.service.engine import Engine, NotReady, QueryError
+from lsr.service.limits import BodyLimit
+from lsr.service.metrics import Instrument, Metrics
+from lsr.service.routes import router
+from lsr.service.settings import Settings
 
 
 def create_app(index_dir: str | Path | None = None, settings: Settings | None = None, *, encoder=None) -> FastAPI:

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from lsr.sparse import SparseBatch
+from lsr.core.sparse import SparseBatch
 
 Row = tuple[np.ndarray, np.ndarray]
 

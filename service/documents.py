@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
-from index import Index
-from index.errors import IndexLocked
-from lsr.corpus import Document
-from service.engine import Engine, NotReady
-from service.models import DocumentIn
+from lsr.index import Index
+from lsr.index.errors import IndexLocked
+from lsr.core.documents import Document
+from lsr.service.engine import Engine, NotReady
+from lsr.service.models import DocumentIn
 
 
 class WriterBusy(RuntimeError):

@@ -13,12 +13,12 @@ import time
 
 import numpy as np
 
-from index import Index
-from service.batcher import MicroBatcher, Row
-from service.limits import STORED_FIELDS
-from service.metrics import Metrics
-from service.models import Contribution, Hit, SearchRequest, SearchResponse
-from service.settings import Settings
+from lsr.index import Index
+from lsr.service.batcher import MicroBatcher, Row
+from lsr.service.limits import STORED_FIELDS
+from lsr.service.metrics import Metrics
+from lsr.service.models import Contribution, Hit, SearchRequest, SearchResponse
+from lsr.service.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Engine:
         self._id_set: tuple[int, frozenset] | None = None
         self.bm25 = None
         if settings.bm25_dir is not None:
-            from service.hybrid import Bm25Side
+            from lsr.service.hybrid import Bm25Side
 
             self.bm25 = Bm25Side(settings.bm25_dir)
         if encoder is not None:
@@ -75,7 +75,7 @@ class Engine:
                 raise NotReady(f"the index at {self.index.path} records no model; set LSR_MODEL to encode text")
             import torch
 
-            from lsr.encoder import Encoder
+            from lsr.encoding.encoder import Encoder
 
             torch.set_num_threads(self.settings.encode_threads)
             bound_heap()
@@ -166,7 +166,7 @@ class Engine:
                 if d >= 0]
 
     def _hybrid(self, req: SearchRequest, row: Row) -> list[Hit]:
-        from service.hybrid import fuse
+        from lsr.service.hybrid import fuse
 
         if self.bm25 is None:
             raise QueryError("hybrid search needs a BM25 side: start the service with lsr serve --bm25 DIR")

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from index import Index
-from service.models import Hybrid
+from lsr.index import Index
+from lsr.service.models import Hybrid
 
 BM25_MODEL = "bm25.json"
 BM25_INDEX = "index"
@@ -22,7 +22,7 @@ Ranking = list[tuple[str, float]]
 
 def build_bm25(index: Index, folder: Path) -> int:
     """Fits BM25 on the stored texts of ``index`` and writes the BM25 side to ``folder``; returns its documents."""
-    from eval.bm25 import BM25
+    from lsr.retrieval.bm25 import BM25
 
     ids = [str(i) for i in index.doc_ids]
     docs = [index.document(n) for n in range(len(ids))]
@@ -38,7 +38,7 @@ def build_bm25(index: Index, folder: Path) -> int:
 
 class Bm25Side:
     def __init__(self, folder: Path):
-        from eval.bm25 import BM25
+        from lsr.retrieval.bm25 import BM25
 
         if not (folder / BM25_MODEL).exists():
             raise ValueError(f"{folder} holds no BM25 side ({BM25_MODEL}); build it with lsr serve --bm25 {folder}")
@@ -55,7 +55,7 @@ class Bm25Side:
 
 def fuse(splade: Ranking, bm25: Ranking, h: Hybrid, k: int) -> Ranking:
     """The top ``k`` of the two rankings fused; SPLADE weighs ``h.weight``, BM25 ``1 - h.weight``."""
-    from eval.fusion import FUSIONS, fuse as fuse_rankings
+    from lsr.retrieval.fusion import FUSIONS, fuse as fuse_rankings
 
     if h.fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {h.fusion!r}; choose one of {list(FUSIONS)}")

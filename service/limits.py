@@ -12,8 +12,8 @@ import json
 
 from fastapi import HTTPException, status
 
-from service.models import DocumentIn, SearchRequest
-from service.settings import Settings
+from lsr.service.models import DocumentIn, SearchRequest
+from lsr.service.settings import Settings
 
 STORED_FIELDS = ("title", "text")
 

@@ -9,10 +9,10 @@ import time
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from service.auth import require_read, require_write
-from service.engine import Engine
-from service.limits import check_batch, check_documents, check_search
-from service.models import (BatchRequest, BatchResponse, DocumentIn, DocumentOut, Problem, SearchRequest,
+from lsr.service.auth import require_read, require_write
+from lsr.service.engine import Engine
+from lsr.service.limits import check_batch, check_documents, check_search
+from lsr.service.models import (BatchRequest, BatchResponse, DocumentIn, DocumentOut, Problem, SearchRequest,
                             SearchResponse, WriteResponse)
 
 _ERRORS = {401: {"model": Problem, "description": "no API key"},

@@ -43,7 +43,7 @@ def ir_datasets_home() -> Path:
 
 @pytest.fixture(scope="session")
 def encoder():
-    from lsr.encoder import Encoder
+    from lsr.encoding.encoder import Encoder
 
     return Encoder.from_pretrained("splade-tiny", device="cpu")
 
@@ -99,8 +99,8 @@ def live_corpus(encoder):
     gives the joined text). Returns (vectors, ids, Documents, queries): 600 documents, 14 queries."""
     import numpy as np
 
-    from lsr.corpus import Document
-    from lsr.sparse import SparseBatch
+    from lsr.core.documents import Document
+    from lsr.core.sparse import SparseBatch
 
     base = encoder.encode_documents(LIVE_TEXTS, max_length=32).to_scipy()
     pairs = [(i, j) for i in range(len(LIVE_TEXTS)) for j in range(i + 1, len(LIVE_TEXTS))]

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from index import Index
-from index.quantize import quantize
-from lsr.corpus import Document
-from lsr.sparse import SparseBatch
+from lsr.index import Index
+from lsr.index.quantize import quantize
+from lsr.core.documents import Document
+from lsr.core.sparse import SparseBatch
 
 
 def contents(idx: Index) -> dict[str, tuple]:

@@ -12,9 +12,9 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from index import Index
-from index.merge import TieredMergePolicy
-from lsr.sparse import SparseBatch
+from lsr.index import Index
+from lsr.index.merge import TieredMergePolicy
+from lsr.core.sparse import SparseBatch
 
 numba.config.THREADING_LAYER = "workqueue"
 

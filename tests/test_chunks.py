@@ -11,13 +11,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cluster.chunklog import ChunkLog, ChunkLogError
-from cluster.indexer import BuildSettings, shard_vectors
-from cluster.shards import Layout, split_contiguous
-from index import Index, IndexCorrupt
-from lsr.chunks import plan_chunks
-from lsr.corpus import CorpusError, Document, read_corpus
-from lsr.vectors import write_vectors
+from lsr.cluster.chunklog import ChunkLog, ChunkLogError
+from lsr.cluster.indexer import BuildSettings, shard_vectors
+from lsr.cluster.shards import Layout, split_contiguous
+from lsr.index import Index, IndexCorrupt
+from lsr.core.chunks import plan_chunks
+from lsr.core.corpus import read_corpus
+from lsr.core.documents import Document
+from lsr.core.errors import CorpusError
+from lsr.core.vectors import write_vectors
 from tests.test_index import random_batch
 
 
@@ -154,7 +156,7 @@ def test_cli_builds_shards_from_a_vectors_file(tmp_path):
     from typer.testing import CliRunner
 
     from lsr.cli import app
-    from lsr.vectors import save_vectors
+    from lsr.core.vectors import save_vectors
 
     docs = random_batch(40, 10, seed=6)
     save_vectors(tmp_path / "v.npz", docs, [f"d{i}" for i in range(40)], {"model": "toy"})

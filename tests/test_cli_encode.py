@@ -4,7 +4,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from lsr.cli import app
-from lsr.vectors import load_vectors, save_vectors
+from lsr.core.vectors import load_vectors, save_vectors
 
 runner = CliRunner()
 
@@ -49,7 +49,7 @@ def test_vectors_file_rejects_garbage(tmp_path):
 
 
 def test_vectors_file_round_trip(tmp_path):
-    from lsr.sparse import SparseBatch
+    from lsr.core.sparse import SparseBatch
 
     v = SparseBatch(np.array([0, 2, 3]), np.array([1, 4, 0]), np.array([0.5, 1.0, 2.0], np.float32), 10)
     save_vectors(tmp_path / "v.npz", v, ["a", "b"], {"model": "m"})

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lsr.cli import app
-from lsr.vectors import save_vectors
+from lsr.core.vectors import save_vectors
 from tests.test_index import random_batch
 
 runner = CliRunner()
@@ -40,7 +40,8 @@ def test_index_then_search_a_corpus(tmp_path, encoder):
         hits = json.loads(r.stdout)["hits"]
         assert hits[0]["id"] == "kidney" and hits[0]["title"] == "Kidney stones" and len(hits) == 2
     r = runner.invoke(app, ["search", "--index", str(out), "vitamin d from sunlight"])
-    assert r.exit_code == 0 and r.stdout.splitlines()[0].split()[2] == "vitamin"
+    lines = r.stdout.splitlines()
+    assert r.exit_code == 0 and lines[0].split() == ["rank", "score", "id", "text"] and lines[1].split()[2] == "vitamin"
     r = runner.invoke(app, ["index", str(corpus), "--output", str(out)])
     assert r.exit_code == 2 and "overwrite" in r.output
     r = runner.invoke(app, ["index", str(corpus), "--output", str(tmp_path / "i2"), "--param", "block_size"])

@@ -4,8 +4,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lsr.corpus import CorpusError, Document, count_documents, read_corpus
-from lsr.sample import stdlib_passages, write_sample_corpus
+from lsr.core.corpus import count_documents, read_corpus
+from lsr.core.documents import Document
+from lsr.core.errors import CorpusError
+from lsr.core.sample import stdlib_passages, write_sample_corpus
 
 DOCS = [{"id": "d1", "title": "Diabetes", "text": "insulin resistance"}, {"_id": 2, "text": "no title here"}]
 

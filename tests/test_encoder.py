@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lsr.encoder import Encoder, ModelLoadError, idf_from_documents
-from lsr.models import resolve_model
+from lsr.encoding.encoder import Encoder, ModelLoadError, idf_from_documents
+from lsr.encoding.models import resolve_model
 
 TEXTS = [
     "what causes type 2 diabetes?",

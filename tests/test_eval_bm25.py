@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from eval.analyzer import Analyzer
-from eval.bm25 import BM25, lucene_length
-from lsr.sample import stdlib_passages
+from lsr.retrieval.analyzer import Analyzer
+from lsr.retrieval.bm25 import BM25, lucene_length
+from lsr.core.sample import stdlib_passages
 
 
 def test_analyzer_follows_lucene_english():

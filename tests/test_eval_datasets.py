@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from eval.datasets import BEIR_MEASURES, MSMARCO_DEV_MEASURES, TREC_DL_MEASURES, DatasetError, default_measures
-from eval.datasets import load_eval_set
+from lsr.eval.datasets import BEIR_MEASURES, MSMARCO_DEV_MEASURES, TREC_DL_MEASURES, DatasetError, default_measures
+from lsr.eval.datasets import load_eval_set
 from tests.eval_data import REPO, msmarco_home, write_beir_folder
 
 CORPUS = [{"_id": "d1", "title": "Cats", "text": "small mammals"}, {"_id": "d2", "text": "dogs bark"}]
@@ -52,13 +52,13 @@ def test_default_measures():
 
 def _in_subprocess(code: str, home) -> dict:
     """ir_datasets fixes its home at import, so collections of another home are read in a fresh interpreter."""
-    env = {**os.environ, "IR_DATASETS_HOME": str(home), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "IR_DATASETS_HOME": str(home)}
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-LOAD = ("import json, sys; from eval.datasets import load_eval_set; es = load_eval_set(sys.argv[1]); "
+LOAD = ("import json, sys; from lsr.eval.datasets import load_eval_set; es = load_eval_set(sys.argv[1]); "
         "print(json.dumps({'corpus': es.corpus, 'queries': len(es.queries), 'qrels': sum(map(len, es.qrels.values())),"
         " 'docs': sum(1 for _ in es.docs()), 'measures': es.measures, 'drop': es.drop_self_hits}))")
 

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from eval.fusion import fuse, hybrid, linear_fusion, reciprocal_rank_fusion
+from lsr.retrieval.fusion import fuse, hybrid, linear_fusion, reciprocal_rank_fusion
 
 SPLADE = [("a", 9.0), ("b", 7.0), ("c", 1.0)]
 BM25 = [("c", 30.0), ("a", 20.0), ("d", 10.0)]
@@ -56,6 +56,6 @@ def test_hybrid_weighs_splade_against_bm25():
 def test_importable_without_datasets_or_index():
     import subprocess
 
-    code = ("import sys, eval.fusion; bad = {'ir_datasets', 'index', 'numba', 'torch'} & set(sys.modules); "
+    code = ("import sys, lsr.retrieval.fusion; bad = {'ir_datasets', 'lsr.index', 'numba', 'torch'} & set(sys.modules); "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -18,11 +18,11 @@ from typer.testing import CliRunner
 
 from bench.bm25s_peer import bm25s_run
 from bench.reference_eval import reference_metrics
-from eval.analyzer import Analyzer
-from eval.datasets import load_eval_set
-from eval.fusion import reciprocal_rank_fusion
-from eval.metrics import evaluate_run
-from eval.runs import read_trec_run
+from lsr.retrieval.analyzer import Analyzer
+from lsr.eval.datasets import load_eval_set
+from lsr.retrieval.fusion import reciprocal_rank_fusion
+from lsr.eval.metrics import evaluate_run
+from lsr.eval.runs import read_trec_run
 from lsr.cli import app
 from tests.eval_data import REPO, beir_folder, ir_datasets_home, msmarco_home, write_beir_folder
 
@@ -44,7 +44,7 @@ def lsr_eval_fails(*args: str) -> str:
 
 
 def has_method(name: str) -> bool:
-    from index import methods
+    from lsr.index import methods
 
     return name in methods.names()
 
@@ -101,7 +101,7 @@ def test_pruned_methods_against_exact(method, exact, work, common):
 
 @pytest.mark.slow
 def test_vectors_are_cached(exact, work, common, monkeypatch):
-    from lsr.encoder import Encoder
+    from lsr.encoding.encoder import Encoder
 
     def no_model(*a, **k):
         raise AssertionError("the model was loaded although its vectors are cached")
@@ -172,7 +172,7 @@ def test_bm25_reproduces_published_figures_and_bm25s(tmp_path):
 
 def _cli_subprocess(home, *args: str, code: int = 0) -> str:
     """ir_datasets fixes its home at import, so runs against another home go through a fresh `python -m lsr`."""
-    env = {**os.environ, "IR_DATASETS_HOME": str(home), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "IR_DATASETS_HOME": str(home)}
     out = subprocess.run([sys.executable, "-m", "lsr", "eval", *args], env=env, cwd=REPO, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == code, out.stderr[-3000:]
@@ -226,8 +226,8 @@ def _vectors(tmp_path, ids):
     """A tiny vectors file in splade-tiny's vocabulary (with its model and max_length recorded)."""
     import numpy as np
 
-    from lsr.sparse import SparseBatch
-    from lsr.vectors import save_vectors
+    from lsr.core.sparse import SparseBatch
+    from lsr.core.vectors import save_vectors
 
     path = tmp_path / f"v-{'-'.join(ids)}.npz"
     batch = SparseBatch(np.arange(len(ids) + 1, dtype=np.int64), np.full(len(ids), 2000, np.int32),

@@ -2,9 +2,9 @@
 
 import pytest
 
-from eval.metrics import evaluate_run, within_depth
-from eval.params import parse_settings
-from eval.runs import from_hits, read_trec_run, write_trec_run
+from lsr.eval.metrics import evaluate_run, within_depth
+from lsr.eval.params import parse_settings
+from lsr.eval.runs import from_hits, read_trec_run, write_trec_run
 
 QRELS = {"q1": {"d1": 1, "d2": 0}, "q2": {"d3": 2}, "q3": {"d4": 1}}
 

@@ -15,7 +15,7 @@ if not torch.cuda.is_available():
 
 import pytest  # noqa: E402
 
-from lsr.head import splade_max_pool, splade_max_pool_reference, splade_sum_pool  # noqa: E402
+from lsr.encoding.head import splade_max_pool, splade_max_pool_reference, splade_sum_pool  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 try:
@@ -102,8 +102,8 @@ def test_no_bias_bool_mask_and_holes_in_the_mask(backend):
 @pytest.mark.parametrize("kind", ["tma", "persistent", "pointer"])
 def test_every_triton_forward_matches(kind, monkeypatch):
     """The forward kernels the automatic choice picks from (and the fallback for unaligned rows) agree."""
-    from lsr.head import max_pool_torch
-    from lsr.kernels import fused_head
+    from lsr.encoding.head import max_pool_torch
+    from lsr.encoding.kernels import fused_head
 
     monkeypatch.setattr(fused_head, "FORWARD", kind)
     for B, L, H, V in [(3, 37, 48, 101), (5, 1, 32, 70), (2, 16, 40, 33)]:
@@ -117,8 +117,8 @@ def test_every_triton_forward_matches(kind, monkeypatch):
 @needs_triton
 def test_triton_matches_torch_argmax():
     """Both backends pick the same winning token (the first one on ties) for every output."""
-    from lsr.head import max_pool_torch
-    from lsr.kernels.fused_head import max_pool_triton
+    from lsr.encoding.head import max_pool_torch
+    from lsr.encoding.kernels.fused_head import max_pool_triton
 
     hidden, weight, bias, mask = make_inputs(3, 29, 32, 77, torch.float32, seed=11)
     hidden[:, 5] = hidden[:, 2]  # exact ties between tokens 2 and 5

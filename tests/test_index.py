@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
-from index import Index, IndexCorrupt, VocabularyMismatch
-from lsr.corpus import Document
-from lsr.sparse import SparseBatch
+from lsr.index import Index, IndexCorrupt, VocabularyMismatch
+from lsr.core.documents import Document
+from lsr.core.sparse import SparseBatch
 
 VOCAB = 400
 
@@ -252,7 +251,7 @@ def test_existing_index_needs_overwrite_and_survives_a_failed_rebuild(corpus, tm
     with pytest.raises(FileExistsError, match="overwrite"):
         Index.build(path, docs, ids)
 
-    from index import index as index_module
+    from lsr.index import index as index_module
 
     def crash(*a, **kw):
         raise OSError("disk died")
@@ -271,7 +270,7 @@ def test_existing_index_needs_overwrite_and_survives_a_failed_rebuild(corpus, tm
 
 def test_interrupted_build_leaves_nothing_that_opens(corpus, tmp_path, monkeypatch):
     docs, ids, _, _ = corpus
-    from index import segment as segment_module
+    from lsr.index import segment as segment_module
 
     real_save = np.save
     calls = {"n": 0}
@@ -295,7 +294,7 @@ KILL_SCRIPT = """
 import sys, numpy as np
 sys.path.insert(0, {root!r})
 from tests.test_index import random_batch
-from index import Index
+from lsr.index import Index
 docs = random_batch(3000, 60, seed=5)
 print("ready", flush=True)
 Index.build(sys.argv[1], docs, [f"d{{i}}" for i in range(len(docs))])

@@ -10,12 +10,12 @@ import multiprocessing
 import numpy as np
 import pytest
 
-from index import Index, IndexCorrupt, VocabularyMismatch
-from index.errors import IndexLocked, ReadOnlyIndex
-from index.merge import TieredMergePolicy
-from index.wal import log_files
-from lsr.corpus import Document
-from lsr.sparse import SparseBatch
+from lsr.index import Index, IndexCorrupt, VocabularyMismatch
+from lsr.index.errors import IndexLocked, ReadOnlyIndex
+from lsr.index.merge import TieredMergePolicy
+from lsr.index.wal import log_files
+from lsr.core.documents import Document
+from lsr.core.sparse import SparseBatch
 from tests.live_check import Model, assert_matches_scratch, assert_same_topk
 
 SMALL_TIERS = TieredMergePolicy(segments_per_tier=3, floor_docs=20)
@@ -243,7 +243,7 @@ def test_old_segments_are_deleted_when_no_snapshot_uses_them(base, live_corpus):
 
 
 def test_a_failed_flush_loses_nothing(base, live_corpus, tmp_path, monkeypatch):
-    import index.writer as writer_module
+    import lsr.index.writer as writer_module
 
     path, model = base
     vectors, ids, docs, queries = live_corpus
@@ -283,7 +283,7 @@ def test_torn_log_tail_is_ignored_up_to_the_last_complete_record(base, live_corp
     size = log.stat().st_size
     with open(log, "r+b") as f:     # the second record loses its last bytes, as if the writer died mid-append
         f.truncate(size - 7)
-    with caplog.at_level(logging.WARNING, logger="index.wal"):
+    with caplog.at_level(logging.WARNING, logger="lsr.index.wal"):
         idx = Index.open(path, writable=True, refresh_interval=0)
     assert "torn write-ahead-log tail" in caplog.text and idx._writer.torn_bytes > 0
     assert idx._writer.recovered_records == 1
@@ -356,7 +356,7 @@ def test_cli_append_and_compact(base, live_corpus, tmp_path):
     from typer.testing import CliRunner
 
     from lsr.cli import app
-    from lsr.vectors import save_vectors
+    from lsr.core.vectors import save_vectors
 
     path, model = base
     vectors, ids, docs, queries = live_corpus

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index import Index
-from index.merge import TieredMergePolicy
-from index.quantize import dequantize, quantize
+from lsr.index import Index
+from lsr.index.merge import TieredMergePolicy
+from lsr.index.quantize import dequantize, quantize
 from tests.live_check import Model
 
 FIRST = 100
@@ -45,7 +45,7 @@ def make_ops(ids: list[str], rng) -> list[dict]:
 
 def reader(path: str, queries: dict, out: str, stop: str) -> None:
     """In another process: searches the latest committed generation until ``stop`` exists."""
-    from lsr.sparse import SparseBatch
+    from lsr.core.sparse import SparseBatch
 
     q = SparseBatch(np.array(queries["indptr"]), np.array(queries["indices"]), np.array(queries["values"]),
                     queries["vocab_size"])

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index import Index
-from lsr.sparse import SparseBatch
+from lsr.index import Index
+from lsr.core.sparse import SparseBatch
 from tests.live_check import Model, assert_matches_scratch, contents
 
 KILLS = 50
@@ -74,9 +74,9 @@ def child(path: str, data: str, start: int, ack: str) -> None:
     ops[start:], appending "A i" once op i returns, and F/f, M/m around flushes and merges."""
     import sys
 
-    import index.builder
-    from index.merge import TieredMergePolicy
-    from index.writer import Writer
+    import lsr.index.builder
+    from lsr.index.merge import TieredMergePolicy
+    from lsr.index.writer import Writer
 
     fd = os.open(ack, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     if "tests.live_warmup" in sys.modules:
@@ -94,13 +94,13 @@ def child(path: str, data: str, start: int, ack: str) -> None:
                     os.write(fd, end.encode())
         return wrapper
 
-    write_segment = index.builder.write_segment
+    write_segment = lsr.index.builder.write_segment
 
     def slow_write_segment(*a, **kw):
         time.sleep(0.02)
         return write_segment(*a, **kw)
 
-    index.builder.write_segment = slow_write_segment
+    lsr.index.builder.write_segment = slow_write_segment
     Writer._flush = marked(Writer._flush, "F\n", "f\n", lambda self: len(self._buffer) > 0)
     Writer._merge = marked(Writer._merge, "M\n", "m\n")
     with np.load(data) as z:
@@ -112,7 +112,7 @@ def child(path: str, data: str, start: int, ack: str) -> None:
     for i in range(start, len(ops)):
         op = ops[i]
         if op["op"] == "put":
-            from lsr.corpus import Document
+            from lsr.core.documents import Document
 
             idx.upsert(op["ids"], vectors.take(np.array(op["rows"])),
                        [Document(d, t) for d, t in zip(op["ids"], op["texts"])])

@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'lsr[ray]')")
 
-from cluster.shards import disagreements  # noqa: E402
+from lsr.cluster.shards import disagreements  # noqa: E402
 from lsr.cli import app  # noqa: E402
-from lsr.corpus import read_corpus  # noqa: E402
+from lsr.core.corpus import read_corpus  # noqa: E402
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def cluster():
-    from cluster.connect import connect
+    from lsr.cluster.connect import connect
 
     connect(num_cpus=2)
     yield ray.get_runtime_context().gcs_address
@@ -69,7 +69,7 @@ def resumed(cluster, subset, tmp_path_factory):
     args = ["index", str(path), "-o", str(out), "--ray", "--ray-address", cluster, "--chunk-docs", str(CHUNK),
             "--keep-chunks"]
     proc = subprocess.Popen([sys.executable, "-m", "lsr", *args], cwd=REPO, start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                            env=dict(os.environ), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     log = out.with_name("idx.chunks") / "chunks.json"
     deadline = time.monotonic() + 300
@@ -96,7 +96,7 @@ def test_killed_job_resumes_with_the_chunks_it_lacks_and_equals_one_process(resu
     assert summary["documents"] == DOCS and summary["resumed_chunks"] == done
     assert summary["encoded_chunks"] == DOCS // CHUNK - done
 
-    from cluster.chunklog import ChunkLog
+    from lsr.cluster.chunklog import ChunkLog
 
     work = out.with_name("idx.chunks")
     chunks = ChunkLog.open(work, json.loads((work / "chunks.json").read_text())["job"])
@@ -119,10 +119,10 @@ def test_sharded_build_and_search_equal_one_index_and_survive_a_dead_replica(res
     import httpx
     import ir_datasets
 
-    from cluster.indexer import index_on_ray
-    from cluster.serve import deploy
-    from cluster.shards import Layout
-    from index import Index
+    from lsr.cluster.indexer import index_on_ray
+    from lsr.cluster.serve import deploy
+    from lsr.cluster.shards import Layout
+    from lsr.index import Index
 
     path, one_dir, docs = subset
     work = resumed[0].with_name("idx.chunks")   # the chunks encoded above: nothing is encoded again

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index import Index
-from index.clustering import cluster_list, top_terms
-from index.forward import ForwardIndex
-from index.postings import Postings
-from index.seismic import SEARCH_DEFAULTS, SeismicBuildParams, build, build_arrays, check, kept_lengths
-from index.summaries import SAMPLE, block_summary, layout_bound, score_list, write_list
-from lsr.sparse import SparseBatch
+from lsr.index import Index
+from lsr.index.clustering import cluster_list, top_terms
+from lsr.index.forward import ForwardIndex
+from lsr.index.postings import Postings
+from lsr.index.seismic import SEARCH_DEFAULTS, SeismicBuildParams, build, build_arrays, check, kept_lengths
+from lsr.index.summaries import SAMPLE, block_summary, layout_bound, score_list, write_list
+from lsr.core.sparse import SparseBatch
 from tests.test_index import random_batch, scipy_scores
 
 DATA = Path(os.environ.get("LSR_DATA", "/work/data"))
@@ -310,7 +310,7 @@ def test_clustering_partitions_the_list():
 @pytest.mark.skipif(not (DATA / "scifact.npz").exists() or not (DATA / "queries.npz").exists(),
                     reason=f"no real vectors in {DATA} (set LSR_DATA; see bench/corpora.py and lsr encode)")
 def test_recall_rises_to_one_on_real_vectors(tmp_path):
-    from lsr.vectors import load_vectors
+    from lsr.core.vectors import load_vectors
 
     docs = load_vectors(DATA / "scifact.npz").vectors.take(np.arange(1500))
     queries = load_vectors(DATA / "queries.npz").vectors.take(np.arange(60))
@@ -349,7 +349,7 @@ def test_cli_index_and_search_with_seismic(tmp_path):
     from typer.testing import CliRunner
 
     from lsr.cli import app
-    from lsr.vectors import save_vectors
+    from lsr.core.vectors import save_vectors
 
     docs = random_batch(300, 60, seed=9, vocab=30522)
     save_vectors(tmp_path / "v.npz", docs, [f"d{i}" for i in range(len(docs))], {"model": "splade-tiny"})

@@ -21,10 +21,10 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from index import Index
-from lsr.sample import stdlib_passages
-from service import Settings, create_app
-from service.batcher import MicroBatcher
+from lsr.index import Index
+from lsr.core.sample import stdlib_passages
+from lsr.service import Settings, create_app
+from lsr.service.batcher import MicroBatcher
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "test-key-1"
@@ -131,10 +131,10 @@ def test_empty_query_has_no_hits(client):
 
 def test_hybrid_fuses_bm25_and_splade(tmp_path, client, index_dir, index, encoder):
     assert "BM25 side" in post(client, {"query": QUERIES[0], "hybrid": {}}, status=422)["detail"]
-    pytest.importorskip("eval.fusion", reason="hybrid search needs eval/ (BM25, fusion: issue 8), not merged yet")
-    from eval.fusion import fuse
+    
+    from lsr.retrieval.fusion import fuse
 
-    from service.hybrid import Bm25Side, build_bm25
+    from lsr.service.hybrid import Bm25Side, build_bm25
 
     side = tmp_path / "bm25"
     assert build_bm25(index, side) == 48

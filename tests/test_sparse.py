@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from lsr.sparse import SparseBatch
+from lsr.core.sparse import SparseBatch
 
 
 def random_batch(n=20, vocab=50, density=0.2, seed=0) -> SparseBatch:

@@ -7,24 +7,11 @@ BEIR's conventions encode.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-
-@dataclass(frozen=True)
-class Document:
-    id: str
-    text: str
-    title: str = ""
-
-    @property
-    def full_text(self) -> str:
-        return f"{self.title} {self.text}" if self.title else self.text
-
-
-class CorpusError(ValueError):
-    """The corpus cannot be read: unknown form, missing fields, malformed records."""
+from lsr.core.documents import Document
+from lsr.core.errors import CorpusError
 
 
 def _record(obj: dict, where: str) -> Document:
@@ -155,17 +142,33 @@ def read_corpus(source: str | Path) -> Iterator[Document]:
 
 
 def count_documents(source: str | Path) -> int | None:
-    """The number of documents when it is cheap to know (ir_datasets metadata, Parquet footer), else None."""
-    path = Path(source)
-    if path.is_file() and path.suffix.lower() in (".parquet", ".pq"):
+    """The number of documents, for a progress bar's total: JSONL records (a BEIR folder's too) are counted by
+    reading the file once, Parquet rows and ir_datasets documents come from metadata; None when unknown."""
+    try:
+        form, where = resolve_corpus(source)
+    except CorpusError:
+        return None
+    if form == "jsonl":
+        with open(where, "rb") as f:
+            return sum(1 for raw in f if not blank_line(raw))
+    if form == "parquet":
         import pyarrow.parquet as pq
 
-        return pq.ParquetFile(path).metadata.num_rows
-    if not path.exists():
-        try:
-            import ir_datasets
+        return pq.ParquetFile(where).metadata.num_rows
+    try:
+        import ir_datasets
 
-            return ir_datasets.load(str(source)).docs_count()
-        except Exception:  # noqa: BLE001 - a count is only for the progress bar
-            return None
-    return None
+        return ir_datasets.load(where).docs_count()
+    except Exception:  # noqa: BLE001 - a count is only for the progress bar
+        return None
+
+
+def documents_by_id(source: str | Path, ids: list[str]) -> list[Document]:
+    """The documents of ``source`` in the order of ``ids`` (to store the texts of vectors encoded elsewhere); every
+    id must be there."""
+    wanted = set(ids)
+    found = {d.id: d for d in read_corpus(source) if d.id in wanted}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise CorpusError(f"{source} lacks {len(missing)} of the indexed ids (e.g. {missing[:3]})")
+    return [found[i] for i in ids]

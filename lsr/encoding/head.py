@@ -134,7 +134,7 @@ def triton_available(device: torch.device | str) -> bool:
 @functools.cache
 def _triton_imports() -> bool:
     try:
-        from lsr.kernels import fused_head  # noqa: F401
+        from lsr.encoding.kernels import fused_head  # noqa: F401
     except ImportError:
         return False
     return True
@@ -161,8 +161,8 @@ def splade_max_pool(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     elif backend == "triton":
         if not hidden.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
             raise ValueError(f"backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1), got {hidden.device}")
-        from lsr.kernels.fused_head import head_backward_triton as backward_fn
-        from lsr.kernels.fused_head import max_pool_triton as forward_fn
+        from lsr.encoding.kernels.fused_head import head_backward_triton as backward_fn
+        from lsr.encoding.kernels.fused_head import max_pool_triton as forward_fn
     else:
         raise ValueError(f"unknown backend {backend!r}: expected 'auto', 'torch' or 'triton'")
     if 0 in hidden.shape[:2] or weight.shape[0] == 0:  # no tokens: every max is -inf, every weight 0

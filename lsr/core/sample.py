@@ -12,8 +12,8 @@ import sysconfig
 from pathlib import Path
 from typing import Iterator
 
-from lsr.atomic import atomic_open
-from lsr.corpus import Document
+from lsr.core.atomic import atomic_open
+from lsr.core.documents import Document
 
 _SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "lib2to3", "idlelib",
               "turtledemo", "ensurepip", "venv"}

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from lsr.head import splade_max_pool, splade_sum_pool
-from lsr.models import DEFAULT_MODEL, available_models, hub_reachable, in_hub_cache, resolve_model, vocab_fingerprint
-from lsr.sparse import SparseBatch
+from lsr.encoding.head import splade_max_pool, splade_sum_pool
+from lsr.encoding.models import DEFAULT_MODEL, available_models, hub_reachable, in_hub_cache, resolve_model, vocab_fingerprint
+from lsr.core.sparse import SparseBatch
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,11 @@ class Encoder:
             if table is not None:
                 encoder.set_idf(table)
         return encoder
+
+    def vector_meta(self, max_length: int) -> dict:
+        """What a vectors file records of the encoder that made it (``lsr.core.vectors``)."""
+        return {"model": self.name, "vocab_size": self.vocab_size, "vocab_fingerprint": self.vocab_fingerprint,
+                "max_length": max_length, "pooling": self.pooling}
 
     # ---- inference-free queries ---------------------------------------------------------------------------------
     def _check_idf(self, idf: np.ndarray) -> np.ndarray:

@@ -19,9 +19,9 @@ from typing import Callable, Iterable
 import numpy as np
 import scipy.sparse as sp
 
-from eval.analyzer import Analyzer
-from lsr.atomic import atomic_write_text
-from lsr.sparse import SparseBatch
+from lsr.retrieval.analyzer import Analyzer
+from lsr.core.atomic import atomic_write_text
+from lsr.core.sparse import SparseBatch
 
 FORMAT = "lsr-bm25"
 VERSION = 1

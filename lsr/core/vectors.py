@@ -18,8 +18,8 @@ from typing import IO
 
 import numpy as np
 
-from lsr.atomic import atomic_open
-from lsr.sparse import SparseBatch
+from lsr.core.atomic import atomic_open
+from lsr.core.sparse import SparseBatch
 
 FORMAT = "lsr-vectors"
 VERSION = 1

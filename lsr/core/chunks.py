@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from lsr.corpus import CorpusError, Document, blank_line, read_range, resolve_corpus
+from lsr.core.corpus import blank_line, read_range, resolve_corpus
+from lsr.core.documents import Document
+from lsr.core.errors import CorpusError
 
 CHUNK_DOCS = 8192
 

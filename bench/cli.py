@@ -1,0 +1,153 @@
+"""`lsr bench ...`: benchmarks that print a table and write JSON (BENCHMARKS.md keeps the figures and commands).
+
+Registered with the `lsr` command through the entry point ``lsr.commands`` of this development package; every
+command imports its benchmark module inside its body so that `lsr --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lsr.cli.common import fail
+
+app = typer.Typer(help="Benchmarks that print a table and write JSON.", no_args_is_help=True)
+
+
+@app.command("encode")
+def bench_encode(
+    dataset: str = typer.Option("beir/scifact", help="corpus whose documents are encoded"),
+    queries: str = typer.Option("beir/scifact/test", help="ir_datasets id whose queries are timed one by one"),
+    model: str = typer.Option("splade-tiny"),
+    max_length: int = typer.Option(256),
+    batch_size: int = typer.Option(32),
+    limit: Optional[int] = typer.Option(None, help="encode only the first N documents"),
+    n_queries: int = typer.Option(1000),
+    threads: int = typer.Option(2),
+    output: Path = typer.Option(Path("bench/results/encode_cpu.json")),
+) -> None:
+    """CPU encoding throughput against the plain transformers reference, and single-query latency."""
+    from bench.encode_cpu import run
+
+    run(dataset=dataset, queries=queries, model=model, max_length=max_length, batch_size=batch_size, limit=limit,
+        n_queries=n_queries, threads=threads, output=output)
+
+
+@app.command("index")
+def bench_index(
+    docs: Path = typer.Option(..., help="document vectors (.npz: indptr, indices, values)"),
+    queries: Path = typer.Option(..., help="query vectors (.npz)"),
+    k: int = typer.Option(10, min=1),
+    output: Path = typer.Option(Path("bench/results/index.json")),
+    n_queries: int = typer.Option(1000, min=1, help="first N queries"),
+    rounds: int = typer.Option(2, min=1, help="timed passes over the queries (interleaved across methods)"),
+    block_size: list[int] = typer.Option([16, 32, 64, 128], "--block-size", help="bmp block sizes (repeat)"),
+    alpha: list[float] = typer.Option([1.0, 0.95, 0.9, 0.8, 0.7, 0.6], "--alpha", help="bmp alphas (repeat)"),
+    beta: list[float] = typer.Option([1.0, 0.7, 0.5], "--beta", help="bmp betas (repeat)"),
+    quantization: list[str] = typer.Option(["uint8", "float16", "float32"], "--quantization"),
+    suite: Optional[list[str]] = typer.Option(None, "--suite", help="only these suites: scipy, ours, "
+                                                                     "splade_index, bmp_peer, seismic, peer_seismic"),
+    seismic_grid: Optional[Path] = typer.Option(None, help="JSON overriding bench.seismic.DEFAULT_GRID"),
+    plot: Optional[Path] = typer.Option(None, help="PNG of recall@k against mean latency, all methods"),
+) -> None:
+    """Every search method and installed peer on the same vectors: recall@k, latency, build time, bytes."""
+    from bench.index_search import run
+
+    for f in (docs, queries, *([seismic_grid] if seismic_grid else [])):
+        if not f.exists():
+            fail(f"{f}: no such file")
+    report = run(docs, queries, k, output, n_queries=n_queries, rounds=rounds, block_sizes=tuple(block_size),
+                 alphas=tuple(alpha), betas=tuple(beta), quantizations=tuple(quantization),
+                 suites=tuple(suite) if suite else None,
+                 seismic_grid=json.loads(seismic_grid.read_text()) if seismic_grid else None)
+    if plot:
+        from bench.plot import recall_latency
+
+        recall_latency(report, plot, title=docs.stem)
+
+
+@app.command("synthetic")
+def bench_synthetic(
+    like: list[Path] = typer.Option(..., "--like", help="real vectors whose statistics to imitate (repeat)"),
+    docs: int = typer.Option(1_000_000, min=1, help="documents to generate"),
+    output: Path = typer.Option(..., help="vectors file to write (.npz)"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Synthetic document vectors with the length, term-frequency and weight statistics of real ones."""
+    from bench.synthetic import describe, generate
+    from lsr.core.sparse import SparseBatch
+    from lsr.core.vectors import load_vectors, save_vectors
+
+    try:
+        files = [load_vectors(p) for p in like]
+        source = SparseBatch.concat([f.vectors for f in files])
+    except ValueError as e:
+        fail(str(e))
+    batch = generate(source, docs, seed)
+    meta = {k: files[0].meta[k] for k in ("model", "vocab_fingerprint") if k in files[0].meta}
+    save_vectors(output, batch, [f"syn-{i}" for i in range(docs)],
+                 {**meta, "synthetic": {"like": [str(p) for p in like], "seed": seed}})
+    typer.echo(json.dumps({"output": str(output), "source": describe(source), "synthetic": describe(batch)}))
+
+
+@app.command("ingest")
+def bench_ingest(
+    docs: Path = typer.Option(Path("data/windows.npz"), help="document vectors (.npz)"),
+    queries: Path = typer.Option(Path("data/queries.npz"), help="query vectors (.npz)"),
+    output: Path = typer.Option(Path("bench/results/ingest.json")),
+    limit: Optional[int] = typer.Option(None, min=2, help="only the first N documents"),
+    start: int = typer.Option(10_000, min=1, help="documents of the initial build"),
+    batch: int = typer.Option(1_000, min=1, help="documents per Index.add call"),
+    flush_docs: int = typer.Option(10_000, min=1),
+    method: list[str] = typer.Option(["exact", "bmp"], "--method", help="methods the index is built with"),
+    search_method: list[str] = typer.Option(["exact", "bmp"], "--search-method", help="methods of the timed queries "
+                                                                                       "(repeat)"),
+    n_queries: int = typer.Option(1_000, min=1),
+    burst_s: float = typer.Option(2.0, min=0.1, help="length of each ingestion burst and of each pause"),
+) -> None:
+    """Live updates: ingestion throughput (vectors given, one writer) and search latency while ingesting vs idle."""
+    from bench.ingest import run
+
+    for f in (docs, queries):
+        if not f.exists():
+            fail(f"{f}: no such file")
+    run(docs, queries, output, limit=limit, start=start, batch=batch, flush_docs=flush_docs, methods=tuple(method),
+        n_queries=n_queries, burst_s=burst_s, search_methods=tuple(search_method))
+
+
+@app.command("service")
+def bench_service(
+    docs: Path = typer.Option(Path("data/scifact.npz"), help="document vectors to index (.npz)"),
+    queries: Path = typer.Option(Path("data/queries.npz"), help="query vectors (.npz with ids)"),
+    texts: Path = typer.Option(Path("data/queries.jsonl"), help="query texts (JSONL: id, text)"),
+    prefix: str = typer.Option("beir/scifact/", help="use the queries whose ids start with this"),
+    method: str = typer.Option("exact"),
+    workers: int = typer.Option(1, min=1),
+    clients: list[int] = typer.Option([1, 8, 64], "--clients", help="concurrent connections (repeat)"),
+    seconds: float = typer.Option(5.0, help="length of each measured run"),
+    rounds: int = typer.Option(3, min=1, help="interleaved passes over all settings (the median is reported)"),
+    soak_seconds: float = typer.Option(60.0, help="length of each of the two runs at the highest load"),
+    soak_kind: str = typer.Option("text", help="text or sparse queries in the long runs"),
+    window_ms: float = typer.Option(2.0, help="micro-batching window (LSR_BATCH_WINDOW_MS)"),
+    output: Path = typer.Option(Path("bench/results/service_load.json")),
+) -> None:
+    """HTTP load on a real `lsr serve` over 127.0.0.1 (wrk in a second process): q/s, p50/p99, errors, memory."""
+    from bench.load import run
+
+    for f in (docs, queries, texts):
+        if not f.exists():
+            fail(f"{f}: no such file")
+    run(docs, queries, texts, output, prefix=prefix, method=method, workers=workers, clients=tuple(sorted(clients)),
+        seconds=seconds, rounds=rounds, soak_seconds=soak_seconds, soak_kind=soak_kind, window_ms=window_ms)
+
+
+def _data_app() -> typer.Typer:
+    from bench.corpora import app as data
+
+    return data
+
+
+app.add_typer(_data_app(), name="data", help="Benchmark inputs, rebuilt from what ships offline into data/.")

@@ -1,0 +1,76 @@
+"""`lsr encode`, `lsr models`, `lsr sample-corpus`: text to vectors files, and what needs no download."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lsr.cli.common import echo_json, load_encoder, progress_bar, reported
+
+app = typer.Typer()
+
+
+def encode_with_progress(corpus: str, encoder, *, queries: bool = False, **options):
+    """``lsr.encoding.pipeline.encode_corpus`` under a progress bar with the corpus's total; reports truncation."""
+    from lsr.core.corpus import count_documents
+    from lsr.core.errors import CorpusError
+    from lsr.encoding.pipeline import encode_corpus
+
+    with reported(CorpusError, OSError):
+        total = count_documents(corpus)
+        with progress_bar(f"encoding {corpus}", total) as advance:
+            out = encode_corpus(corpus, encoder, queries=queries, progress=advance, **options)
+    if out.truncated:
+        typer.echo(f"{out.truncated} of {len(out.ids)} texts were longer than {options['max_length']} tokens and "
+                   "were truncated", err=True)
+    return out
+
+
+@app.command()
+def encode(
+    corpus: str = typer.Argument(..., help="JSONL/Parquet file (id, text, title?), BEIR folder, or ir_datasets id"),
+    output: Path = typer.Option(..., "--output", "-o", help="vectors file to write (.npz)"),
+    model: str = typer.Option("splade-tiny", help="embedded name, local folder, or Hugging Face hub id"),
+    max_length: Optional[int] = typer.Option(None, min=8, help="tokens per text, longer ones are truncated "
+                                             "(default: 256 for documents, the encoder's query length with "
+                                             "--queries)"),
+    batch_size: int = typer.Option(32, min=1),
+    top_k: Optional[int] = typer.Option(None, min=1, help="keep the top-k terms per document"),
+    min_weight: Optional[float] = typer.Option(None, min=0.0, help="drop weights below this"),
+    pooling: str = typer.Option("max", help="max (SPLADE) or sum"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
+    queries: bool = typer.Option(False, "--queries", help="encode as queries (query encoder and length)"),
+) -> None:
+    """Encode a corpus into SPLADE vectors (the file `lsr index` reads)."""
+    from lsr.core.vectors import save_vectors
+
+    encoder = load_encoder(model, device, pooling=pooling)
+    if max_length is None:
+        max_length = encoder.query_max_length if queries else encoder.max_length
+    out = encode_with_progress(corpus, encoder, queries=queries, max_length=max_length, batch_size=batch_size,
+                               top_k=top_k, min_weight=min_weight)
+    save_vectors(output, out.vectors, out.ids, {**encoder.vector_meta(max_length), "corpus": str(corpus)})
+    echo_json({"output": str(output), "documents": len(out.ids), "nnz": out.vectors.nnz,
+               "terms_per_doc": round(out.vectors.nnz / max(len(out.ids), 1), 1), "truncated": out.truncated})
+
+
+@app.command("sample-corpus")
+def sample_corpus(
+    output: Path = typer.Argument(..., help="JSONL file to write"),
+    limit: Optional[int] = typer.Option(None, min=1, help="at most this many passages"),
+) -> None:
+    """Write the demo corpus: docstrings of the installed Python standard library, one passage each."""
+    from lsr.core.sample import write_sample_corpus
+
+    echo_json({"output": str(output), "documents": write_sample_corpus(output, limit)})
+
+
+@app.command()
+def models() -> None:
+    """List the models that load without a download."""
+    from lsr.encoding.models import available_models, resolve_model
+
+    for name in available_models():
+        typer.echo(f"{name}\t{resolve_model(name)}")

@@ -1,0 +1,86 @@
+"""`lsr serve` (FastAPI under uvicorn over one index) and `lsr serve-shards` (Ray Serve over a sharded index)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lsr.cli.common import echo_json, fail, reported
+
+app = typer.Typer()
+
+
+@app.command()
+def serve(
+    index_dir: Path = typer.Option(..., "--index", help="index folder"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(8000, min=0, max=65535),
+    workers: int = typer.Option(1, min=1, help="worker processes; they share the memory-mapped index"),
+    model: Optional[str] = typer.Option(None, help="query encoder (default: the model the index records)"),
+    api_keys_file: Optional[Path] = typer.Option(None, help="API keys, one per line (or set LSR_API_KEYS)"),
+    protect_reads: bool = typer.Option(False, help="searches and reads need an API key too"),
+    bm25: Optional[Path] = typer.Option(None, help="BM25 side for hybrid search; built from the index's stored texts "
+                                                   "when the folder holds none"),
+    graceful_timeout: float = typer.Option(30.0, help="seconds that in-flight requests get to finish on SIGTERM"),
+    log_level: str = typer.Option("info"),
+) -> None:
+    """Serve an index over HTTP: FastAPI under uvicorn, OpenAPI at /docs. Other settings: LSR_* variables
+    (lsr/service/settings.py)."""
+    import os
+    import tempfile
+
+    import uvicorn
+    from pydantic import ValidationError
+
+    from lsr.index import Index, IndexCorrupt
+    from lsr.service.hybrid import BM25_MODEL, build_bm25
+    from lsr.service.settings import Settings
+
+    with reported(IndexCorrupt, OSError):
+        idx = Index.open(index_dir, verify=False)
+    if bm25 is not None and not (bm25 / BM25_MODEL).exists():
+        typer.echo(f"building the BM25 side of {idx.num_docs} documents in {bm25}", err=True)
+        with reported(ValueError, FileExistsError):
+            build_bm25(idx, bm25)
+    given = {"INDEX_DIR": index_dir.resolve(), "MODEL": model, "API_KEYS_FILE": api_keys_file,
+             "PROTECT_READS": "true" if protect_reads else None, "BM25_DIR": bm25.resolve() if bm25 else None}
+    os.environ.update({f"LSR_{k}": str(v) for k, v in given.items() if v is not None})
+    try:
+        settings = Settings()  # the workers read the same variables: fail here, once, on a bad value
+        settings.keys()
+    except (ValidationError, OSError) as e:
+        fail(f"service settings: {e}")
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="lsr-metrics-")  # /metrics sums workers
+    uvicorn.run("lsr.service.app:from_env", factory=True, host=host, port=port, workers=workers,
+                timeout_graceful_shutdown=graceful_timeout, log_level=log_level, access_log=False)
+
+
+@app.command("serve-shards")
+def serve_shards(
+    index_dir: Path = typer.Option(..., "--index", help="a sharded index (lsr index --shards N)"),
+    replicas: int = typer.Option(1, min=1, help="replicas of every shard"),
+    cpus_per_replica: float = typer.Option(1.0, min=0.0, help="CPUs Ray reserves for each replica"),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8000, min=1, max=65535),
+    ray_address: Optional[str] = typer.Option(None, envvar="RAY_ADDRESS", help="cluster to join (default: a local "
+                                                                              "one)"),
+) -> None:
+    """Serve a sharded index on Ray Serve: a deployment per shard, a front that fans out and merges (POST /search)."""
+    import time
+
+    try:
+        from lsr.cluster.connect import connect
+        from lsr.cluster.serve import deploy
+    except ImportError as e:
+        fail(f"serve-shards needs Ray Serve: pip install 'lsr[ray]' ({e})")
+    from lsr.index import IndexCorrupt
+
+    connect(ray_address)
+    with reported(IndexCorrupt):
+        deploy(index_dir, replicas=replicas, cpus_per_replica=cpus_per_replica, host=host, port=port)
+    echo_json({"url": f"http://{host}:{port}/search", "index": str(index_dir)})
+    while True:   # Serve runs in the cluster; this process keeps the local cluster alive until Ctrl-C
+        time.sleep(3600)
