@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from lsr.cli.common import echo_json, fail, parse_params, reported
+from lsr.cli.common import echo_json, fail, load_encoder, parse_params, reported
 
 app = typer.Typer()
 
@@ -45,8 +45,6 @@ def search(
     else:
         if not idx.model:
             fail(f"{index_dir} records no model, so a text query cannot be encoded for it")
-        from lsr.cli.common import load_encoder
-
         encoder = load_encoder(idx.model, device)
         with reported(VocabularyMismatch):
             idx.check_vocabulary(encoder.vocab_fingerprint)
@@ -58,10 +56,11 @@ def search(
     if as_json:
         echo_json({"query": query if query is not None else terms or vector, "method": method, "hits": hits})
         return
-    typer.echo(f"{'rank':>4}  {'score':>8}  {'id':<16}  text")
+    width = min(max([len(h["id"]) for h in hits] + [2]), 40)
+    typer.echo(f"{'rank':>4}  {'score':>8}  {'id':<{width}}  text")
     for h in hits:
         shown = h["text"] if h["title"] in ("", h["id"]) else f"{h['title']}: {h['text']}"
-        typer.echo(f"{h['rank']:>4}  {h['score']:8.3f}  {h['id']:<16}  {' '.join(shown.split())[:100]}")
+        typer.echo(f"{h['rank']:>4}  {h['score']:8.3f}  {h['id']:<{width}}  {' '.join(shown.split())[:100]}")
 
 
 def _parse_vector(text: str):
