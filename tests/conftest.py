@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-_CANDIDATES = [Path(p) for p in [os.environ.get("LSR_SHARED_IR_DATASETS", "")] if p]
-_CANDIDATES += [REPO.parent / "shared" / "ir_datasets", Path("/work/shared/ir_datasets")]
+from tests.eval_data import shared_ir_datasets_path
+
 _HOME: Path | None = None
 
 
@@ -19,7 +18,7 @@ def pytest_configure(config) -> None:
     """Copies the shared BEIR data to a private IR_DATASETS_HOME before anything imports ir_datasets
     (its dataset paths are fixed at import, and it writes caches beside the data)."""
     global _HOME
-    source = next((p for p in _CANDIDATES if (p / "beir").is_dir()), None)
+    source = shared_ir_datasets_path()
     if source is None:
         return
     _HOME = Path(tempfile.mkdtemp(prefix="lsr-ir-datasets-"))
@@ -27,6 +26,14 @@ def pytest_configure(config) -> None:
     for p in _HOME.rglob("*"):
         p.chmod(0o755 if p.is_dir() else 0o644)
     os.environ["IR_DATASETS_HOME"] = str(_HOME)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The folder a test lives in is its kind: tests/unit, tests/integration, tests/slow."""
+    for item in items:
+        kind = Path(str(item.fspath)).parent.name
+        if kind in ("unit", "integration", "slow"):
+            item.add_marker(kind)
 
 
 def pytest_unconfigure(config) -> None:

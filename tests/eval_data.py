@@ -1,12 +1,13 @@
 """Test collections for the evaluation tests, built from the shared BEIR downloads without touching the network.
 
-The shared folder (``../shared/ir_datasets`` beside the repository, or /work/shared/ir_datasets) holds the BEIR
+The shared folder (``../shared/ir_datasets`` beside the checkout, or ``$LSR_SHARED_IR_DATASETS``) holds the BEIR
 ``source.zip`` files that ir_datasets downloads; tests skip with the reason when it is absent.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import zipfile
@@ -15,13 +16,19 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CANDIDATES = (REPO.parent / "shared" / "ir_datasets", Path("/work/shared/ir_datasets"))
+CANDIDATES = tuple(Path(p) for p in [os.environ.get("LSR_SHARED_IR_DATASETS", "")] if p) + (
+    REPO.parent / "shared" / "ir_datasets",)
+
+
+def shared_ir_datasets_path() -> Path | None:
+    """The shared ir_datasets home with BEIR in it, or None."""
+    return next((p for p in CANDIDATES if (p / "beir").is_dir()), None)
 
 
 def shared_ir_datasets() -> Path:
-    for path in CANDIDATES:
-        if (path / "beir").is_dir():
-            return path
+    path = shared_ir_datasets_path()
+    if path is not None:
+        return path
     pytest.skip(f"the shared BEIR data is absent (looked in {', '.join(map(str, CANDIDATES))}): "
                 "copy the ir_datasets home with beir/scifact and beir/nfcorpus there to run this test")
 

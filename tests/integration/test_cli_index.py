@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from lsr.cli import app
 from lsr.core.vectors import save_vectors
-from tests.test_index import random_batch
+from tests.vectors import random_batch
 
 runner = CliRunner()
 DOCS = [

@@ -8,22 +8,7 @@ import pytest
 from lsr.index import Index, IndexCorrupt, VocabularyMismatch
 from lsr.core.documents import Document
 from lsr.core.sparse import SparseBatch
-
-VOCAB = 400
-
-
-def random_batch(n: int, terms: int, seed: int, vocab: int = VOCAB) -> SparseBatch:
-    """SPLADE-like toy vectors: Zipf-ish term popularity, topical clusters, log-normal weights."""
-    rng = np.random.default_rng(seed)
-    popularity = 1.0 / np.arange(1, vocab + 1) ** 0.8
-    rows = []
-    for i in range(n):
-        topic = rng.integers(0, 8)
-        p = popularity * (1 + 4 * ((np.arange(vocab) % 8) == topic))
-        ids = np.unique(rng.choice(vocab, size=rng.integers(terms // 2, terms), replace=False, p=p / p.sum()))
-        rows.append((ids, rng.lognormal(-0.5, 0.6, len(ids)).astype(np.float32)))
-    return SparseBatch.from_rows(rows, vocab)
-
+from tests.vectors import VOCAB, random_batch, scipy_scores
 
 @pytest.fixture(scope="module")
 def corpus():
@@ -40,10 +25,6 @@ def built(corpus, tmp_path_factory):
     path = tmp_path_factory.mktemp("idx") / "index"
     Index.build(path, docs, ids, texts=texts, model="toy", vocab_fingerprint="fp-toy", quantization="float32")
     return path
-
-
-def scipy_scores(docs: SparseBatch, queries: SparseBatch) -> np.ndarray:
-    return np.asarray((queries.to_scipy() @ docs.to_scipy().T).todense(), dtype=np.float64)
 
 
 def check_topk(res_scores, res_ids, truth, ids, k, rtol=1e-5, atol=1e-5):
@@ -293,7 +274,7 @@ def test_interrupted_build_leaves_nothing_that_opens(corpus, tmp_path, monkeypat
 KILL_SCRIPT = """
 import sys, numpy as np
 sys.path.insert(0, {root!r})
-from tests.test_index import random_batch
+from tests.vectors import random_batch
 from lsr.index import Index
 docs = random_batch(3000, 60, seed=5)
 print("ready", flush=True)
@@ -311,7 +292,7 @@ def test_killed_build_subprocess(tmp_path):
     import sys
     import time
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     script = tmp_path / "build.py"
     script.write_text(KILL_SCRIPT.format(root=root))
     rng = np.random.default_rng(0)

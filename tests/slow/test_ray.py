@@ -27,7 +27,7 @@ from lsr.cli import app  # noqa: E402
 from lsr.core.corpus import read_corpus  # noqa: E402
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOCS, CHUNK = 96, 12
 runner = CliRunner()
 

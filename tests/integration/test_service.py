@@ -26,7 +26,7 @@ from lsr.core.sample import stdlib_passages
 from lsr.service import Settings, create_app
 from lsr.service.batcher import MicroBatcher
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 KEY = "test-key-1"
 QUERIES = ["how to parse command line arguments", "compress data with zlib", "format a date as a string"]
 

@@ -16,7 +16,7 @@ from lsr.index.postings import Postings
 from lsr.index.seismic import SEARCH_DEFAULTS, SeismicBuildParams, build, build_arrays, check, kept_lengths
 from lsr.index.summaries import SAMPLE, block_summary, layout_bound, score_list, write_list
 from lsr.core.sparse import SparseBatch
-from tests.test_index import random_batch, scipy_scores
+from tests.vectors import random_batch, scipy_scores
 
 DATA = Path(os.environ.get("LSR_DATA", "/work/data"))
 LOOSE = {"n_postings": 100_000, "summary_energy": 1.0}             # nothing pruned, summaries are upper bounds

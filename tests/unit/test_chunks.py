@@ -20,7 +20,7 @@ from lsr.core.corpus import read_corpus
 from lsr.core.documents import Document
 from lsr.core.errors import CorpusError
 from lsr.core.vectors import write_vectors
-from tests.test_index import random_batch
+from tests.vectors import random_batch
 
 
 def all_chunks(plan):
