@@ -11,9 +11,13 @@ Parts (``--parts``, default all):
 - ``e2e``: ``Encoder.encode_documents`` (tokenization, batching, CSR on the host) against sentence-transformers'
   SparseEncoder (tokenization included, its sparse output) on the same real texts, for splade-tiny and the
   BERT-base-sized model, whose random decoder bias is shifted so that about 150 terms per text are non-zero, as in
-  a trained SPLADE (dense outputs would measure the host copy, not the encoder).
+  a trained SPLADE (dense outputs would measure the host copy, not the encoder). Vectors are checked first (the GPU
+  input path bit for bit against the plain one, both against SparseEncoder within bf16); then, interleaved: ours,
+  ours through the plain input path, SparseEncoder; then the parts: the model alone on the corpus's batches already
+  on the GPU and on 128 x 256 random tokens, the input path alone, the time the GPU loop waited for input, and one
+  encode under torch.profiler (GPU busy share, top operations: ``profile_<model>.txt`` beside ``--out``).
 
-    python bench/head_gpu.py --out $OUT/head_gpu.json --texts windows.jsonl
+    python -m bench.head_gpu --out $OUT/head_gpu.json --texts corpus.jsonl --parts e2e
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 SHAPES = [(32, 256, 768, 30522), (128, 128, 768, 30522), (32, 256, 768, 250002), (8, 512, 1024, 250002)]
@@ -354,7 +359,143 @@ def save_bert_base_splade(folder, texts, config=None, nnz_per_text=150):
     return folder
 
 
-def time_e2e(results, texts, batch_size=128, max_length=256, repeats=2, config=None):
+def csr_equal(a, b):
+    return all(np.array_equal(x, y) for x, y in ((a.indptr, b.indptr), (a.indices, b.indices), (a.values, b.values)))
+
+
+def check_e2e(ours, st, texts, batch_size, max_length, n_st=512):
+    """Vectors before speed: ours through the GPU input path equal, bit for bit, ours through the plain path
+    (transformers tokenizer with overflow rows, same batches); and equal to SparseEncoder's within bf16 (the two
+    run the same bf16 transformer; ours keeps float32 max logits): identical non-zero sets up to a few entries at
+    the threshold, relative difference under 1e-2 (the head's bf16 tolerance)."""
+    n_st = min(n_st, len(texts))
+    fast = ours.encode_documents(texts, max_length=max_length)
+    truncated = ours.stats.truncated
+    plain = plain_path(ours).encode_documents(texts, max_length=max_length)
+    a = fast.to_scipy()[:n_st].toarray()
+    b = st.encode_document(texts[:n_st], batch_size=batch_size).to_dense().float().cpu().numpy()
+    union = ((a > 0) | (b > 0)).sum()
+    row = {"identical_to_plain_path": csr_equal(fast, plain), "truncated": truncated,
+           "truncated_plain_path": ours.stats.truncated, "st_checked_texts": n_st,
+           "rel_diff_vs_st": float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30)),
+           "support_jaccard": float(((a > 0) & (b > 0)).sum() / max(union, 1)),
+           "support_differences": int(((a > 0) != (b > 0)).sum()), "nnz_per_text": float(np.diff(fast.indptr).mean())}
+    row["ok"] = (row["identical_to_plain_path"] and truncated == row["truncated_plain_path"]
+                 and row["rel_diff_vs_st"] < TOLERANCE["bf16"] and row["support_jaccard"] >= 0.999)
+    return row
+
+
+class plain_path:
+    """The encoder with the GPU input path switched off (tokenization on one thread through transformers, with
+    overflow rows to count truncation: the path this issue replaces), for the same-run comparison."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+
+    def encode_documents(self, texts, **kw):
+        self.encoder._prefetched_batches = self.encoder._batches
+        try:
+            return self.encoder.encode_documents(texts, **kw)
+        finally:
+            del self.encoder._prefetched_batches
+
+
+def device_batches(ours, texts, batch_size, max_length):
+    """The corpus's batches exactly as encode_documents forms them, tokenized and on the GPU in advance."""
+    order = np.argsort(-np.array([len(t) for t in texts]), kind="stable")
+    batches = [b for _, b in ours._prefetched_batches(texts, order, batch_size, max_length)]
+    sync()
+    return batches
+
+
+def forward_only(ours, batches):
+    """docs/s of the model (transformer + fused head) alone on batches already on the GPU."""
+    def run():
+        for b in batches:
+            ours.weights(b)
+    run()
+    sync()
+    t0 = time.perf_counter()
+    run()
+    sync()
+    return sum(len(b["input_ids"]) for b in batches) / (time.perf_counter() - t0)
+
+
+def host_only(ours, texts, batch_size, max_length):
+    """docs/s of the GPU input path with no model: tokenize, pin, copy."""
+    order = np.argsort(-np.array([len(t) for t in texts]), kind="stable")
+    t0 = time.perf_counter()
+    for _ in ours._prefetched_batches(texts, order, batch_size, max_length):
+        pass
+    sync()
+    return len(texts) / (time.perf_counter() - t0)
+
+
+def input_waits(ours, texts, max_length):
+    """Seconds the GPU loop spent waiting for its next input batch during one encode (host-bound when large)."""
+    inner = ours._prefetched_batches
+    waited = [0.0]
+
+    def timed(*a):
+        it = iter(inner(*a))
+        while True:
+            t0 = time.perf_counter()
+            item = next(it, None)
+            waited[0] += time.perf_counter() - t0
+            if item is None:
+                return
+            yield item
+
+    ours._prefetched_batches = timed
+    try:
+        sync()
+        t0 = time.perf_counter()
+        ours.encode_documents(texts, max_length=max_length)
+        sync()
+        return waited[0], time.perf_counter() - t0
+    finally:
+        del ours._prefetched_batches
+
+
+def profile_e2e(ours, texts, max_length, out_dir, label):
+    """One encode under torch.profiler: the GPU's busy share of the wall time (union of kernel intervals) and the
+    top host and device operations, written to out_dir."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        t0 = time.perf_counter()
+        ours.encode_documents(texts, max_length=max_length)
+        sync()
+        wall = time.perf_counter() - t0
+    kernels = sorted((e.time_range.start, e.time_range.end) for e in prof.events()
+                     if e.device_type == torch.autograd.DeviceType.CUDA and e.time_range.end > e.time_range.start)
+    busy, end = 0.0, -math.inf
+    for lo, hi in kernels:
+        if hi > end:
+            busy += hi - max(lo, end)
+            end = hi
+    span = (kernels[-1][1] - kernels[0][0]) if kernels else math.nan
+    averages = prof.key_averages()
+    text = (averages.table(sort_by="self_cpu_time_total", row_limit=25) + "\n" +
+            averages.table(sort_by="self_device_time_total", row_limit=15))
+    if out_dir:
+        (out_dir / f"profile_{label}.txt").write_text(text)
+    return {"profiled_wall_s": wall, "gpu_busy_s": busy / 1e6, "gpu_span_s": span / 1e6,
+            "gpu_busy_share_of_wall": busy / 1e6 / wall,
+            "top_host_ops": [(e.key, e.self_cpu_time_total / 1e3) for e in
+                             sorted(averages, key=lambda e: -e.self_cpu_time_total)[:8]]}
+
+
+def time_model_fixed(ours, batch=128, length=256):
+    """docs/s of ``Encoder.weights`` on one fixed (batch, length) of random tokens, no padding (the issue's
+    model-forward-only reference: BERT-base, fused head, bf16, 128 x 256)."""
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, 30000, (batch, length), generator=g)
+    inputs = {"input_ids": ids.to(DEV), "attention_mask": torch.ones(batch, length, dtype=torch.long, device=DEV)}
+    return batch / (median_ms(lambda: ours.weights(inputs)) / 1e3)
+
+
+def time_e2e(results, texts, batch_size=128, max_length=256, repeats=3, config=None, out_dir=None):
     from lsr.encoding.encoder import Encoder
     from lsr.encoding.models import resolve_model
     from sentence_transformers import SparseEncoder
@@ -367,33 +508,55 @@ def time_e2e(results, texts, batch_size=128, max_length=256, repeats=2, config=N
         st = SparseEncoder(path, device=DEV).to(torch.bfloat16)
         st.max_seq_length = max_length
         t0 = time.perf_counter()
-        ours.encode_documents(texts[:4096], max_length=max_length)  # autotunes the kernels for each length bucket
-        warm_s = time.perf_counter() - t0
+        ours.encode_documents(texts, max_length=max_length)  # autotunes the kernels for each length bucket
+        row = {"part": "e2e", "model": label, "texts": len(texts), "batch_size": batch_size, "max_length": max_length,
+               "warmup_s": time.perf_counter() - t0}
         st.encode_document(texts[:512], batch_size=batch_size)
-        # same vectors? compare on a slice (both bf16 transformers; ours keeps float32 max logits)
-        a = ours.encode_documents(texts[:256], max_length=max_length).to_scipy().toarray()
-        b = st.encode_document(texts[:256], batch_size=batch_size).to_dense().float().cpu().numpy()
-        import numpy as np
-
-        row = {"part": "e2e", "model": label, "texts": len(texts), "batch_size": batch_size, "warmup_s": warm_s,
-               "rel_diff_vs_st": float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30)),
-               "support_jaccard": float(((a > 0) & (b > 0)).sum() / max(((a > 0) | (b > 0)).sum(), 1)),
-               "nnz_per_text": float((a > 0).sum(1).mean())}
-        for _ in range(repeats):
-            for name, fn in (("ours", lambda: ours.encode_documents(texts, max_length=max_length)),
-                             ("st", lambda: st.encode_document(texts, batch_size=batch_size))):
+        row.update(check_e2e(ours, st, texts, batch_size, max_length))
+        log(f"check  {label:16s} {'ok ' if row['ok'] else 'BAD'} identical to the plain path: "
+            f"{row['identical_to_plain_path']}, vs SparseEncoder on {row['st_checked_texts']} texts: rel. diff "
+            f"{row['rel_diff_vs_st']:.1e}, support Jaccard {row['support_jaccard']:.4f} "
+            f"({row['support_differences']} entries), truncated {row['truncated']}/{len(texts)}")
+        if not row["ok"]:
+            results.append(row)
+            continue   # no speed without equal vectors
+        runs = {"ours": lambda: ours.encode_documents(texts, max_length=max_length),
+                "ours_plain_path": lambda: plain_path(ours).encode_documents(texts, max_length=max_length),
+                "st": lambda: st.encode_document(texts, batch_size=batch_size)}
+        for _ in range(repeats):  # interleaved
+            for name, fn in runs.items():
                 sync()
                 t0 = time.perf_counter()
                 fn()
                 sync()
                 row.setdefault(name + "_s", []).append(time.perf_counter() - t0)
-        for name in ("ours", "st"):
-            row[name + "_docs_s"] = len(texts) / min(row[name + "_s"])
+        for name in runs:
+            row[name + "_docs_s"] = len(texts) / float(np.median(row[name + "_s"]))
         row["speedup"] = row["ours_docs_s"] / row["st_docs_s"]
+        row["speedup_plain_path"] = row["ours_plain_path_docs_s"] / row["st_docs_s"]
+        batches = device_batches(ours, texts, batch_size, max_length)
+        row["forward_only_corpus_docs_s"] = float(np.median([forward_only(ours, batches) for _ in range(repeats)]))
+        del batches
+        row["forward_only_128x256_docs_s"] = time_model_fixed(ours, batch_size, max_length)
+        row["host_only_docs_s"] = float(np.median([host_only(ours, texts, batch_size, max_length)
+                                                   for _ in range(repeats)]))
+        row["input_wait_s"], row["input_wait_wall_s"] = input_waits(ours, texts, max_length)
+        row["e2e_share_of_forward_corpus"] = row["ours_docs_s"] / row["forward_only_corpus_docs_s"]
+        row["e2e_share_of_forward_128x256"] = row["ours_docs_s"] / row["forward_only_128x256_docs_s"]
+        if DEV == "cuda":
+            try:
+                row["profile"] = profile_e2e(ours, texts, max_length, out_dir, label)
+            except Exception as e:  # the figures above stand without it
+                row["profile"] = {"error": repr(e)}
         results.append(row)
-        log(f"e2e    {label:16s} {len(texts)} texts: ours {row['ours_docs_s']:.0f} docs/s, SparseEncoder "
-            f"{row['st_docs_s']:.0f} docs/s, x{row['speedup']:.2f} (nnz/text {row['nnz_per_text']:.0f}, "
-            f"rel. diff {row['rel_diff_vs_st']:.1e}, support Jaccard {row['support_jaccard']:.3f})")
+        log(f"e2e    {label:16s} {len(texts)} texts: ours {row['ours_docs_s']:.0f} docs/s (plain path "
+            f"{row['ours_plain_path_docs_s']:.0f}), SparseEncoder {row['st_docs_s']:.0f} docs/s, x{row['speedup']:.2f}"
+            f" (plain path x{row['speedup_plain_path']:.2f}); forward only {row['forward_only_corpus_docs_s']:.0f} "
+            f"(corpus batches) / {row['forward_only_128x256_docs_s']:.0f} (128x256): e2e = "
+            f"{row['e2e_share_of_forward_corpus']:.2f} / {row['e2e_share_of_forward_128x256']:.2f} of it; host only "
+            f"{row['host_only_docs_s']:.0f} docs/s; input wait {row['input_wait_s']:.3f} of "
+            f"{row['input_wait_wall_s']:.3f} s; GPU busy {row.get('profile', {}).get('gpu_busy_share_of_wall', 0):.2f}"
+            f" of the profiled wall")
         del ours, st
         empty_cache()
 
@@ -490,7 +653,8 @@ def main():
             save()
         if "e2e" in parts:
             doc["e2e"] = []
-            time_e2e(doc["e2e"], read_texts(args.texts, args.n_texts), config=bert, **e2e_size)
+            time_e2e(doc["e2e"], read_texts(args.texts, args.n_texts), config=bert, out_dir=args.out.parent,
+                     **e2e_size)
     finally:
         save()
     log("\n".join(summary(doc)) if doc["head"] else "")

@@ -12,6 +12,8 @@ import math
 import os
 import queue
 import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -21,12 +23,14 @@ from torch import nn
 
 from lsr.encoding.head import splade_max_pool, splade_sum_pool
 from lsr.encoding.models import DEFAULT_MODEL, available_models, hub_reachable, in_hub_cache, resolve_model, vocab_fingerprint
+from lsr.encoding.tokens import BatchTokenizer
 from lsr.core.sparse import SparseBatch
 
 log = logging.getLogger(__name__)
 
 DOCUMENT_MAX_LENGTH = 256
 QUERY_MAX_LENGTH = 64
+PREFETCH = 4  # GPU batches tokenized ahead of the model
 
 
 class ModelLoadError(ValueError):
@@ -100,6 +104,7 @@ class Encoder:
         self.idf = None if idf is None else self._check_idf(idf)
         self.stats = EncodeStats()
         self._side_stream: torch.cuda.Stream | None = None
+        self._batch_tokenizers: dict[tuple[int, int | None], BatchTokenizer | None] = {}
 
     @classmethod
     def from_pretrained(cls, name_or_path: str = DEFAULT_MODEL, device: str | torch.device = "auto",
@@ -220,6 +225,51 @@ class Encoder:
                 raise item
             yield item
 
+    def _batch_tokenizer(self, max_length: int, pad_to: int | None) -> BatchTokenizer | None:
+        """The Rust-tokenizer batcher for these settings (built once), or None for a slow tokenizer."""
+        key = (max_length, pad_to)
+        if key not in self._batch_tokenizers:
+            try:
+                self._batch_tokenizers[key] = BatchTokenizer(self.tokenizer, max_length, pad_to)
+            except (TypeError, ImportError):
+                self._batch_tokenizers[key] = None
+        return self._batch_tokenizers[key]
+
+    def _prefetched_batches(self, texts: list[str], order: np.ndarray, batch_size: int,
+                            max_length: int) -> Iterable[tuple[np.ndarray, dict]]:
+        """Batches for the GPU, the same tensors as ``_batches``, prepared PREFETCH batches ahead by two threads.
+
+        Each batch is tokenized by the Rust tokenizer (all cores, the GIL released: ``lsr.encoding.tokens``) and
+        pinned on a worker; this thread only starts the non-blocking copies, so the host work of the next batches
+        runs while the GPU computes this one.
+        """
+        cuda = self.device.type == "cuda"
+        tokenize = self._batch_tokenizer(max_length, 8 if cuda else None)
+        if tokenize is None:
+            yield from self._batches(texts, order, batch_size, max_length)
+            return
+        chunks = iter([order[i:i + batch_size] for i in range(0, len(order), batch_size)])
+
+        def prepare(chunk: np.ndarray) -> tuple[np.ndarray, int, dict[str, torch.Tensor]]:
+            tokens = tokenize([texts[i] for i in chunk])
+            host = {"input_ids": torch.from_numpy(tokens.input_ids),
+                    "attention_mask": torch.from_numpy(tokens.attention_mask)}
+            return chunk, tokens.truncated, {k: v.pin_memory() if cuda else v for k, v in host.items()}
+
+        with ThreadPoolExecutor(2, thread_name_prefix="lsr-tokenize") as pool:
+            ahead = deque(pool.submit(prepare, c) for _, c in zip(range(PREFETCH), chunks))
+            try:
+                while ahead:
+                    chunk, truncated, host = ahead.popleft().result()
+                    if (nxt := next(chunks, None)) is not None:
+                        ahead.append(pool.submit(prepare, nxt))
+                    self.stats.truncated += truncated
+                    self.stats.tokens += int(host["attention_mask"].sum())
+                    yield chunk, {k: v.to(self.device, non_blocking=True) for k, v in host.items()}
+            finally:
+                for f in ahead:
+                    f.cancel()
+
     @torch.inference_mode()
     def weights(self, batch: dict) -> torch.Tensor:
         """Dense (B, V) float32 SPLADE weights of one tokenized batch."""
@@ -263,7 +313,8 @@ class Encoder:
                                      self.vocab_size))
             orders.append(blank)
         pending = None  # the previous batch: its CSR is built while this one runs
-        for chunk, batch in self._batches(texts, order, batch_size, max_length):
+        batches = self._prefetched_batches if self.device.type == "cuda" else self._batches
+        for chunk, batch in batches(texts, order, batch_size, max_length):
             w = self.weights(batch)
             if top_k is not None and top_k < w.shape[1]:
                 top = torch.topk(w, top_k, dim=1)
@@ -318,13 +369,16 @@ class Encoder:
 
 
 def _to_csr(w: torch.Tensor, vocab_size: int) -> SparseBatch:
-    """Dense (B, V) weights to CSR, compacted on the device so only non-zeros cross to the host."""
-    nz = torch.nonzero(w > 0)  # row-major: term ids come out sorted within each row
-    values = w[nz[:, 0], nz[:, 1]].float().cpu().numpy()
-    rows = nz[:, 0].cpu().numpy()
-    indptr = np.zeros(w.shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=w.shape[0]), out=indptr[1:])
-    return SparseBatch(indptr, nz[:, 1].to(torch.int32).cpu().numpy(), values, vocab_size)
+    """Dense (B, V) weights to CSR, compacted where they are: from a GPU only the row counts, term ids and weights
+    of the non-zeros cross to the host, packed into one copy."""
+    keep = w > 0
+    nz = torch.nonzero(keep)  # row-major: term ids come out sorted within each row
+    n, rows = len(nz), w.shape[0]
+    packed = torch.cat([keep.sum(1, dtype=torch.int32), nz[:, 1].to(torch.int32),
+                        w[nz[:, 0], nz[:, 1]].float().view(torch.int32)]).cpu().numpy()
+    indptr = np.zeros(rows + 1, dtype=np.int64)
+    np.cumsum(packed[:rows], out=indptr[1:])
+    return SparseBatch(indptr, packed[rows:rows + n], packed[rows + n:].view(np.float32), vocab_size)
 
 
 def idf_from_documents(docs: SparseBatch) -> np.ndarray:
