@@ -576,6 +576,18 @@ def ceilings():
     return {"bf16_mm_tflops": 2 * 8192 ** 3 / mm / 1e9, "copy_tb_s": 2 * x.numel() * 4 / cp / 1e9}
 
 
+def package_versions():
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("transformers", "tokenizers", "sentence-transformers"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
 def summary(doc):
     """The issue's targets, as ratios measured in this run."""
     rows = [r for r in doc["head"] if "ms" in r]
@@ -632,7 +644,7 @@ def main():
     props = torch.cuda.get_device_properties(0) if DEV == "cuda" else None
     doc = {"device": props.name if props else "cpu", "sms": props.multi_processor_count if props else 0,
            "torch": torch.__version__,
-           "triton": triton.__version__, "argv": sys.argv[1:], "ceilings": ceilings(), "checks": [], "head": []}
+           "triton": triton.__version__, "versions": package_versions(), "cpus": os.cpu_count(), "argv": sys.argv[1:], "ceilings": ceilings(), "checks": [], "head": []}
     log(json.dumps({k: doc[k] for k in ("device", "sms", "torch", "triton", "ceilings")}))
 
     def save():
