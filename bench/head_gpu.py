@@ -500,14 +500,15 @@ def time_model_fixed(ours, batch=128, length=256):
     return batch / (median_ms(lambda: ours.weights(inputs)) / 1e3)
 
 
-def time_e2e(results, texts, batch_size=128, max_length=256, repeats=2, config=None, out_dir=None):
+def time_e2e(results, texts, batch_size=128, max_length=256, repeats=2, config=None, out_dir=None, only=None):
     from lsr.encoding.encoder import Encoder
     from lsr.encoding.models import resolve_model
     from sentence_transformers import SparseEncoder
 
     tmp = tempfile.mkdtemp()
-    models = {"splade-tiny": resolve_model("splade-tiny"),
-              "bert-base-random": save_bert_base_splade(os.path.join(tmp, "bert"), texts, config)}
+    models = {"splade-tiny": lambda: resolve_model("splade-tiny"),
+              "bert-base-random": lambda: save_bert_base_splade(os.path.join(tmp, "bert"), texts, config)}
+    models = {label: make() for label, make in models.items() if label in (only or models)}
     for label, path in models.items():
         ours = Encoder.from_pretrained(path, device=DEV, batch_size=batch_size, dtype=torch.bfloat16)
         st = SparseEncoder(path, device=DEV).to(torch.bfloat16)
@@ -623,6 +624,7 @@ def main():
     ap.add_argument("--texts", type=Path, help="JSONL corpus for the end-to-end part")
     ap.add_argument("--n-texts", type=int, default=8192)
     ap.add_argument("--parts", default="head,model,e2e")
+    ap.add_argument("--models", help="e2e models, comma-separated (default: splade-tiny,bert-base-random)")
     ap.add_argument("--impls", default="fused,chunked,eager,compile")
     ap.add_argument("--dtypes", default="bf16,fp32")
     ap.add_argument("--modes", default="fwd,fwd+bwd")
@@ -671,7 +673,7 @@ def main():
         if "e2e" in parts:
             doc["e2e"] = []
             time_e2e(doc["e2e"], read_texts(args.texts, args.n_texts), config=bert, out_dir=args.out.parent,
-                     **e2e_size)
+                     only=args.models and args.models.split(","), **e2e_size)
     finally:
         save()
     log("\n".join(summary(doc)) if doc["head"] else "")
