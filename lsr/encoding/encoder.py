@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 DOCUMENT_MAX_LENGTH = 256
 QUERY_MAX_LENGTH = 64
-PREFETCH = 16  # GPU batches tokenized ahead of the model
+PREFETCH = 4  # GPU batches tokenized ahead of the model
 
 
 class ModelLoadError(ValueError):
@@ -237,8 +237,7 @@ class Encoder:
 
     def _prefetched_batches(self, texts: list[str], order: np.ndarray, batch_size: int,
                             max_length: int) -> Iterable[tuple[np.ndarray, dict]]:
-        """Batches for the GPU, the same tensors as ``_batches`` (in reverse order), prepared PREFETCH batches ahead
-        by two threads.
+        """Batches for the GPU, the same tensors as ``_batches``, prepared PREFETCH batches ahead by two threads.
 
         Each batch is tokenized by the Rust tokenizer (all cores, the GIL released: ``lsr.encoding.tokens``) and
         pinned on a worker; this thread only starts the non-blocking copies, so the host work of the next batches
@@ -249,10 +248,7 @@ class Encoder:
         if tokenize is None:
             yield from self._batches(texts, order, batch_size, max_length)
             return
-        # the same batches as _batches, shortest first: the first batch is ready at once, and the cheap short texts
-        # let the tokenizer get PREFETCH batches ahead before the long ones, whose tokenization outlasts their
-        # (length-capped) GPU time
-        chunks = iter([order[i:i + batch_size] for i in range(0, len(order), batch_size)][::-1])
+        chunks = iter([order[i:i + batch_size] for i in range(0, len(order), batch_size)])
 
         def prepare(chunk: np.ndarray) -> tuple[np.ndarray, int, dict[str, torch.Tensor]]:
             tokens = tokenize([texts[i] for i in chunk])
