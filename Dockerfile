@@ -3,7 +3,7 @@
 FROM python:3.11-slim
 
 ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
-    HF_HUB_OFFLINE=1 NUMBA_CACHE_DIR=/tmp/numba-cache
+    HF_HUB_OFFLINE=1 NUMBA_CACHE_DIR=/home/lsr/.cache/numba
 WORKDIR /app
 
 # torch first, pinned like the Makefile; pass another spec (e.g. a CPU-only build) with --build-arg TORCH=...

@@ -56,9 +56,7 @@ def bench_index(
     """Every search method and installed peer on the same vectors: recall@k, latency, build time, bytes."""
     from bench.index_search import run
 
-    for f in (docs, queries, *([seismic_grid] if seismic_grid else [])):
-        if not f.exists():
-            fail(f"{f}: no such file")
+    _need(docs, queries, *([seismic_grid] if seismic_grid else []))
     report = run(docs, queries, k, output, n_queries=n_queries, rounds=rounds, block_sizes=tuple(block_size),
                  alphas=tuple(alpha), betas=tuple(beta), quantizations=tuple(quantization),
                  suites=tuple(suite) if suite else None,
@@ -69,34 +67,10 @@ def bench_index(
         recall_latency(report, plot, title=docs.stem)
 
 
-@app.command("synthetic")
-def bench_synthetic(
-    like: list[Path] = typer.Option(..., "--like", help="real vectors whose statistics to imitate (repeat)"),
-    docs: int = typer.Option(1_000_000, min=1, help="documents to generate"),
-    output: Path = typer.Option(..., help="vectors file to write (.npz)"),
-    seed: int = typer.Option(0),
-) -> None:
-    """Synthetic document vectors with the length, term-frequency and weight statistics of real ones."""
-    from bench.synthetic import describe, generate
-    from lsr.core.sparse import SparseBatch
-    from lsr.core.vectors import load_vectors, save_vectors
-
-    try:
-        files = [load_vectors(p) for p in like]
-        source = SparseBatch.concat([f.vectors for f in files])
-    except ValueError as e:
-        fail(str(e))
-    batch = generate(source, docs, seed)
-    meta = {k: files[0].meta[k] for k in ("model", "vocab_fingerprint") if k in files[0].meta}
-    save_vectors(output, batch, [f"syn-{i}" for i in range(docs)],
-                 {**meta, "synthetic": {"like": [str(p) for p in like], "seed": seed}})
-    typer.echo(json.dumps({"output": str(output), "source": describe(source), "synthetic": describe(batch)}))
-
-
 @app.command("ingest")
 def bench_ingest(
-    docs: Path = typer.Option(Path("data/windows.npz"), help="document vectors (.npz)"),
-    queries: Path = typer.Option(Path("data/queries.npz"), help="query vectors (.npz)"),
+    docs: Path = typer.Option(Path("data/windows.npz"), help="document vectors (.npz; lsr bench data windows)"),
+    queries: Path = typer.Option(Path("data/queries.npz"), help="query vectors (.npz; lsr bench data queries)"),
     output: Path = typer.Option(Path("bench/results/ingest.json")),
     limit: Optional[int] = typer.Option(None, min=2, help="only the first N documents"),
     start: int = typer.Option(10_000, min=1, help="documents of the initial build"),
@@ -111,18 +85,19 @@ def bench_ingest(
     """Live updates: ingestion throughput (vectors given, one writer) and search latency while ingesting vs idle."""
     from bench.ingest import run
 
-    for f in (docs, queries):
-        if not f.exists():
-            fail(f"{f}: no such file")
+    _need(docs, queries)
     run(docs, queries, output, limit=limit, start=start, batch=batch, flush_docs=flush_docs, methods=tuple(method),
         n_queries=n_queries, burst_s=burst_s, search_methods=tuple(search_method))
 
 
 @app.command("service")
 def bench_service(
-    docs: Path = typer.Option(Path("data/scifact.npz"), help="document vectors to index (.npz)"),
-    queries: Path = typer.Option(Path("data/queries.npz"), help="query vectors (.npz with ids)"),
-    texts: Path = typer.Option(Path("data/queries.jsonl"), help="query texts (JSONL: id, text)"),
+    docs: Path = typer.Option(Path("data/scifact.npz"), help="document vectors to index (.npz; lsr bench data beir "
+                                                             "scifact)"),
+    queries: Path = typer.Option(Path("data/queries.npz"), help="query vectors (.npz with ids; lsr bench data "
+                                                                "queries)"),
+    texts: Path = typer.Option(Path("data/queries.jsonl"), help="query texts (JSONL: id, text; lsr bench data "
+                                                                "queries)"),
     prefix: str = typer.Option("beir/scifact/", help="use the queries whose ids start with this"),
     method: str = typer.Option("exact"),
     workers: int = typer.Option(1, min=1),
@@ -137,11 +112,17 @@ def bench_service(
     """HTTP load on a real `lsr serve` over 127.0.0.1 (wrk in a second process): q/s, p50/p99, errors, memory."""
     from bench.load import run
 
-    for f in (docs, queries, texts):
-        if not f.exists():
-            fail(f"{f}: no such file")
+    _need(docs, queries, texts)
     run(docs, queries, texts, output, prefix=prefix, method=method, workers=workers, clients=tuple(sorted(clients)),
         seconds=seconds, rounds=rounds, soak_seconds=soak_seconds, soak_kind=soak_kind, window_ms=window_ms)
+
+
+def _need(*files: Path) -> None:
+    """A one-line error for a missing input, naming the command that makes the data/ ones."""
+    for f in files:
+        if not f.exists():
+            fail(f"{f}: no such file" + (" (make the benchmark inputs with `lsr bench data ...`; see "
+                                         "`lsr bench data --help`)" if f.parts[:1] == ("data",) else ""))
 
 
 def _data_app() -> typer.Typer:

@@ -1,10 +1,10 @@
 """Issue 8's figures on whole BEIR collections: splade-tiny through every index method, BM25 (ours and bm25s),
 hybrids, and the independent reference, in one run on the same vectors; result JSONs and the report go to DIR.
 
-    IR_DATASETS_HOME=/tmp/irh python -m bench.eval_beir --vectors-dir /work/data --output bench/results/eval
+    python -m bench.eval_beir --vectors-dir data --output bench/results/eval
 
-Document vectors come from ``--vectors-dir`` (``lsr encode beir/scifact -o scifact.npz``), else they are encoded
-(cached). Run ``python -m bench.reference_eval`` first for the reference column.
+IR_DATASETS_HOME: a writable copy of the offline BEIR data. Document vectors come from ``--vectors-dir``
+(``lsr bench data beir scifact`` writes data/scifact.npz), else they are encoded (cached). Run ``python -m bench.reference_eval`` first for the reference column.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@ shared memory, and counts of the instructions that matter in the SASS (HGMMA = w
 LDGSTS = cp.async, LDL/STL = local memory), per tile configuration. Uses the ptxas and cuobjdump bundled with
 triton; compile with the device's triton version (3.6 on the lent H100s):
 
-    pip install --no-deps --target /tmp/t36 triton==3.6.0
-    PYTHONPATH=/tmp/t36:. python -m bench.head_sass [fwd|tma|dh|dw ...]    (PERSIST=1: the persistent forward)
+    pip install --no-deps --target build/t36 triton==3.6.0
+    PYTHONPATH=build/t36:. python -m bench.head_sass [fwd|tma|dh|dw ...]    (PERSIST=1: the persistent forward)
 """
 import os
 import re

@@ -1,6 +1,6 @@
 """Encoding throughput on Ray Data actors against one process encoding the same chunks, in the same run.
 
-    python -m bench.ray_encode --corpus /work/data/windows.jsonl --docs 1536 --chunk-docs 128 \
+    python -m bench.ray_encode --corpus data/windows.jsonl --docs 1536 --chunk-docs 128 \
         --actors 1 --actors 2 --rounds 3 --output bench/results/ray_encode_cpu.json
     python -m bench.ray_encode --corpus windows.jsonl --docs 65536 --chunk-docs 8192 --device cuda \
         --actors 1 --batch-size 128 --rounds 1 --output ray_encode_gpu.json    # on a GPU machine

@@ -1,7 +1,7 @@
 """Fan-out overhead of sharded search on Ray Serve: the same documents as one shard and as N shards, both behind the
 same front, queried one at a time and interleaved, plus the one index searched in-process for reference.
 
-    python -m bench.ray_fanout --docs /work/data/windows.npz --queries /work/data/queries.npz --shards 4 \
+    python -m bench.ray_fanout --docs data/windows.npz --queries data/queries.npz --shards 4 \
         --n-queries 1000 --output bench/results/ray_fanout.json
 
 Both deployments answer through ``cluster.serve`` (front -> shard replicas, one replica each), so their difference

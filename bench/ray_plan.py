@@ -1,8 +1,8 @@
 """Capacity planning for MS MARCO v1 (8.8M passages) and v2 (138M): memory per document measured on a real index,
 shards per 64 GiB node, and encoding hours per GPU at measured documents per second.
 
-    python -m bench.ray_plan --docs /work/data/windows.npz --texts /work/data/windows.jsonl \
-        --gpu-results ../kernel/bench/results/head_gpu_h100_model_e2e.json --output bench/results/ray_plan.json
+    python -m bench.ray_plan --docs data/windows.npz --texts data/windows.jsonl \
+        --gpu-results bench/results/head_gpu_h100_model_e2e.json --output bench/results/ray_plan.json
 
 The index (exact + bmp + seismic, uint8, default parameters) is built once; its files are grouped by what they
 serve. A node keeps the search arrays of its shards in memory (page cache); the stored texts are read only for the

@@ -63,7 +63,7 @@ class ShardSearcher:
     def search(self, indices: np.ndarray, values: np.ndarray, k: int, method: str,
                params: dict) -> tuple[np.ndarray, list[str]]:
         """The shard's top-k: scores (float32) and external ids, best first."""
-        scores, docs = self.index.search_one(indices, values, k=k, method=method, **params)
+        scores, docs = self.index.search_one(indices, values, k=k, method=method, params=params)
         hit = docs >= 0
         return scores[hit], [self.index.doc_id(d) for d in docs[hit]]
 

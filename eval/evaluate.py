@@ -169,10 +169,11 @@ def bm25_vectors(es: EvalSet, opts: Options) -> tuple[BM25, VectorsFile, float]:
 def _build(tmp: Path, name: str, vectors: VectorsFile, model: str, fingerprint: str | None, method: str,
            quantization: str, build_params: dict) -> tuple[Any, float]:
     from lsr.index import Index
+    from lsr.index.methods import build_configs
 
     t = time.perf_counter()
     index = Index.build(tmp / name, vectors.vectors, vectors.ids.tolist(), model=model, vocab_fingerprint=fingerprint,
-                        quantization=quantization, methods=(method,), **build_params)
+                        quantization=quantization, methods=(method,), params=build_configs((method,), build_params))
     return index, time.perf_counter() - t
 
 
@@ -196,7 +197,7 @@ def bm25_side(es: EvalSet, opts: Options, tmp: Path) -> Side:
 
 def search_run(side: Side, es: EvalSet, k: int, params: dict, threads: int | None) -> Run:
     extra = 1 if es.drop_self_hits else 0
-    res = side.index.search(side.queries, k=k + extra, method=side.method, threads=threads, **params)
+    res = side.index.search(side.queries, k=k + extra, method=side.method, threads=threads, params=params)
     ids = side.index.doc_ids
     hits = [[ids[d] for d in row if d >= 0] for row in res.docs]
     return from_hits(list(es.queries), hits, res.scores, k, es.drop_self_hits)
@@ -206,12 +207,12 @@ def search_latency(side: Side, k: int, params: dict, n: int) -> np.ndarray:
     """Milliseconds per query of ``search_one`` for the first n queries, after a warm-up on the first few."""
     n = min(n, len(side.queries))
     for i in range(min(n, 5)):
-        side.index.search_one(*side.queries.row(i), k=k, method=side.method, **params)
+        side.index.search_one(*side.queries.row(i), k=k, method=side.method, params=params)
     out = np.empty(n)
     for i in range(n):
         terms, weights = side.queries.row(i)
         t = time.perf_counter()
-        side.index.search_one(terms, weights, k=k, method=side.method, **params)
+        side.index.search_one(terms, weights, k=k, method=side.method, params=params)
         out[i] = (time.perf_counter() - t) * 1000
     return out
 

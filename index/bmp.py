@@ -25,10 +25,12 @@ float32: one maxima level in stored-impact units; ``block_size`` (1,) int64.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
 
+from lsr.core import validate
 from lsr.index import topk
 from lsr.index.exact import exact_one
 from lsr.index.methods import Method, register
@@ -38,6 +40,28 @@ KTH = np.array([10, 100, 1000], dtype=np.int64)
 BUCKETS = 1024   # bound buckets for the best-first block order
 PROBE = 4        # blocks scored at most before deciding whether block-at-a-time pays (see ``exhaustive``)
 EXHAUSTIVE = 0.15
+
+
+@dataclass(frozen=True)
+class BmpBuildParams:
+    block_size: int = 64            # documents per block (measured best on the windows corpus, BENCHMARKS.md)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "block_size", validate.integer("bmp: block_size", self.block_size, 8, 128))
+
+
+@dataclass(frozen=True)
+class BmpSearchParams:
+    alpha: float = 1.0              # stop when alpha x the next block's bound < the k-th score; 1 = safe
+    beta: float = 1.0               # share of the query's terms kept, heaviest first; 1 = all
+    exhaustive: float = EXHAUSTIVE  # share of blocks still alive above which all documents are scored; 1 = never
+
+    def __post_init__(self) -> None:
+        # the kernel takes them as float32, and alpha divides: each must stay a normal float32
+        object.__setattr__(self, "alpha", validate.fraction("bmp: alpha", self.alpha, float32=True))
+        object.__setattr__(self, "beta", validate.fraction("bmp: beta", self.beta, float32=True))
+        object.__setattr__(self, "exhaustive", validate.number("bmp: exhaustive", self.exhaustive, 0, 1,
+                                                               float32=True))
 
 
 @nb.njit(cache=True, nogil=True)
@@ -112,8 +136,8 @@ def _kth_impacts(post_indptr, post_values, dense, dense_row, kth_ranks, out):
                 out[t, x] = np.partition(values, n - kth_ranks[x])[n - kth_ranks[x]]
 
 
-def build(fwd, postings, params) -> dict[str, np.ndarray]:
-    bs = int(params["block_size"])
+def build(fwd, postings, params: BmpBuildParams) -> dict[str, np.ndarray]:
+    bs = params.block_size
     n_blocks = -(-fwd.num_docs // bs)
     if postings.values.dtype == np.uint8:
         unit = 1.0                            # maxima are the stored levels themselves
@@ -334,30 +358,17 @@ class Scratch:
         return self.entry
 
 
-def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, out_docs, alpha: float = 1.0,
-           beta: float = 1.0, exhaustive: float = EXHAUSTIVE) -> None:
+def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, out_docs,
+           params: BmpSearchParams) -> None:
     hs, hd = scratch.heap.arrays(k)
     unit, block_size, n_docs, scale = scratch.consts
     bmp_batch(seg["post_indptr"], seg["post_docs"], seg["post_values"], seg["dense_row"], seg["dense"],
               seg["bmp.term_ptr"], seg["bmp.blocks"], seg["bmp.offsets"], seg["bmp.maxes"], seg["bmp.max_row"],
               seg["bmp.max_dense"], seg["bmp.kth"], unit, block_size, n_docs, q_indptr, q_terms, q_weights, scale,
-              np.float32(alpha), np.float32(beta), np.float32(exhaustive), scratch.ub, scratch.local,
-              scratch.bucket_count, scratch.bucket_start, scratch.order, scratch.entries(q_indptr), scratch.acc, hs, hd,
-              out_scores, out_docs)
+              np.float32(params.alpha), np.float32(params.beta), np.float32(params.exhaustive), scratch.ub,
+              scratch.local, scratch.bucket_count, scratch.bucket_start, scratch.order, scratch.entries(q_indptr),
+              scratch.acc, hs, hd, out_scores, out_docs)
 
 
-def check(params: dict) -> None:
-    if "block_size" in params:
-        bs = params["block_size"]
-        if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or not 8 <= bs <= 128:
-            raise ValueError(f"bmp block_size must be an integer in 8..128, got {bs!r}")
-    if "alpha" in params and not 0.0 < params["alpha"] <= 1.0:
-        raise ValueError(f"bmp alpha must be in (0, 1] (1 = safe), got {params['alpha']!r}")
-    if "beta" in params and not 0.0 < params["beta"] <= 1.0:
-        raise ValueError(f"bmp beta must be in (0, 1] (fraction of query terms kept), got {params['beta']!r}")
-    if "exhaustive" in params and not 0.0 <= params["exhaustive"] <= 1.0:
-        raise ValueError(f"bmp exhaustive must be in [0, 1] (1 = never), got {params['exhaustive']!r}")
-
-
-register(Method("bmp", search=search, scratch=Scratch, build=build, build_params={"block_size": 64},
-                search_params={"alpha": 1.0, "beta": 1.0, "exhaustive": EXHAUSTIVE}, check=check))
+register(Method("bmp", search=search, scratch=Scratch, build=build, build_params=BmpBuildParams,
+                search_params=BmpSearchParams))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import numba
 import numpy as np
@@ -29,14 +29,15 @@ _PARALLEL = threading.Lock()
 
 
 def build_segment(folder: Path, name: str, fwd: ForwardIndex, docs: pa.Table, *, reorder: bool,
-                  configs: dict[str, dict], threads: int | None = None,
+                  configs: Mapping[str, Any], threads: int | None = None,
                   progress: Progress | None = None) -> tuple[SegmentInfo, np.ndarray]:
     """Writes ``folder/name`` from ``fwd`` and its stored rows ``docs`` (an ``lsr.index.docstore.doc_table``).
 
     Returns the segment's manifest entry and the document order: segment document i is input row order[i].
-    ``configs`` maps each method to its build parameters (the manifest's ``build_params``). ``threads`` caps the
-    Numba threads of this build (a writer leaves a core to searches); None: all. ``progress(stage, done, total)``
-    is called as each stage starts (reorder, postings, each method, write)."""
+    ``configs`` maps each method to its build parameters: its build-params dataclass, or their fields as the
+    manifest's ``build_params`` stores them. ``threads`` caps the Numba threads of this build (a writer leaves a
+    core to searches); None: all. ``progress(stage, done, total)`` is called as each stage starts (reorder,
+    postings, each method, write)."""
     previous = numba.get_num_threads()
     if threads:
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))   # for this thread only
@@ -47,7 +48,7 @@ def build_segment(folder: Path, name: str, fwd: ForwardIndex, docs: pa.Table, *,
 
 
 def _build(folder: Path, name: str, fwd: ForwardIndex, docs: pa.Table, reorder: bool,
-           configs: dict[str, dict], progress: Progress) -> tuple[SegmentInfo, np.ndarray]:
+           configs: Mapping[str, Any], progress: Progress) -> tuple[SegmentInfo, np.ndarray]:
     built = [m for m in configs if registry.get(m).build is not None]
     total, done = int(reorder) + 2 + len(built), 0
     order = np.arange(fwd.num_docs, dtype=np.int64)
@@ -66,7 +67,8 @@ def _build(folder: Path, name: str, fwd: ForwardIndex, docs: pa.Table, reorder: 
     arrays = {**fwd.arrays(), **postings.arrays()}
     for method_name in built:
         progress(method_name, done, total)
-        for key, array in registry.get(method_name).build(fwd, postings, configs[method_name]).items():
+        method = registry.get(method_name)
+        for key, array in method.build(fwd, postings, method.build_config(configs[method_name])).items():
             arrays[f"{method_name}.{key}"] = array
         done += 1
     progress("write", done, total)

@@ -17,3 +17,7 @@ class IndexLocked(RuntimeError):
 
 class ReadOnlyIndex(RuntimeError):
     """A write was asked of an Index opened for reading only."""
+
+
+class InvalidQuery(ValueError):
+    """A query vector no index can search: ids outside the vocabulary, negative or non-finite weights, repeats."""

@@ -12,7 +12,7 @@ import numba as nb
 import numpy as np
 
 from lsr.index import topk
-from lsr.index.methods import Method, register
+from lsr.index.methods import Method, NoParams, register
 from lsr.index.quantize import impact
 
 CHUNK = 4096   # documents per pass of the dense rows: 16 KiB of scores
@@ -82,7 +82,7 @@ class Scratch:
         self.heap = topk.Heap()
 
 
-def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, out_docs) -> None:
+def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, out_docs, params: NoParams) -> None:
     hs, hd = scratch.heap.arrays(k)
     exact_batch(seg["post_indptr"], seg["post_docs"], seg["post_values"], seg["dense_row"], seg["dense"], q_indptr,
                 q_terms, q_weights, np.float32(seg.scale), scratch.acc, hs, hd, out_scores, out_docs)

@@ -23,9 +23,9 @@ import os
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -36,13 +36,14 @@ from lsr.index.errors import IndexCorrupt, ReadOnlyIndex, VocabularyMismatch
 from lsr.index.forward import ForwardIndex
 from lsr.index.lock import WriterLock
 from lsr.index.manifest import MANIFEST, OWNED, Manifest
-from lsr.index.query import QUERY_BAD_TERM, QUERY_BAD_WEIGHT, QUERY_OK, query_status
+from lsr.index.query import check_query
 from lsr.index.quantize import check_quantization
 from lsr.index.segment import Segment
 from lsr.index.snapshot import Snapshot
 from lsr.index.wal import log_files, read_log
 from lsr.index.writer import Writer
-from lsr.core.documents import Document
+from lsr.core import validate
+from lsr.core.documents import Document, as_document
 from lsr.core.sparse import SparseBatch
 
 log = logging.getLogger(__name__)
@@ -88,9 +89,12 @@ def _prepare_folder(path: Path, overwrite: bool) -> Manifest | None:
         return None
 
 
-def _check_documents(vectors: SparseBatch, doc_ids: Sequence[str], texts: Sequence[Document] | None) -> list[str]:
+def _check_documents(vectors: SparseBatch, doc_ids: Sequence[str],
+                     texts: Sequence[Document | Mapping] | None) -> tuple[list[str], list[Document] | None]:
+    """The ids as strings and the texts as Documents (dict records accepted), after checking them against the
+    vectors."""
     if not isinstance(vectors, SparseBatch):
-        raise TypeError(f"vectors must be an lsr.sparse.SparseBatch, got {type(vectors).__name__}")
+        raise TypeError(f"vectors must be an lsr SparseBatch, got {type(vectors).__name__}")
     try:
         vectors.validate()
     except ValueError as e:
@@ -104,39 +108,32 @@ def _check_documents(vectors: SparseBatch, doc_ids: Sequence[str], texts: Sequen
         raise ValueError("document ids must be non-empty strings")
     if len(set(ids)) != len(ids):
         raise ValueError("document ids must be unique")
-    if texts is not None:
-        if len(texts) != len(ids):
-            raise ValueError(f"{len(texts)} texts for {len(ids)} documents")
-        mismatch = next((i for i, (t, d) in enumerate(zip(texts, ids)) if t.id != d), None)
-        if mismatch is not None:
-            raise ValueError(f"texts[{mismatch}] has id {texts[mismatch].id!r}, doc_ids[{mismatch}] is {ids[mismatch]!r}")
-    return ids
+    if texts is None:
+        return ids, None
+    if isinstance(texts, (str, bytes, Mapping, SparseBatch)) or not hasattr(texts, "__len__"):
+        raise TypeError(f"texts must be a sequence of lsr Documents or dicts with 'id', 'text' and optional "
+                        f"'title', one per document, got {type(texts).__name__}")
+    docs = [as_document(t, f"texts[{i}]") for i, t in enumerate(texts)]
+    if len(docs) != len(ids):
+        raise ValueError(f"{len(docs)} texts for {len(ids)} documents")
+    mismatch = next((i for i, (t, d) in enumerate(zip(docs, ids)) if t.id != d), None)
+    if mismatch is not None:
+        raise ValueError(f"texts[{mismatch}] has id {docs[mismatch].id!r}, doc_ids[{mismatch}] is {ids[mismatch]!r}")
+    return ids, docs
 
 
-def _method_configs(names: Sequence[str], params: dict[str, Any]) -> dict[str, dict]:
-    chosen = [registry.get(n) for n in dict.fromkeys(["exact", *names])]
-    known = {p for m in chosen for p in m.build_params}
-    unknown = set(params) - known
-    if unknown:
-        raise ValueError(f"unknown build parameters {sorted(unknown)} for methods {[m.name for m in chosen]}; "
-                         f"accepted: {sorted(known) or 'none'}")
-    return {m.name: m.build_config(params) for m in chosen}
+def _build_record(reorder: bool, configs: dict[str, Any]) -> dict:
+    """The manifest's ``build_params``: the reorder flag and each method's parameters as plain fields."""
+    return {"reorder": bool(reorder), **{name: asdict(p) for name, p in configs.items()}}
 
 
 def _check_scale(scale: float | None, quantization: str) -> None:
     if scale is None:
         return
-    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating)) or not (np.isfinite(scale)
-                                                                                         and scale > 0):
-        raise ValueError(f"scale must be a positive number, got {scale!r}")
+    validate.number("scale", scale, 0, low_open=True)
     if quantization != "uint8" and scale != 1.0:
-        raise ValueError(f"scale applies to uint8 impacts only; {quantization} impacts store the weights themselves")
-
-
-def _check_k(k: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    return int(k)
+        raise ValueError(f"scale must be 1.0 or None with {quantization} impacts, which store the weights themselves "
+                         f"(it sets the weight of a uint8 level), got {scale!r}")
 
 
 class Index:
@@ -157,29 +154,31 @@ class Index:
                              name="lsr-refresh", daemon=True).start()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
-        self._defaults: dict[str, tuple[registry.Method, dict]] = {}   # method -> (Method, default params)
+        self._defaults: dict[str, tuple[registry.Method, Any]] = {}   # method -> (Method, default params)
 
     # ---- build / open -------------------------------------------------------------------------------------------
     @classmethod
     def build(cls, path: str | os.PathLike, vectors: SparseBatch, doc_ids: Sequence[str], *,
-              texts: Sequence[Document] | None = None, model: str | None = None,
+              texts: Sequence[Document | Mapping] | None = None, model: str | None = None,
               vocab_fingerprint: str | None = None, quantization: str = "uint8", reorder: bool = True,
               methods: Sequence[str] = ("exact", "bmp"), overwrite: bool = False, scale: float | None = None,
-              progress: Progress | None = None, **method_params) -> "Index":
+              progress: Progress | None = None, params: Mapping[str, Any] | None = None,
+              **method_params) -> "Index":
         """Builds a one-segment index at ``path`` (a new or empty folder, or an index to replace with overwrite).
 
-        ``method_params`` go to every chosen method that declares them (e.g. ``block_size`` for bmp). ``scale`` fixes
-        the weight of one uint8 level (default: the largest weight / 255); documents added later share it. The
+        ``texts``: the stored documents, one per id in the same order (``Document`` or dict records {"id", "text",
+        "title"}). Method parameters: ``params`` maps a method to its build-params dataclass or a mapping (e.g.
+        ``{"bmp": BmpBuildParams(block_size=32)}``, see ``lsr.index.methods.build_configs``); keywords
+        (``method_params``) go to every chosen method that declares them (e.g. ``block_size`` for bmp). ``scale``
+        fixes the weight of one uint8 level (default: the largest weight / 255); documents added later share it. The
         manifest is written last: a build interrupted at any point leaves no index that opens (or the previous one
         intact). Building over an index takes its writer lock, so it fails while a writer has it open.
         ``progress(stage, done, total)`` is told as each build stage starts.
         """
         path = Path(path)
         check_quantization(quantization)
-        if scale is not None and not (np.isfinite(scale) and scale > 0 and (quantization == "uint8" or scale == 1.0)):
-            raise ValueError(f"scale must be a finite positive number (1.0 for {quantization}), got {scale!r}")
-        ids = _check_documents(vectors, doc_ids, texts)
-        configs = _method_configs(methods, method_params)
+        ids, texts = _check_documents(vectors, doc_ids, texts)
+        configs = registry.build_configs(methods, method_params, params)
         _check_scale(scale, quantization)
         old = _prepare_folder(path, overwrite)
         with WriterLock(path):
@@ -193,7 +192,7 @@ class Index:
             wal_seq = max([old.wal_seq if old else 0] + [r.seq for r in read_log(path).records])
             manifest = Manifest(generation=generation, vocab_size=vectors.vocab_size, quantization=quantization,
                                 model=model, vocab_fingerprint=vocab_fingerprint,
-                                build_params={"reorder": bool(reorder), **configs}, methods=list(configs),
+                                build_params=_build_record(reorder, configs), methods=list(configs),
                                 segments=[info], scale=fwd.scale, wal_seq=wal_seq)
             manifest.write(path)
             manifest.remove_unlisted(path)
@@ -202,13 +201,14 @@ class Index:
         return cls.open(path, verify=False)
 
     @staticmethod
-    def check_build(path: str | os.PathLike | None, *, quantization: str = "uint8", methods: Sequence[str] = ("exact", "bmp"),
-                    overwrite: bool = False, **method_params) -> None:
+    def check_build(path: str | os.PathLike | None, *, quantization: str = "uint8",
+                    methods: Sequence[str] = ("exact", "bmp"), overwrite: bool = False,
+                    params: Mapping[str, Any] | None = None, **method_params) -> None:
         """Raises what ``build`` would raise for these arguments, before any work: a bad quantization, an unknown
         method or parameter, a destination that is not free (``path`` None: not checked). Callers check this before
         encoding a corpus."""
         check_quantization(quantization)
-        _method_configs(methods, method_params)
+        registry.build_configs(methods, method_params, params)
         if path is not None:
             _check_folder(Path(path), overwrite)
 
@@ -216,7 +216,8 @@ class Index:
     def create(cls, path: str | os.PathLike, vocab_size: int, *, model: str | None = None,
                vocab_fingerprint: str | None = None, quantization: str = "uint8", reorder: bool = True,
                methods: Sequence[str] = ("exact", "bmp"), scale: float | None = None,
-               refresh_interval: float | None = 1.0, **method_params) -> "Index":
+               refresh_interval: float | None = 1.0, params: Mapping[str, Any] | None = None,
+               **method_params) -> "Index":
         """Creates an empty index at ``path`` (a new or empty folder) and opens it for writing (for other writer
         options, close it and ``open`` it again).
 
@@ -224,13 +225,12 @@ class Index:
         largest weight / 255); later weights above 255 levels are stored at the top level."""
         path = Path(path)
         check_quantization(quantization)
-        configs = _method_configs(methods, method_params)
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)) or vocab_size <= 0:
-            raise ValueError(f"vocab_size must be a positive integer, got {vocab_size!r}")
+        configs = registry.build_configs(methods, method_params, params)
+        vocab_size = validate.integer("vocab_size", vocab_size, 1)
         _check_scale(scale, quantization)
         _prepare_folder(path, overwrite=False)
-        Manifest(generation=1, vocab_size=int(vocab_size), quantization=quantization, model=model,
-                 vocab_fingerprint=vocab_fingerprint, build_params={"reorder": bool(reorder), **configs},
+        Manifest(generation=1, vocab_size=vocab_size, quantization=quantization, model=model,
+                 vocab_fingerprint=vocab_fingerprint, build_params=_build_record(reorder, configs),
                  methods=list(configs), scale=scale if quantization == "uint8" else 1.0).write(path)
         return cls.open(path, writable=True, verify=False, refresh_interval=refresh_interval)
 
@@ -250,8 +250,8 @@ class Index:
         path = Path(path)
         if refresh_interval == "default":
             refresh_interval = 1.0 if writable else None
-        if refresh_interval is not None and not refresh_interval >= 0:
-            raise ValueError(f"refresh_interval must be >= 0 seconds or None, got {refresh_interval!r}")
+        if refresh_interval is not None:
+            refresh_interval = validate.number("refresh_interval", refresh_interval, 0)
         if writable:
             writer = Writer.open(path, verify=verify, lock_timeout=lock_timeout, **writer_options)
             return cls(path, writer.snapshot(), writer, refresh_interval, verify)
@@ -308,7 +308,7 @@ class Index:
                                 "to add, replace or delete documents")
         return self._writer
 
-    def _put(self, doc_ids: Sequence[str], vectors: SparseBatch, texts: Sequence[Document] | None,
+    def _put(self, doc_ids: Sequence[str], vectors: SparseBatch, texts: Sequence[Document | Mapping] | None,
              replace: bool) -> None:
         writer = self._write_path()
         if isinstance(vectors, SparseBatch) and len(vectors) == 0 and len(doc_ids) == 0:
@@ -316,15 +316,17 @@ class Index:
         if isinstance(vectors, SparseBatch) and vectors.vocab_size != self.vocab_size:
             raise VocabularyMismatch(f"the documents are over {vectors.vocab_size} terms, the index over "
                                      f"{self.vocab_size}: they come from another vocabulary")
-        ids = _check_documents(vectors, doc_ids, texts)
-        writer.put(ids, vectors, list(texts) if texts is not None else None, replace=replace)
+        ids, docs = _check_documents(vectors, doc_ids, texts)
+        writer.put(ids, vectors, docs, replace=replace)
 
-    def add(self, doc_ids: Sequence[str], vectors: SparseBatch, texts: Sequence[Document] | None = None) -> None:
+    def add(self, doc_ids: Sequence[str], vectors: SparseBatch,
+            texts: Sequence[Document | Mapping] | None = None) -> None:
         """Adds new documents; ValueError (nothing written) when an id is already in the index. Durable on return;
-        searches see them after the next refresh."""
+        searches see them after the next refresh. ``texts`` as in ``build``."""
         self._put(doc_ids, vectors, texts, replace=False)
 
-    def upsert(self, doc_ids: Sequence[str], vectors: SparseBatch, texts: Sequence[Document] | None = None) -> None:
+    def upsert(self, doc_ids: Sequence[str], vectors: SparseBatch,
+               texts: Sequence[Document | Mapping] | None = None) -> None:
         """Adds documents, replacing those whose ids are already in the index. Durable on return."""
         self._put(doc_ids, vectors, texts, replace=True)
 
@@ -447,67 +449,53 @@ class Index:
         return self.snapshot().vector(key)
 
     # ---- search -------------------------------------------------------------------------------------------------
-    def _resolve(self, method: str, params: dict) -> tuple[registry.Method, dict]:
-        if not params and method in self._defaults:
+    def _resolve(self, method: str, params: Any, keywords: dict) -> tuple[registry.Method, Any]:
+        """The method and its checked search parameters: ``params`` (its search-params dataclass, or a mapping) or
+        ``keywords``."""
+        if params is None and not keywords and method in self._defaults:
             return self._defaults[method]
         if method not in self.manifest.methods:
             raise ValueError(f"this index was built without method {method!r}; it has {self.manifest.methods}")
         m = registry.get(method)
-        resolved = m, m.search_config(params)
-        if not params:
+        if params is not None and keywords:
+            raise ValueError(f"method {method!r}: give its search parameters in params or as keywords, not both")
+        resolved = m, m.search_config(params if params is not None else keywords)
+        if params is None and not keywords:
             self._defaults[method] = resolved
         return resolved
 
-    def check_search(self, method: str = "exact", **params) -> None:
+    def check_search(self, method: str = "exact", params: Any = None, **keywords) -> None:
         """ValueError for a method this index lacks or parameters it does not take; cheap, before any encoding."""
-        self._resolve(method, params)
+        self._resolve(method, params, keywords)
 
     def search_one(self, q_indices: np.ndarray, q_values: np.ndarray, k: int = 10, method: str = "exact",
-                   snapshot: Snapshot | None = None, **params) -> tuple[np.ndarray, np.ndarray]:
+                   snapshot: Snapshot | None = None, params: Any = None, **keywords) -> tuple[np.ndarray, np.ndarray]:
         """One query (term ids, weights) on the calling thread: (scores, internal doc numbers), each of length
-        min(k, num_docs), best first, padded with (0.0, -1). Zero weights are ignored; duplicates are an error.
+        min(k, num_docs), best first, padded with (0.0, -1). Zero weights are ignored; a bad query raises
+        ``InvalidQuery`` (a ValueError; ``lsr.index.query.check_query``). The method's search parameters come as
+        its dataclass (``params=BmpSearchParams(alpha=0.9)``), a mapping (``params={"alpha": 0.9}``: what a
+        caller passing user input should use, as no name of it can collide with this method's arguments) or
+        keywords (``alpha=0.9``).
         The numbers belong to the snapshot searched: to resolve them safely while the index may refresh, pin one
         (``snap = idx.snapshot()``), pass it here and ask it (``snap.document(number)``)."""
-        k = _check_k(k)
-        m, params = self._resolve(method, params)
-        terms, weights = self._check_query(q_indices, q_values)
+        k = validate.integer("k", k, 1)
+        m, p = self._resolve(method, params, keywords)
+        terms, weights = check_query(q_indices, q_values, self.vocab_size)
         snap = snapshot or self.snapshot()
         width = min(k, snap.num_docs)
         scores, docs = np.zeros((1, width), np.float32), np.full((1, width), -1, np.int64)
-        snap.run(m, params, np.array([0, len(terms)], dtype=np.int64), terms, weights, scores, docs)
+        snap.run(m, p, np.array([0, len(terms)], dtype=np.int64), terms, weights, scores, docs)
         return scores[0], docs[0]
 
-    def _check_query(self, q_indices, q_values) -> tuple[np.ndarray, np.ndarray]:
-        idx = np.asarray(q_indices)
-        val = np.asarray(q_values, dtype=np.float32)
-        if idx.ndim != 1 or val.ndim != 1 or len(idx) != len(val):
-            raise ValueError(f"a query is two 1-d arrays of equal length, got shapes {idx.shape} and {val.shape}")
-        if len(idx) and not np.issubdtype(idx.dtype, np.integer):
-            raise ValueError(f"query term ids must be integers, got {idx.dtype}")
-        status = query_status(idx, val, self.vocab_size)
-        if status == QUERY_OK:
-            return idx.astype(np.int32, copy=False), val
-        if status == QUERY_BAD_TERM:
-            raise ValueError(f"query term ids must lie in [0, {self.vocab_size}), got "
-                             f"{int(idx.min())}..{int(idx.max())}")
-        if status == QUERY_BAD_WEIGHT:
-            raise ValueError("query weights must be finite and >= 0")
-        keep = val > 0   # QUERY_UNSORTED: zero weights to drop or ids out of order
-        idx, val = idx[keep].astype(np.int32), val[keep]
-        order = np.argsort(idx, kind="stable")
-        idx, val = idx[order], val[order]
-        if len(idx) > 1 and np.any(idx[1:] == idx[:-1]):
-            raise ValueError("query term ids must be unique")
-        return idx, val
-
     def search(self, queries: SparseBatch, k: int = 10, method: str = "exact", threads: int | None = None,
-               snapshot: Snapshot | None = None, **params) -> SearchResult:
+               snapshot: Snapshot | None = None, params: Any = None, **keywords) -> SearchResult:
         """Top-k of every query; ``threads`` (default: all cores) run queries side by side. The result keeps the
-        snapshot it searched (the current one, or ``snapshot``), so its ids resolve after any refresh."""
-        k = _check_k(k)
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
-        m, params = self._resolve(method, params)
+        snapshot it searched (the current one, or ``snapshot``), so its ids resolve after any refresh. Search
+        parameters as in ``search_one``."""
+        k = validate.integer("k", k, 1)
+        if threads is not None:
+            threads = validate.integer("threads", threads, 1)
+        m, params = self._resolve(method, params, keywords)
         if not isinstance(queries, SparseBatch):
             raise TypeError(f"queries must be an lsr.sparse.SparseBatch, got {type(queries).__name__}")
         if queries.vocab_size != self.vocab_size:

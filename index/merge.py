@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
+from lsr.core import validate
 from lsr.index.forward import ForwardIndex
 from lsr.index.segment import Segment
 
@@ -37,13 +38,10 @@ class TieredMergePolicy:
     max_merged_docs: int = 5_000_000  # no merge produces a segment larger than this
 
     def __post_init__(self) -> None:
-        if isinstance(self.segments_per_tier, bool) or not isinstance(self.segments_per_tier, int) \
-                or self.segments_per_tier < 2:
-            raise ValueError(f"segments_per_tier must be an integer >= 2, got {self.segments_per_tier!r}")
-        if not (isinstance(self.floor_docs, int) and self.floor_docs >= 1):
-            raise ValueError(f"floor_docs must be a positive integer, got {self.floor_docs!r}")
-        if not 0 < self.max_deleted <= 1:
-            raise ValueError(f"max_deleted must be in (0, 1], got {self.max_deleted!r}")
+        validate.integer("segments_per_tier", self.segments_per_tier, 2)
+        validate.integer("floor_docs", self.floor_docs, 1)
+        validate.fraction("max_deleted", self.max_deleted)
+        validate.integer("max_merged_docs", self.max_merged_docs, 1)
 
     def tier(self, live: int) -> int:
         return int(math.log(max(live, self.floor_docs) / self.floor_docs, self.segments_per_tier) + 1e-9)

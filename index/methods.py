@@ -2,19 +2,26 @@
 
 A method is a ``Method`` registered under its name:
 
+- ``build_params`` / ``search_params``: frozen dataclasses, one per method (e.g. ``BmpBuildParams``,
+  ``BmpSearchParams``). Their fields are the accepted names with their defaults, typed, and ``__post_init__`` refuses
+  a value of the wrong type or out of range (ValueError naming the method, the parameter and the accepted range, via
+  ``lsr.core.validate``). ``NoParams`` for a method without any. ``build_config`` / ``search_config`` turn the
+  user's keywords (``Index.build(..., block_size=32)``, ``--param KEY=VALUE``, the HTTP ``params``) or an instance
+  into a checked instance; unknown names are refused there. The manifest stores a method's build parameters as the
+  dataclass's fields (``asdict``), and an index built before a field existed gets its default when it is read back.
 - ``build(fwd, postings, params) -> {key: array}``: the extra arrays one segment needs, computed from the segment's
-  forward index and postings (documents already reordered and quantized). They are saved as ``<name>.<key>.npy``
-  in the segment folder and come back memory-mapped as ``seg["<name>.<key>"]``. ``None``: the core arrays suffice.
-- ``search(seg, q_indptr, q_terms, q_weights, k, scratch, out_scores, out_docs, **params) -> None``: the top-k of
+  forward index and postings (documents already reordered and quantized) with the method's build parameters. They
+  are saved as ``<name>.<key>.npy`` in the segment folder and come back memory-mapped as ``seg["<name>.<key>"]``.
+  ``None``: the core arrays suffice.
+- ``search(seg, q_indptr, q_terms, q_weights, k, scratch, out_scores, out_docs, params) -> None``: the top-k of
   queries ``r = 0 .. len(q_indptr) - 2`` (terms ``q_terms[q_indptr[r]:q_indptr[r + 1]]``, int32 ascending unique ids
   < vocab size; weights float32 > 0) in one segment, written to ``out_scores[r]`` (float32, dequantized: stored
   impact * ``seg.scale`` * query weight, summed) and ``out_docs[r]`` (int64 segment-local numbers), k columns, best
-  first (ties: lower doc first), padded with (0.0, -1). Run the whole loop in one Numba ``nogil`` call: batches are
-  split into row ranges run side by side on a thread pool, and a single query is a batch of one.
+  first (ties: lower doc first), padded with (0.0, -1). ``params`` is the method's search-params instance. Run the
+  whole loop in one Numba ``nogil`` call: batches are split into row ranges run side by side on a thread pool, and a
+  single query is a batch of one.
 - ``scratch(seg)``: working memory for one thread on one segment (score arrays, heaps), made once per thread and
   passed back to every ``search`` call, so queries allocate nothing large.
-- ``build_params`` / ``search_params``: defaults (the accepted names); ``check(params)`` raises ValueError for a
-  value out of range (it sees the merged defaults + user values, build or search).
 
 Core arrays every segment has (see index/forward.py, index/postings.py): the forward index ``fwd_indptr`` int64,
 ``fwd_terms`` (uint16 up to 65,536 terms, else int32), ``fwd_values``; postings ``post_indptr`` int64, ``post_docs``
@@ -22,20 +29,22 @@ int32, ``post_values`` for rare terms, ``dense_row`` int32 / ``dense`` (rows x n
 bits as uint16, or float32 (decode in kernels with ``index.quantize.impact``); weight = impact * ``seg.scale``.
 ``build`` receives the in-memory ``ForwardIndex`` and ``Postings`` of the segment.
 
-To add a method, write a module that calls ``register(Method(...))`` at import and add it to ``_MODULES``.
+To add a method, write a module with its parameter dataclasses that calls ``register(Method(...))`` at import, and
+add it to ``_MODULES``.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 
-def _no_check(params: dict) -> None:
-    return None
+@dataclass(frozen=True)
+class NoParams:
+    """The parameters of a method that takes none (of this kind)."""
 
 
 @dataclass(frozen=True)
@@ -44,24 +53,34 @@ class Method:
     search: Callable[..., None]
     scratch: Callable[[Any], Any]
     build: Callable[..., dict[str, np.ndarray]] | None = None
-    build_params: Mapping[str, Any] = field(default_factory=dict)
-    search_params: Mapping[str, Any] = field(default_factory=dict)
-    check: Callable[[dict], None] = _no_check
+    build_params: type = NoParams    # a frozen dataclass: field names, defaults and checks
+    search_params: type = NoParams
 
-    def build_config(self, given: Mapping[str, Any]) -> dict:
-        """Defaults overridden by the given build parameters this method declares, checked."""
-        params = {**self.build_params, **{k: v for k, v in given.items() if k in self.build_params}}
-        self.check(params)
-        return params
+    def build_config(self, given: Mapping[str, Any] | Any = None) -> Any:
+        """The method's build parameters from keywords (unknown names refused; missing ones take their defaults) or
+        an instance of its ``build_params``, checked."""
+        return self._config(self.build_params, "build", given)
 
-    def search_config(self, given: Mapping[str, Any]) -> dict:
-        unknown = set(given) - set(self.search_params)
+    def search_config(self, given: Mapping[str, Any] | Any = None) -> Any:
+        """The method's search parameters, as ``build_config`` makes its build parameters."""
+        return self._config(self.search_params, "search", given)
+
+    def _config(self, cls: type, kind: str, given: Mapping[str, Any] | Any) -> Any:
+        if isinstance(given, cls):
+            return given
+        if is_dataclass(given) or not isinstance(given, (Mapping, type(None))):
+            raise TypeError(f"method {self.name!r} takes its {kind} parameters as {cls.__name__} or keywords, "
+                            f"got {type(given).__name__}")
+        given = dict(given or {})
+        accepted = [f.name for f in fields(cls)]
+        unknown = sorted(set(given) - set(accepted))
         if unknown:
-            raise ValueError(f"method {self.name!r} has no search parameter {sorted(unknown)}; "
-                             f"it takes {sorted(self.search_params) or 'none'}")
-        params = {**self.search_params, **given}
-        self.check(params)
-        return params
+            raise ValueError(f"method {self.name!r} has no {kind} parameter {unknown}; it takes {accepted or 'none'}")
+        return cls(**given)
+
+    def accepts(self, kind: str) -> list[str]:
+        """Names of the method's ``build`` or ``search`` parameters."""
+        return [f.name for f in fields(self.build_params if kind == "build" else self.search_params)]
 
 
 _MODULES = ("lsr.index.exact", "lsr.index.bmp", "lsr.index.seismic")
@@ -84,6 +103,32 @@ def _load() -> None:
 def names() -> list[str]:
     _load()
     return sorted(_REGISTRY)
+
+
+def build_configs(names: Sequence[str], keywords: Mapping[str, Any] | None = None,
+                  params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Each chosen method's build parameters (exact is always chosen), as its build-params dataclass: from
+    ``params[method]`` (that dataclass, or a mapping) or else from the ``keywords`` it declares, which all chosen
+    methods share (``block_size=32`` goes to bmp). A keyword no chosen method declares is refused, and so is a
+    method's parameters given both ways."""
+    chosen = [get(n) for n in dict.fromkeys(["exact", *names])]
+    keywords, params = dict(keywords or {}), dict(params or {})
+    stray = sorted(set(params) - {m.name for m in chosen})
+    if stray:
+        raise ValueError(f"build parameters for {stray}, which are not among the methods {[m.name for m in chosen]}")
+    known = {p for m in chosen for p in m.accepts("build")}
+    unknown = set(keywords) - known
+    if unknown:
+        raise ValueError(f"unknown build parameters {sorted(unknown)} for methods {[m.name for m in chosen]}; "
+                         f"accepted: {sorted(known) or 'none'}")
+    configs = {}
+    for m in chosen:
+        mine = {k: v for k, v in keywords.items() if k in m.accepts("build")}
+        if m.name in params and mine:
+            raise ValueError(f"method {m.name!r}: give its build parameters in params or as keywords, not both "
+                             f"(keywords {sorted(mine)})")
+        configs[m.name] = m.build_config(params.get(m.name, mine))
+    return configs
 
 
 def get(name: str) -> Method:

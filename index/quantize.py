@@ -12,13 +12,14 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
+from lsr.core import validate
+
 DTYPES = {"uint8": np.uint8, "float16": np.uint16, "float32": np.float32}   # as stored
 UINT8_LEVELS = 255
 
 
 def check_quantization(name: str) -> None:
-    if name not in DTYPES:
-        raise ValueError(f"quantization must be one of {sorted(DTYPES)}, got {name!r}")
+    validate.choice("quantization", name, sorted(DTYPES))
 
 
 def scale_for(values: np.ndarray, name: str) -> float:

@@ -1,9 +1,13 @@
-"""Checking one query in a single Numba pass, so a valid query costs microseconds before the search starts."""
+"""The one check of a query vector (term ids, weights) before any search: a single Numba pass, so a valid query
+costs microseconds; a query that needs cleaning (ids out of order, zero weights) is cleaned, a bad one is refused
+with ``InvalidQuery``. ``Index.search_one`` and the service call it alike."""
 
 from __future__ import annotations
 
 import numba as nb
 import numpy as np
+
+from lsr.index.errors import InvalidQuery
 
 QUERY_OK = 0           # ids ascending and unique, in range; weights finite and > 0
 QUERY_UNSORTED = 1     # valid but needs cleaning: ids out of order (or repeated), or zero weights to drop
@@ -24,3 +28,34 @@ def query_status(ids, weights, vocab_size) -> int:
         if w == 0.0 or (i > 0 and t <= ids[i - 1]):
             status = QUERY_UNSORTED
     return status
+
+
+def check_query(q_indices, q_values, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(term ids int32 ascending, weights float32 > 0) of a query over a vocabulary of ``vocab_size`` terms:
+    zero weights dropped, ids sorted. InvalidQuery for arrays that are not 1-d of equal length, ids that are not
+    integers or lie outside [0, vocab_size), weights that are negative, NaN or infinite, or a repeated id."""
+    idx = np.asarray(q_indices)
+    try:
+        val = np.asarray(q_values, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise InvalidQuery(f"query weights must be numbers: {e}") from e
+    if idx.ndim != 1 or val.ndim != 1 or len(idx) != len(val):
+        raise InvalidQuery(f"a query is two 1-d arrays of equal length, got shapes {idx.shape} and {val.shape}")
+    if len(idx) and not np.issubdtype(idx.dtype, np.integer):
+        raise InvalidQuery(f"query term ids must be integers, got {idx.dtype}")
+    status = query_status(idx, val, vocab_size)
+    if status == QUERY_OK:
+        return idx.astype(np.int32, copy=False), val
+    if status == QUERY_BAD_TERM:
+        bad = int(idx[(idx < 0) | (idx >= vocab_size)][0])
+        raise InvalidQuery(f"query term ids must lie in [0, {vocab_size}) (the index's vocabulary), got {bad}"
+                           + (": the query comes from another vocabulary" if bad > 0 else ""))
+    if status == QUERY_BAD_WEIGHT:
+        raise InvalidQuery("query weights must be finite and >= 0")
+    keep = val > 0   # QUERY_UNSORTED: zero weights to drop or ids out of order
+    idx, val = idx[keep].astype(np.int32), val[keep]
+    order = np.argsort(idx, kind="stable")
+    idx, val = idx[order], val[order]
+    if len(idx) > 1 and np.any(idx[1:] == idx[:-1]):
+        raise InvalidQuery(f"query term ids must be unique, got {int(idx[1:][idx[1:] == idx[:-1]][0])} twice")
+    return idx, val

@@ -28,12 +28,13 @@ document once. Kernels are ``nogil``: the Index runs batches one query per call 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numba
 import numpy as np
 from numba import njit
 
+from lsr.core import validate
 from lsr.index import topk
 from lsr.index.errors import IndexCorrupt
 from lsr.index.clustering import cluster_list, top_terms
@@ -61,19 +62,15 @@ class SeismicBuildParams:
     doc_cut: int = 15               # heaviest document terms compared with the centroids
 
     def __post_init__(self) -> None:
-        _check_int("n_postings", self.n_postings, 1)
-        _check_int("min_cluster_size", self.min_cluster_size, 1)
-        _check_int("doc_cut", self.doc_cut, 1)
-        _check_fraction("centroid_fraction", self.centroid_fraction)
-        _check_fraction("summary_energy", self.summary_energy)
-        if self.pruning not in PRUNINGS:
-            raise ValueError(f"seismic: pruning must be one of {list(PRUNINGS)}, got {self.pruning!r}")
-        if (isinstance(self.max_fraction, bool) or not isinstance(self.max_fraction, (int, float, np.floating))
-                or not 1 <= self.max_fraction < float("inf")):
-            raise ValueError(f"seismic: max_fraction must be a number >= 1, got {self.max_fraction!r}")
+        for name, low in (("n_postings", 1), ("min_cluster_size", 1), ("doc_cut", 1)):
+            object.__setattr__(self, name, validate.integer(f"seismic: {name}", getattr(self, name), low))
+        for name in ("centroid_fraction", "summary_energy"):
+            object.__setattr__(self, name, validate.fraction(f"seismic: {name}", getattr(self, name)))
+        validate.choice("seismic: pruning", self.pruning, PRUNINGS)
+        object.__setattr__(self, "max_fraction", validate.number("seismic: max_fraction", self.max_fraction, 1))
         if self.centroid_fraction * self.list_cap >= MAX_BLOCKS_PER_LIST:
-            raise ValueError(f"centroid_fraction x the longest kept list must stay below {MAX_BLOCKS_PER_LIST} blocks "
-                             f"per list, got {self.centroid_fraction} x {self.list_cap}")
+            raise ValueError(f"seismic: centroid_fraction x the longest kept list must stay below "
+                             f"{MAX_BLOCKS_PER_LIST} blocks per list, got {self.centroid_fraction} x {self.list_cap}")
 
     @property
     def list_cap(self) -> int:
@@ -81,19 +78,17 @@ class SeismicBuildParams:
         return self.n_postings if self.pruning == "fixed" else int(self.n_postings * self.max_fraction)
 
 
-SEARCH_DEFAULTS = {"query_cut": 10,      # heaviest query terms whose lists are visited
-                   "heap_factor": 0.9}   # a block is scored when its summary score >= heap_factor x k-th best
-# defaults reach recall@10 >= 0.95 on the benchmark corpora (BENCHMARKS.md, "Seismic")
+@dataclass(frozen=True)
+class SeismicSearchParams:
+    """Search parameters; the defaults reach recall@10 >= 0.95 on the benchmark corpora (BENCHMARKS.md, "Seismic")."""
 
+    query_cut: int = 10             # heaviest query terms whose lists are visited
+    heap_factor: float = 0.9        # a block is scored when its summary score >= heap_factor x the k-th best
 
-def _check_int(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"seismic: {name} must be an integer >= {low}, got {value!r}")
-
-
-def _check_fraction(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 < value <= 1:
-        raise ValueError(f"seismic: {name} must be a number in (0, 1], got {value!r}")
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "query_cut", validate.integer("seismic: query_cut", self.query_cut, 1))
+        object.__setattr__(self, "heap_factor", validate.fraction("seismic: heap_factor", self.heap_factor,
+                                                                  float32=True))
 
 
 # ----------------------------------------------------------------------------------------------------------- build
@@ -425,29 +420,18 @@ class Scratch:
         self.heap = topk.Heap()
 
 
-def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, out_docs, query_cut: int,
-           heap_factor: float) -> None:
+def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, out_docs,
+           params: SeismicSearchParams) -> None:
     hs, hd = scratch.heap.arrays(k)
-    seismic_batch(q_indptr, q_terms, q_weights, query_cut, np.float32(heap_factor), *scratch.arrays, scratch.q_dense,
-                  scratch.visited, scratch.acc, hs, hd, out_scores, out_docs)
+    seismic_batch(q_indptr, q_terms, q_weights, params.query_cut, np.float32(params.heap_factor), *scratch.arrays,
+                  scratch.q_dense, scratch.visited, scratch.acc, hs, hd, out_scores, out_docs)
 
 
-def build(fwd, postings, params: dict) -> dict[str, np.ndarray]:
+def build(fwd, postings, params: SeismicBuildParams) -> dict[str, np.ndarray]:
     if len(postings.dense):   # common terms are dense rows there: Seismic needs every term's list
         postings = Postings.from_forward(fwd, dense_rows=False)
-    return build_arrays(fwd.indptr, fwd.terms, fwd.values, postings.indptr, postings.docs, postings.values,
-                        SeismicBuildParams(**params))
+    return build_arrays(fwd.indptr, fwd.terms, fwd.values, postings.indptr, postings.docs, postings.values, params)
 
 
-def check(params: dict) -> None:
-    """Validates build or search parameters (whichever ``params`` holds) with a clear error; cheap for search
-    parameters, which are checked on every query."""
-    if "query_cut" in params:
-        _check_int("query_cut", params["query_cut"], 1)
-        _check_fraction("heap_factor", params["heap_factor"])
-    else:
-        SeismicBuildParams(**params)
-
-
-register(Method("seismic", search=search, scratch=Scratch, build=build, build_params=asdict(SeismicBuildParams()),
-                search_params=SEARCH_DEFAULTS, check=check))
+register(Method("seismic", search=search, scratch=Scratch, build=build, build_params=SeismicBuildParams,
+                search_params=SeismicSearchParams))

@@ -124,7 +124,7 @@ class Snapshot:
         return ids
 
     # ---- search -------------------------------------------------------------------------------------------------
-    def run(self, method: registry.Method, params: dict, q_indptr: np.ndarray, q_terms: np.ndarray,
+    def run(self, method: registry.Method, params: Any, q_indptr: np.ndarray, q_terms: np.ndarray,
             q_weights: np.ndarray, out_scores: np.ndarray, out_docs: np.ndarray) -> None:
         """Top-k (k = out width <= live documents) of validated queries into out_*, merged over segments."""
         k = out_scores.shape[1]
@@ -135,7 +135,7 @@ class Snapshot:
             s = live[0]
             m, p = self._method_for(self.segments[s], method, params)
             m.search(self.segments[s], q_indptr, q_terms, q_weights, k, self.segments[s].scratch(m), out_scores,
-                     out_docs, **p)
+                     out_docs, p)
             if s:
                 out_docs[out_docs >= 0] += self.offsets[s]
             return
@@ -146,12 +146,13 @@ class Snapshot:
                *heap, out_scores, out_docs)
 
     @staticmethod
-    def _method_for(seg: Segment, method: registry.Method, params: dict) -> tuple[registry.Method, dict]:
+    def _method_for(seg: Segment, method: registry.Method, params: Any) -> tuple[registry.Method, Any]:
         if method.name in seg.info.methods:
             return method, params
-        return registry.get("exact"), {}
+        exact = registry.get("exact")
+        return exact, exact.search_config()
 
-    def _segment_topk(self, s: int, method: registry.Method, params: dict, q_indptr: np.ndarray,
+    def _segment_topk(self, s: int, method: registry.Method, params: Any, q_indptr: np.ndarray,
                       q_terms: np.ndarray, q_weights: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k live hits of segment s: (scores, local numbers), -1 padded, k columns at most."""
         seg, dead, n_dead = self.segments[s], self.dead[s], self.dead_counts[s]
@@ -183,11 +184,11 @@ def _merge(scores, docs, offsets, hs, hd, out_scores, out_docs):
         topk.drain(hs, hd, size, out_scores[r], out_docs[r], 0)
 
 
-def _call(m: registry.Method, params: dict, seg: Segment, q_indptr: np.ndarray, q_terms: np.ndarray,
+def _call(m: registry.Method, params: Any, seg: Segment, q_indptr: np.ndarray, q_terms: np.ndarray,
           q_weights: np.ndarray, width: int) -> tuple[Any, Any]:
     n = len(q_indptr) - 1
     scores, docs = np.zeros((n, width), np.float32), np.full((n, width), -1, np.int64)
-    m.search(seg, q_indptr, q_terms, q_weights, width, seg.scratch(m), scores, docs, **params)
+    m.search(seg, q_indptr, q_terms, q_weights, width, seg.scratch(m), scores, docs, params)
     return scores, docs
 
 

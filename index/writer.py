@@ -56,6 +56,7 @@ from lsr.index.quantize import scale_for
 from lsr.index.segment import Segment
 from lsr.index.snapshot import Snapshot
 from lsr.index.wal import DELETE, PUT, Record, WriteAheadLog
+from lsr.core import validate
 from lsr.core.documents import Document
 from lsr.core.sparse import SparseBatch
 
@@ -108,9 +109,9 @@ class Writer:
              build_threads: int | None = None) -> "Writer":
         """Takes the writer lock, removes what a crash left behind, replays the log after the manifest's wal_seq.
         ``build_threads``: Numba threads of flushes and merges (default: all cores but one, left to searches)."""
-        for name, value in (("flush_docs", flush_docs), ("build_threads", build_threads)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        validate.integer("flush_docs", flush_docs, 1)
+        if build_threads is not None:
+            validate.integer("build_threads", build_threads, 1)
         build_threads = build_threads or max(1, (os.cpu_count() or 1) - 1)
         Manifest.read(path)   # a clear error for a folder that is not an index, before creating the lock file
         lock = WriterLock(path).acquire(lock_timeout)

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from lsr.index import Index
+from lsr.index import Index, InvalidQuery, check_query
 from lsr.service.batcher import MicroBatcher, Row
 from lsr.service.limits import STORED_FIELDS
 from lsr.service.metrics import Metrics
@@ -119,12 +119,13 @@ class Engine:
             if unknown:
                 raise QueryError(f"tokens not in the vocabulary of {self.index.model!r}: {unknown[:10]}")
             ids = np.fromiter((self._vocab[t] for t in req.terms), np.int64, len(req.terms))
-            return ids, np.fromiter(req.terms.values(), np.float32, len(req.terms))
-        ids = np.asarray(req.indices, dtype=np.int64)
-        if len(ids) and ids.max() >= self.index.vocab_size:
-            raise QueryError(f"term id {int(ids.max())} is outside the index's vocabulary of {self.index.vocab_size} "
-                             "terms: the query comes from another vocabulary")
-        return ids, np.asarray(req.values, dtype=np.float32)
+            values = np.fromiter(req.terms.values(), np.float32, len(req.terms))
+        else:
+            ids, values = np.asarray(req.indices, dtype=np.int64), req.values
+        try:
+            return check_query(ids, values, self.index.vocab_size)
+        except InvalidQuery as e:
+            raise QueryError(str(e)) from e
 
     def _check_method(self, req: SearchRequest) -> None:
         if req.method not in self.index.methods:
@@ -151,7 +152,7 @@ class Engine:
     def _top(self, req: SearchRequest, row: Row, k: int) -> tuple[np.ndarray, np.ndarray]:
         start = time.perf_counter()
         try:
-            scores, docs = self.index.search_one(row[0], row[1], k=k, method=req.method, **req.params)
+            scores, docs = self.index.search_one(row[0], row[1], k=k, method=req.method, params=req.params)
         except (ValueError, TypeError) as e:  # parameters out of range, duplicate term ids, ...
             raise QueryError(str(e)) from e
         self.metrics.search.labels(req.method).observe(time.perf_counter() - start)

@@ -43,7 +43,7 @@ def ir_datasets_home(tmp: Path) -> Path:
     return home
 
 
-def _read_beir(name: str) -> tuple[list[dict], dict[str, str], dict[str, dict[str, int]]]:
+def read_beir(name: str) -> tuple[list[dict], dict[str, str], dict[str, dict[str, int]]]:
     with zipfile.ZipFile(shared_ir_datasets() / "beir" / name / "source.zip") as z:
         corpus = [json.loads(x) for x in z.read(f"{name}/corpus.jsonl").decode().splitlines() if x.strip()]
         queries = {str(q["_id"]): q["text"] for q in map(json.loads, z.read(f"{name}/queries.jsonl").decode()
@@ -74,7 +74,7 @@ def write_beir_folder(dest: Path, corpus: list[dict], queries: dict[str, str], q
 def beir_folder(name: str, dest: Path, n_queries: int | None = None, n_other: int = 0, seed: int = 0) -> Path:
     """The BEIR set as a local folder: all of it, or its first n judged test queries, their judged documents and
     n_other other documents drawn at random."""
-    corpus, queries, qrels = _read_beir(name)
+    corpus, queries, qrels = read_beir(name)
     judged = [q for q in queries if q in qrels]
     if n_queries is not None:
         judged = judged[:n_queries]

@@ -28,6 +28,21 @@ def encode_with_progress(corpus: str, encoder, *, queries: bool = False, **optio
     return out
 
 
+def encode_to_file(corpus: str, output: Path, encoder, *, queries: bool = False, max_length: int | None = None,
+                   batch_size: int = 32, top_k: int | None = None, min_weight: float | None = None) -> dict:
+    """Encodes ``corpus`` into the vectors file ``output`` (``max_length`` None: the encoder's length for documents
+    or queries); returns the summary `lsr encode` prints."""
+    from lsr.core.vectors import save_vectors
+
+    if max_length is None:
+        max_length = encoder.query_max_length if queries else encoder.max_length
+    out = encode_with_progress(corpus, encoder, queries=queries, max_length=max_length, batch_size=batch_size,
+                               top_k=top_k, min_weight=min_weight)
+    save_vectors(output, out.vectors, out.ids, {**encoder.vector_meta(max_length), "corpus": str(corpus)})
+    return {"output": str(output), "documents": len(out.ids), "nnz": out.vectors.nnz,
+            "terms_per_doc": round(out.vectors.nnz / max(len(out.ids), 1), 1), "truncated": out.truncated}
+
+
 @app.command()
 def encode(
     corpus: str = typer.Argument(..., help="JSONL/Parquet file (id, text, title?), BEIR folder, or ir_datasets id"),
@@ -44,16 +59,9 @@ def encode(
     queries: bool = typer.Option(False, "--queries", help="encode as queries (query encoder and length)"),
 ) -> None:
     """Encode a corpus into SPLADE vectors (the file `lsr index` reads)."""
-    from lsr.core.vectors import save_vectors
-
     encoder = load_encoder(model, device, pooling=pooling)
-    if max_length is None:
-        max_length = encoder.query_max_length if queries else encoder.max_length
-    out = encode_with_progress(corpus, encoder, queries=queries, max_length=max_length, batch_size=batch_size,
-                               top_k=top_k, min_weight=min_weight)
-    save_vectors(output, out.vectors, out.ids, {**encoder.vector_meta(max_length), "corpus": str(corpus)})
-    echo_json({"output": str(output), "documents": len(out.ids), "nnz": out.vectors.nnz,
-               "terms_per_doc": round(out.vectors.nnz / max(len(out.ids), 1), 1), "truncated": out.truncated})
+    echo_json(encode_to_file(corpus, output, encoder, queries=queries, max_length=max_length, batch_size=batch_size,
+                             top_k=top_k, min_weight=min_weight))
 
 
 @app.command("sample-corpus")

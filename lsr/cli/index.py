@@ -49,6 +49,7 @@ def index(
 ) -> None:
     """Build a searchable index from a corpus (encoding it) or from precomputed vectors; or update one."""
     from lsr.index import Index
+    from lsr.index.methods import build_configs
 
     encode = {"max_length": max_length, "batch_size": batch_size, "device": device, "chunk_docs": chunk_docs}
     if append or compact:
@@ -64,9 +65,11 @@ def index(
         fail("missing argument CORPUS (a corpus or an `lsr encode` vectors file)")
     params = parse_params(param)
     build = {"quantization": quantization, "reorder": reorder, "methods": method, "params": params}
-    # everything that can be refused is refused before minutes of encoding
+    # everything that can be refused is refused before minutes of encoding; --param names only method parameters
     with reported(ValueError, FileExistsError):
-        Index.check_build(None if shards else output, quantization=quantization, methods=method, overwrite=overwrite, **params)
+        configs = build_configs(method, params)
+        Index.check_build(None if shards else output, quantization=quantization, methods=method, overwrite=overwrite,
+                          params=configs)
     if ray:
         if corpus.endswith(".npz"):
             fail("--ray encodes a corpus; a vectors file needs no encoding (drop --ray)")
@@ -85,7 +88,7 @@ def index(
     with reported(ValueError, FileExistsError), stages(f"building {output}") as progress:
         idx = Index.build(output, vectors, ids, texts=docs, model=model_name, vocab_fingerprint=fingerprint,
                           quantization=quantization, reorder=reorder, methods=method, overwrite=overwrite,
-                          progress=progress, **params)
+                          progress=progress, params=configs)
     echo_json({"output": str(output), "documents": idx.num_docs, "methods": idx.methods, "bytes": idx.nbytes()})
 
 

@@ -37,7 +37,7 @@ def search(
         idx = Index.open(index_dir)
     params = parse_params(param)
     with reported(ValueError):
-        idx.check_search(method, **params)   # before a model loads
+        idx.check_search(method, params)   # before a model loads
     if vector is not None:
         ids, weights = _parse_vector(vector)
     elif terms is not None:
@@ -50,7 +50,8 @@ def search(
             idx.check_vocabulary(encoder.vocab_fingerprint)
         ids, weights = encoder.encode_queries([query]).row(0)
     with reported(ValueError):
-        scores, docs = idx.search_one(np.asarray(ids), np.asarray(weights, np.float32), k=k, method=method, **params)
+        scores, docs = idx.search_one(np.asarray(ids), np.asarray(weights, np.float32), k=k, method=method,
+                                      params=params)
     hits = [{"rank": r + 1, "score": round(float(s), 4), **idx.document(int(d))}
             for r, (s, d) in enumerate(zip(scores, docs)) if d >= 0]
     if as_json:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from lsr.core import validate
 from lsr.core.corpus import blank_line, read_range, resolve_corpus
 from lsr.core.documents import Document
 from lsr.core.errors import CorpusError
@@ -93,8 +94,7 @@ def _count(form: str, where: str) -> int:
 
 def plan_chunks(source: str | Path, chunk_docs: int = CHUNK_DOCS) -> ChunkPlan:
     """Cuts ``source`` (any form ``lsr.corpus.read_corpus`` reads) into chunks of ``chunk_docs`` documents."""
-    if chunk_docs < 1:
-        raise ValueError(f"chunk_docs must be positive, got {chunk_docs}")
+    validate.integer("chunk_docs", chunk_docs, 1)
     form, where = resolve_corpus(source)
     if form == "jsonl":
         num_docs, starts = _jsonl_starts(where, chunk_docs)

@@ -17,13 +17,10 @@ from lsr.core.errors import CorpusError
 def _record(obj: dict, where: str) -> Document:
     if not isinstance(obj, dict):
         raise CorpusError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    doc_id = obj.get("id", obj.get("_id", obj.get("doc_id")))
-    if doc_id is None or "text" not in obj:
-        raise CorpusError(f"{where}: a document needs 'id' (or '_id') and 'text' fields, got {sorted(obj)}")
-    text, title = obj["text"], obj.get("title") or ""
-    if not isinstance(text, str) or not isinstance(title, str):
-        raise CorpusError(f"{where}: 'text' and 'title' must be strings")
-    return Document(str(doc_id), text, title)
+    try:
+        return Document.from_mapping(obj, where)
+    except ValueError as e:
+        raise CorpusError(str(e)) from None
 
 
 def blank_line(raw: bytes) -> bool:

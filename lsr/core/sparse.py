@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from lsr.core import validate
+
 
 @dataclass(frozen=True)
 class SparseBatch:
@@ -93,8 +95,8 @@ class SparseBatch:
         """Keeps at most ``top_k`` heaviest terms per row and drops weights below ``min_weight``."""
         if top_k is None and min_weight is None:
             return self
-        if top_k is not None and top_k <= 0:
-            raise ValueError(f"top_k must be positive, got {top_k}")
+        if top_k is not None:
+            validate.integer("top_k", top_k, 1)
         keep = np.ones(self.nnz, dtype=bool)
         if min_weight is not None:
             keep &= self.values >= min_weight

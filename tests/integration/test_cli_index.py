@@ -70,6 +70,28 @@ def test_index_a_vectors_file_with_texts_and_refuse_another_vocabulary(tmp_path,
     assert r.exit_code == 2 and "fingerprint" in r.output and "0123456789abcdef" in r.output
 
 
+def test_method_parameters_from_the_command_line_are_checked(tmp_path):
+    """--param values go to the method's parameter dataclass only: out of range (alpha below the smallest normal
+    float32, issue 17 item 7), or a name of the command's own arguments, is a one-line error, never a traceback."""
+    from lsr.index import Index
+
+    docs = random_batch(200, 20, seed=5, vocab=300)
+    save_vectors(tmp_path / "v.npz", docs, [f"d{i}" for i in range(len(docs))])
+    Index.build(tmp_path / "idx", docs, [f"d{i}" for i in range(len(docs))], block_size=8)
+    query = ["search", "--index", str(tmp_path / "idx"), "--vector", "3:1.0,5:0.5", "--json", "--method", "bmp"]
+    for param, message in [("alpha=1e-46", "bmp: alpha must be a number in (0, 1] and, unless 0, at least"),
+                           ("alpha=1e-40", "smallest normal float32"), ("snapshot=1", "no search parameter"),
+                           ("k=3", "no search parameter ['k']"), ("beta=true", "bmp: beta must be a finite number")]:
+        r = runner.invoke(app, [*query, "--param", param])
+        assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, (param, r.output)
+    r = runner.invoke(app, [*query, "--param", "alpha=1.1754943508222875e-38"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["hits"], r.output
+    for param in ("scale=2", "reorder=false", "overwrite=true"):
+        r = runner.invoke(app, ["index", str(tmp_path / "v.npz"), "-o", str(tmp_path / "i2"), "--param", param])
+        assert r.exit_code == 2 and "unknown build parameters" in r.output, (param, r.output)
+    assert not (tmp_path / "i2").exists()
+
+
 @pytest.mark.slow
 def test_bench_index_report_layout(tmp_path):
     docs, queries = random_batch(400, 30, seed=3, vocab=300), random_batch(25, 8, seed=4, vocab=300)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lsr.index import Index, IndexCorrupt, VocabularyMismatch
 from lsr.core.documents import Document
+from lsr.core.validate import FLOAT32_TINY
+from lsr.index import Index, IndexCorrupt, InvalidQuery, VocabularyMismatch
+from lsr.index.bmp import BmpBuildParams, BmpSearchParams
+from lsr.index.seismic import SeismicSearchParams
 from lsr.core.sparse import SparseBatch
 from tests.vectors import VOCAB, random_batch, scipy_scores
 
@@ -126,21 +129,23 @@ def test_bad_queries(built, corpus):
     _, _, _, queries = corpus
     idx = Index.open(built)
     t, w = queries.row(0)
-    with pytest.raises(ValueError, match="lie in"):
+    with pytest.raises(InvalidQuery, match=rf"lie in \[0, {VOCAB}\).*got {VOCAB}: the query comes from another"):
         idx.search_one(np.array([0, VOCAB]), np.array([1.0, 1.0]))
     with pytest.raises(ValueError, match="lie in"):
         idx.search_one(np.array([-1]), np.array([1.0]))
     for bad in (np.nan, -0.5, np.inf):
         with pytest.raises(ValueError, match="finite and >= 0"):
             idx.search_one(t, np.where(np.arange(len(w)) == 0, bad, w))
-    with pytest.raises(ValueError, match="unique"):
+    with pytest.raises(InvalidQuery, match="unique, got 3 twice"):
         idx.search_one(np.array([3, 3]), np.array([1.0, 2.0]))
     with pytest.raises(ValueError, match="equal length"):
         idx.search_one(np.array([1, 2]), np.array([1.0]))
     with pytest.raises(ValueError, match="integers"):
         idx.search_one(np.array([1.5]), np.array([1.0]))
+    with pytest.raises(InvalidQuery, match="weights must be numbers"):
+        idx.search_one(np.array([1]), ["heavy"])
     for k in (0, -3, 2.5, True):
-        with pytest.raises(ValueError, match="positive integer"):
+        with pytest.raises(ValueError, match="k must be an integer >= 1"):
             idx.search_one(t, w, k=k)
     with pytest.raises(ValueError, match="built without method"):
         idx.search_one(t, w, method="seismic-nope")
@@ -152,11 +157,117 @@ def test_bad_queries(built, corpus):
         idx.search_one(t, w, method="bmp", beta=1.5)
     with pytest.raises(ValueError, match="exhaustive"):
         idx.search_one(t, w, method="bmp", exhaustive=-0.1)
-    with pytest.raises(ValueError, match="threads"):
-        idx.search(queries, threads=0)
+    for threads in (0, True, 1.5):
+        with pytest.raises(ValueError, match="threads must be an integer >= 1"):
+            idx.search(queries, threads=threads)
     bad_batch = SparseBatch(queries.indptr, queries.indices, -queries.values, VOCAB)
     with pytest.raises(ValueError, match="queries: weights"):
         idx.search(bad_batch)
+
+
+@pytest.mark.parametrize("alpha", [1e-46, 1e-45, 1e-40, 1e-39, 5e-324])
+def test_bmp_alpha_below_the_smallest_normal_float32_is_refused(built, corpus, alpha):
+    """Issue 17 item 7: alpha became 0 (or a subnormal) in the float32 kernel: ZeroDivisionError, or bounds of inf."""
+    _, _, _, queries = corpus
+    idx = Index.open(built)
+    with pytest.raises(ValueError, match="bmp: alpha must be a number in \\(0, 1\\] and, unless 0, at least "
+                                         "1.17549e-38"):
+        idx.search(queries, k=5, method="bmp", alpha=alpha)
+    with pytest.raises(ValueError, match="bmp: alpha"):
+        idx.search_one(*queries.row(0), k=5, method="bmp", params={"alpha": alpha})
+
+
+def test_bmp_at_the_smallest_normal_alpha_still_answers(built, corpus):
+    _, _, _, queries = corpus
+    idx = Index.open(built)
+    res = idx.search(queries, k=5, method="bmp", alpha=FLOAT32_TINY)
+    assert np.all(res.docs[:, 0] >= 0)   # the best block is always scored
+
+
+def test_search_parameters_as_dataclass_mapping_or_keywords(built, corpus):
+    _, _, _, queries = corpus
+    idx = Index.open(built)
+    by_keywords = idx.search(queries, k=5, method="bmp", alpha=0.7, beta=0.8)
+    for params in (BmpSearchParams(alpha=0.7, beta=0.8), {"alpha": 0.7, "beta": 0.8}):
+        again = idx.search(queries, k=5, method="bmp", params=params)
+        np.testing.assert_array_equal(again.docs, by_keywords.docs)
+        s, d = idx.search_one(*queries.row(3), k=5, method="bmp", params=params)
+        np.testing.assert_array_equal(d, by_keywords.docs[3])
+    # a user's mapping cannot reach this method's own arguments (snapshot, k): they are parameter names like any other
+    for name in ("snapshot", "k", "params"):
+        with pytest.raises(ValueError, match=rf"method 'bmp' has no search parameter \['{name}'\]; it takes "
+                                             r"\['alpha', 'beta', 'exhaustive'\]"):
+            idx.search_one(*queries.row(0), method="bmp", params={name: 1})
+    with pytest.raises(TypeError, match="method 'bmp' takes its search parameters as BmpSearchParams or keywords, "
+                                        "got SeismicSearchParams"):
+        idx.search(queries, method="bmp", params=SeismicSearchParams())
+    with pytest.raises(ValueError, match="not both"):
+        idx.search(queries, method="bmp", params=BmpSearchParams(), alpha=0.5)
+    with pytest.raises(ValueError, match="method 'exact' has no search parameter"):
+        idx.check_search("exact", {"alpha": 0.5})
+    with pytest.raises(ValueError, match="bmp: beta must be a finite number in \\(0, 1\\], got '0.5'"):
+        BmpSearchParams(beta="0.5")
+
+
+def test_build_parameters_as_dataclass_or_keywords(corpus, tmp_path):
+    docs, ids, _, queries = corpus
+    typed = Index.build(tmp_path / "t", docs, ids, params={"bmp": BmpBuildParams(block_size=32)})
+    flat = Index.build(tmp_path / "f", docs, ids, block_size=32)
+    mapped = Index.build(tmp_path / "m", docs, ids, params={"bmp": {"block_size": 32}})
+    for idx in (typed, flat, mapped):
+        assert idx.manifest.build_params == {"reorder": True, "exact": {}, "bmp": {"block_size": 32}}
+        assert int(idx.segments[0]["bmp.block_size"][0]) == 32
+    np.testing.assert_array_equal(typed.search(queries, method="bmp").docs, flat.search(queries, method="bmp").docs)
+    cases = [
+        (dict(block_size="32"), "bmp: block_size must be an integer in 8..128, got '32'"),
+        (dict(block_size=True), "bmp: block_size must be an integer in 8..128, got True"),
+        (dict(params={"bmp": BmpBuildParams()}, block_size=16), "give its build parameters in params or as keywords"),
+        (dict(params={"seismic": {}}), "build parameters for \\['seismic'\\], which are not among the methods"),
+        (dict(params={"bmp": {"alpha": 0.5}}), "method 'bmp' has no build parameter \\['alpha'\\]; it takes "
+                                                 "\\['block_size'\\]"),
+        (dict(n_postings=10), "unknown build parameters \\['n_postings'\\] for methods \\['exact', 'bmp'\\]"),
+    ]
+    for i, (change, message) in enumerate(cases):
+        with pytest.raises(ValueError, match=message):
+            Index.build(tmp_path / f"bad{i}", docs, ids, **change)
+        assert not (tmp_path / f"bad{i}").exists()
+    with pytest.raises(TypeError, match="takes its build parameters as BmpBuildParams"):
+        Index.build(tmp_path / "bad", docs, ids, params={"bmp": 32})
+
+
+def test_documents_as_dicts_or_a_clear_type_error(corpus, tmp_path):
+    """The README once passed the encoder's SparseBatch as texts: a TypeError naming the argument, not an
+    AttributeError deep inside; dict records are stored like Documents."""
+    docs, ids, texts, _ = corpus
+    records = [{"id": t.id, "text": t.text, "title": t.title} for t in texts]
+    records[1] = {"id": ids[1], "text": "untitled"}
+    idx = Index.build(tmp_path / "d", docs, ids, texts=records)
+    assert idx.document(ids[0]) == {"id": ids[0], "title": texts[0].title, "text": texts[0].text}
+    assert idx.document(ids[1]) == {"id": ids[1], "title": "", "text": "untitled"}
+    for bad, message in [(docs, "texts must be a sequence of lsr Documents or dicts"),
+                         ({"id": "d0", "text": "x"}, "texts must be a sequence"),
+                         ("some text", "texts must be a sequence"),
+                         (["a string"] * len(ids), "texts\\[0\\] must be an lsr Document or a dict with 'id', 'text'"),
+                         ([None] * len(ids), "texts\\[0\\] must be an lsr Document or a dict")]:
+        with pytest.raises(TypeError, match=message):
+            Index.build(tmp_path / "bad", docs, ids, texts=bad)
+    with pytest.raises(ValueError, match="texts\\[2\\]: a document needs 'id'"):
+        Index.build(tmp_path / "bad", docs, ids, texts=records[:2] + [{"title": "t"}] + records[3:])
+    with pytest.raises(ValueError, match="texts\\[0\\]: 'text' and 'title' must be strings"):
+        Index.build(tmp_path / "bad", docs, ids, texts=[{"id": ids[0], "text": 5}] + records[1:])
+    assert not (tmp_path / "bad").exists()
+    live = Index.open(tmp_path / "d", writable=True)
+    try:
+        one = docs.take(np.arange(1))
+        live.add(["new"], one, [{"id": "new", "text": "added", "title": "n"}])
+        live.upsert([ids[0]], one, [{"_id": ids[0], "text": "replaced"}])
+        with pytest.raises(TypeError, match="texts must be a sequence"):
+            live.add(["other"], one, one)
+        live.flush()
+        assert live.document("new") == {"id": "new", "title": "n", "text": "added"}
+        assert live.document(ids[0])["text"] == "replaced"
+    finally:
+        live.close()
 
 
 def test_defined_results_for_empty_queries_and_large_k(built, corpus):

@@ -3,9 +3,6 @@ bad parameters, persistence."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -13,12 +10,12 @@ from lsr.index import Index
 from lsr.index.clustering import cluster_list, top_terms
 from lsr.index.forward import ForwardIndex
 from lsr.index.postings import Postings
-from lsr.index.seismic import SEARCH_DEFAULTS, SeismicBuildParams, build, build_arrays, check, kept_lengths
+from lsr.index import methods
+from lsr.index.seismic import SeismicBuildParams, SeismicSearchParams, build_arrays, kept_lengths
 from lsr.index.summaries import SAMPLE, block_summary, layout_bound, score_list, write_list
 from lsr.core.sparse import SparseBatch
 from tests.vectors import random_batch, scipy_scores
 
-DATA = Path(os.environ.get("LSR_DATA", "/work/data"))
 LOOSE = {"n_postings": 100_000, "summary_energy": 1.0}             # nothing pruned, summaries are upper bounds
 EVERYTHING = {"query_cut": 10_000, "heap_factor": 1e-6}            # every list, every block with a positive bound
 
@@ -201,7 +198,8 @@ def test_manifests_without_pruning_keep_the_fixed_cap():
     docs = random_batch(300, 40, seed=13, vocab=300)
     fwd, post = _lists(docs)
     old = {"n_postings": 20, "centroid_fraction": 0.2, "summary_energy": 0.4, "min_cluster_size": 3, "doc_cut": 15}
-    arrays = build(fwd, post, old)
+    seismic = methods.get("seismic")
+    arrays = seismic.build(fwd, post, seismic.build_config(old))   # as index/builder.py reads a manifest
     assert max(len(_kept_docs(arrays, t)) for t in range(300)) == 20
 
 
@@ -307,37 +305,31 @@ def test_clustering_partitions_the_list():
 
 # ---- real vectors ------------------------------------------------------------------------------------------------
 
-@pytest.mark.skipif(not (DATA / "scifact.npz").exists() or not (DATA / "queries.npz").exists(),
-                    reason=f"no real vectors in {DATA} (set LSR_DATA; see bench/corpora.py and lsr encode)")
-def test_recall_rises_to_one_on_real_vectors(tmp_path):
-    from lsr.core.vectors import load_vectors
-
-    docs = load_vectors(DATA / "scifact.npz").vectors.take(np.arange(1500))
-    queries = load_vectors(DATA / "queries.npz").vectors.take(np.arange(60))
-    queries = SparseBatch(queries.indptr, queries.indices, queries.values, docs.vocab_size)
-    idx = Index.build(tmp_path / "r", docs, [str(i) for i in range(len(docs))], methods=("exact", "seismic"),
-                      quantization="float32", n_postings=400, summary_energy=0.4)
+def test_recall_rises_to_one_on_real_vectors(scifact_sample, tmp_path):
+    docs, ids, queries = scifact_sample
+    idx = Index.build(tmp_path / "r", docs, ids, methods=("exact", "seismic"), quantization="float32",
+                      n_postings=75, summary_energy=0.4)
     truth = scipy_scores(docs, queries)
     kth = -np.sort(-truth, axis=1)[:, 9]
-    original = np.array([int(i) for i in idx.doc_ids])
+    original = {d: i for i, d in enumerate(ids)}
 
     def recall(**params) -> float:
         res = idx.search(queries, k=10, method="seismic", **params)
-        return float(np.mean([np.sum(truth[r, original[d[d >= 0]]] >= kth[r] - 1e-4) / 10
-                              for r, d in enumerate(res.docs)]))
+        return float(np.mean([np.sum(truth[r, [original[h] for h in hits]] >= kth[r] - 1e-4) / 10
+                              for r, hits in enumerate(res.ids)]))
 
     settings = [{"query_cut": 2, "heap_factor": 1.0}, {"query_cut": 5, "heap_factor": 0.9},
                 {"query_cut": 10, "heap_factor": 0.7}, {"query_cut": 64, "heap_factor": 0.3}]
     recalls = [recall(**s) for s in settings]
-    assert recalls == sorted(recalls) and recalls[0] < 0.95
-    assert recalls[-1] == 1.0
+    assert recalls == sorted(recalls) and recalls[0] < 0.95, recalls
+    assert recalls[-1] == 1.0, recalls
 
 
 def test_default_parameters_pass_their_own_check():
-    assert SeismicBuildParams().n_postings > 0
-    check(SEARCH_DEFAULTS)
-    with pytest.raises(ValueError, match="query_cut"):
-        check({**SEARCH_DEFAULTS, "query_cut": -1})
+    assert SeismicBuildParams().n_postings > 0 and SeismicSearchParams().query_cut > 0
+    assert methods.get("seismic").search_config({}) == SeismicSearchParams()
+    with pytest.raises(ValueError, match="seismic: query_cut must be an integer >= 1, got -1"):
+        SeismicSearchParams(query_cut=-1)
 
 
 @pytest.mark.slow
