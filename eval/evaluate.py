@@ -168,12 +168,16 @@ def bm25_vectors(es: EvalSet, opts: Options) -> tuple[BM25, VectorsFile, float]:
 # ---- retrievers ---------------------------------------------------------------------------------------------------
 def _build(tmp: Path, name: str, vectors: VectorsFile, model: str, fingerprint: str | None, method: str,
            quantization: str, build_params: dict) -> tuple[Any, float]:
+    from lsr.core import validate
     from lsr.index import Index
     from lsr.index.methods import build_configs
 
+    params = dict(build_params)
+    reorder = validate.choice("reorder", params.pop("reorder", True), (True, False))   # the index's; the rest: method's
     t = time.perf_counter()
     index = Index.build(tmp / name, vectors.vectors, vectors.ids.tolist(), model=model, vocab_fingerprint=fingerprint,
-                        quantization=quantization, methods=(method,), params=build_configs((method,), build_params))
+                        quantization=quantization, reorder=reorder, methods=(method,),
+                        params=build_configs((method,), params))
     return index, time.perf_counter() - t
 
 
