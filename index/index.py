@@ -452,15 +452,17 @@ class Index:
     def _resolve(self, method: str, params: Any, keywords: dict) -> tuple[registry.Method, Any]:
         """The method and its checked search parameters: ``params`` (its search-params dataclass, or a mapping) or
         ``keywords``."""
-        if params is None and not keywords and method in self._defaults:
+        if params is not None and keywords:
+            raise ValueError(f"method {method!r}: give its search parameters in params or as keywords, not both")
+        given = params if params is not None else keywords
+        default = type(given) is dict and not given   # the defaults, checked once per method
+        if default and method in self._defaults:
             return self._defaults[method]
         if method not in self.manifest.methods:
             raise ValueError(f"this index was built without method {method!r}; it has {self.manifest.methods}")
         m = registry.get(method)
-        if params is not None and keywords:
-            raise ValueError(f"method {method!r}: give its search parameters in params or as keywords, not both")
-        resolved = m, m.search_config(params if params is not None else keywords)
-        if params is None and not keywords:
+        resolved = m, m.search_config(given)
+        if default:
             self._defaults[method] = resolved
         return resolved
 

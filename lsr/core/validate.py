@@ -13,11 +13,11 @@ FLOAT32_TINY = float(np.finfo(np.float32).tiny)   # the smallest positive normal
 
 
 def _is_integer(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    return type(value) is int or isinstance(value, np.integer)   # bool is a subclass of int, not int itself
 
 
 def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    return type(value) in (float, int) or isinstance(value, (np.floating, np.integer))
 
 
 def _bounds(low: float | None, high: float | None, low_open: bool = False, high_open: bool = False) -> str:
@@ -44,15 +44,16 @@ def number(name: str, value: Any, low: float | None = None, high: float | None =
     ``low_open`` / ``high_open``). ``float32``: the value reaches a float32 kernel, so it must also be 0 or at least
     the smallest normal float32 in size (a smaller one would become 0 or a subnormal there: a division by zero, or
     a weight that lost its precision)."""
-    span = _bounds(low, high, low_open, high_open)
     ok = _is_real(value) and math.isfinite(value)
     if ok and low is not None:
         ok = value > low if low_open else value >= low
     if ok and high is not None:
         ok = value < high if high_open else value <= high
     if not ok:
+        span = _bounds(low, high, low_open, high_open)
         raise ValueError(f"{name} must be a finite number {span}".rstrip() + f", got {value!r}")
     if float32 and value != 0 and abs(value) < FLOAT32_TINY:
+        span = _bounds(low, high, low_open, high_open)
         raise ValueError(f"{name} must be a number {span} and, unless 0, at least {FLOAT32_TINY:.6g} in size (the "
                          f"smallest normal float32, which the search kernels use), got {value!r}")
     return float(value)

@@ -203,6 +203,9 @@ def test_search_parameters_as_dataclass_mapping_or_keywords(built, corpus):
         idx.search(queries, method="bmp", params=SeismicSearchParams())
     with pytest.raises(ValueError, match="not both"):
         idx.search(queries, method="bmp", params=BmpSearchParams(), alpha=0.5)
+    idx.search(queries, method="bmp", params={"alpha": 1})   # checked values are remembered by type too:
+    with pytest.raises(ValueError, match="bmp: alpha must be a finite number in \\(0, 1\\], got True"):
+        idx.search(queries, method="bmp", params={"alpha": True})
     with pytest.raises(ValueError, match="method 'exact' has no search parameter"):
         idx.check_search("exact", {"alpha": 0.5})
     with pytest.raises(ValueError, match="bmp: beta must be a finite number in \\(0, 1\\], got '0.5'"):
