@@ -6,9 +6,11 @@ A method is a ``Method`` registered under its name:
   ``BmpSearchParams``). Their fields are the accepted names with their defaults, typed, and ``__post_init__`` refuses
   a value of the wrong type or out of range (ValueError naming the method, the parameter and the accepted range, via
   ``lsr.core.validate``). ``NoParams`` for a method without any. ``build_config`` / ``search_config`` turn the
-  user's keywords (``Index.build(..., block_size=32)``, ``--param KEY=VALUE``, the HTTP ``params``) or an instance
-  into a checked instance; unknown names are refused there. The manifest stores a method's build parameters as the
-  dataclass's fields (``asdict``), and an index built before a field existed gets its default when it is read back.
+  user's keywords (``Index.build(..., block_size=32)``, ``--param KEY=VALUE``, the HTTP ``params``), a mapping or
+  an instance into a checked instance (frozen, so checked values are cached by name, type and value); unknown names
+  are refused there. ``build_configs`` shares one set of build keywords out among the chosen methods. The manifest
+  stores a method's build parameters as the dataclass's fields (``asdict``), and an index built before a field
+  existed gets its default when a flush or merge reads them back.
 - ``build(fwd, postings, params) -> {key: array}``: the extra arrays one segment needs, computed from the segment's
   forward index and postings (documents already reordered and quantized) with the method's build parameters. They
   are saved as ``<name>.<key>.npy`` in the segment folder and come back memory-mapped as ``seg["<name>.<key>"]``.
