@@ -15,7 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
@@ -39,6 +39,8 @@ class Options:
 
     model: str = "splade-tiny"
     max_length: int = 256
+    window_overlap: int | None | Literal["default"] = "default"   # long documents: the encoder's default, windows
+                                                                  # sharing N tokens, or None (truncated)
     query_max_length: int | None = None  # the encoder's default (64 for SPLADE models)
     batch_size: int = 32
     device: str = "auto"
@@ -77,9 +79,18 @@ def _queries_key(es: EvalSet) -> str:
     return f"{es.name}-queries-{digest}"
 
 
+def window_overlap(opts: Options) -> int | None:
+    """The document windows' overlap that ``opts`` means (None: long documents are truncated)."""
+    if opts.window_overlap != "default":
+        return opts.window_overlap
+    from lsr.encoding.encoder import DOCUMENT_WINDOW_OVERLAP
+
+    return DOCUMENT_WINDOW_OVERLAP
+
+
 def _check_doc_vectors(vf: VectorsFile, es: EvalSet, opts: Options, path: Path) -> None:
     """Precomputed vectors must be of this model, this max_length and this corpus (by count and judged ids)."""
-    for key, want in (("model", opts.model), ("max_length", opts.max_length)):
+    for key, want in (("model", opts.model), ("max_length", opts.max_length), ("window_overlap", window_overlap(opts))):
         if key in vf.meta and vf.meta[key] != want:
             raise ValueError(f"{path} was encoded with {key}={vf.meta[key]!r}, this evaluation uses {want!r}")
     if es.doc_count is not None and es.doc_count != len(vf.ids):
@@ -90,18 +101,22 @@ def _check_doc_vectors(vf: VectorsFile, es: EvalSet, opts: Options, path: Path) 
 
 
 def splade_vectors(es: EvalSet, opts: Options) -> tuple[VectorsFile, VectorsFile]:
-    """Document and query vectors of ``opts.model`` (cached); the encoder is loaded only on a cache miss."""
+    """Document and query vectors of ``opts.model`` (cached by every setting that changes a vector); the encoder
+    is loaded only on a cache miss."""
+    from lsr.encoding.encoder import QUERY_MAX_LENGTH, vector_settings
     from lsr.encoding.pipeline import encode_corpus
 
     cache = VectorCache(opts.cache_dir)
     encoder = None
+    overlap = window_overlap(opts)
+    query_length = opts.query_max_length or QUERY_MAX_LENGTH
 
     def load_encoder():
         nonlocal encoder
         if encoder is None:
             from lsr.encoding.encoder import Encoder
 
-            encoder = Encoder.from_pretrained(opts.model, device=opts.device)
+            encoder = Encoder.from_pretrained(opts.model, device=opts.device, window_overlap=overlap)
         return encoder
 
     def encode_docs():
@@ -110,23 +125,24 @@ def splade_vectors(es: EvalSet, opts: Options) -> tuple[VectorsFile, VectorsFile
         with opts.progress(f"encoding {es.corpus}", es.doc_count) as advance:
             out = encode_corpus(es.corpus, enc, max_length=opts.max_length, batch_size=opts.batch_size,
                                 progress=advance)
-        return out.vectors, out.ids, {**enc.vector_meta(opts.max_length), "encode_s": time.perf_counter() - t}
+        return out.vectors, out.ids, {**enc.vector_meta(opts.max_length, overlap), "encode_s": time.perf_counter() - t,
+                                      "truncated": out.truncated, "windowed": out.windowed}
 
     if opts.doc_vectors is not None:
         docs = load_vectors(opts.doc_vectors)
         _check_doc_vectors(docs, es, opts, Path(opts.doc_vectors))
     else:
-        docs, _ = cache.get(es.docs_key, opts.model, opts.max_length, "docs", encode_docs)
+        settings = vector_settings(opts.device, max_length=opts.max_length, window_overlap=overlap)
+        docs, _ = cache.get(es.docs_key, opts.model, "docs", settings, encode_docs)
 
     def encode_queries():
         enc = load_encoder()
-        length = opts.query_max_length or enc.query_max_length
         t = time.perf_counter()
-        vectors = enc.encode_queries(list(es.queries.values()), max_length=length, batch_size=opts.batch_size)
-        return vectors, list(es.queries), {**enc.vector_meta(length), "encode_s": time.perf_counter() - t}
+        vectors = enc.encode_queries(list(es.queries.values()), max_length=query_length, batch_size=opts.batch_size)
+        return vectors, list(es.queries), {**enc.vector_meta(query_length), "encode_s": time.perf_counter() - t}
 
-    # max_length 0 in the key: the encoder's own query length
-    queries, _ = cache.get(_queries_key(es), opts.model, opts.query_max_length or 0, "queries", encode_queries)
+    queries, _ = cache.get(_queries_key(es), opts.model, "queries",
+                           vector_settings(opts.device, max_length=query_length), encode_queries)
     fp_docs, fp_queries = docs.meta.get("vocab_fingerprint"), queries.meta.get("vocab_fingerprint")
     if fp_docs and fp_queries and fp_docs != fp_queries:
         raise ValueError(f"document vectors (vocabulary {fp_docs}) and query vectors ({fp_queries}) come from "
@@ -143,8 +159,8 @@ def bm25_vectors(es: EvalSet, opts: Options) -> tuple[BM25, VectorsFile, float]:
     config = json.dumps(bm25_config(opts.bm25_k1, opts.bm25_b, analyzer), sort_keys=True)
     key = f"bm25-{opts.stemmer}-{hashlib.sha256(config.encode()).hexdigest()[:12]}"
     cache = VectorCache(opts.cache_dir)
-    model_file = cache.path(es.docs_key, key, 0, "bm25-model", ".json")
-    docs_file = cache.path(es.docs_key, key, 0, "docs")
+    model_file = cache.path(es.docs_key, key, "bm25-model", {}, ".json")
+    docs_file = cache.path(es.docs_key, key, "docs", {})
     if not model_file.exists():
         docs_file.unlink(missing_ok=True)  # vectors without their vocabulary are of no use
 
@@ -161,7 +177,7 @@ def bm25_vectors(es: EvalSet, opts: Options) -> tuple[BM25, VectorsFile, float]:
         return vectors, ids, {"model": model.name, "vocab_size": model.vocab_size,
                               "vocab_fingerprint": model.vocab_fingerprint, "encode_s": time.perf_counter() - t}
 
-    docs, _ = cache.get(es.docs_key, key, 0, "docs", fit)
+    docs, _ = cache.get(es.docs_key, key, "docs", {}, fit)
     return BM25.load(model_file), docs, float(docs.meta.get("encode_s") or 0.0)
 
 
@@ -264,7 +280,8 @@ def evaluate(es: EvalSet, method: str, settings: Sequence[dict], opts: Options,
 
 
 def _build_record(opts: Options) -> dict:
-    return {"max_length": opts.max_length, "quantization": opts.quantization, **opts.build_params}
+    return {"max_length": opts.max_length, "window_overlap": window_overlap(opts), "quantization": opts.quantization,
+            **opts.build_params}
 
 
 def _bm25_record(opts: Options) -> dict:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from lsr.cli.common import echo_json, load_encoder, progress_bar, reported
+from lsr.cli.common import echo_json, fail, load_encoder, progress_bar, reported
 
 app = typer.Typer()
 
@@ -36,11 +36,15 @@ def encode_to_file(corpus: str, output: Path, encoder, *, queries: bool = False,
 
     if max_length is None:
         max_length = encoder.query_max_length if queries else encoder.max_length
-    out = encode_with_progress(corpus, encoder, queries=queries, max_length=max_length, batch_size=batch_size,
-                               top_k=top_k, min_weight=min_weight)
-    save_vectors(output, out.vectors, out.ids, {**encoder.vector_meta(max_length), "corpus": str(corpus)})
+    with reported(ValueError):
+        out = encode_with_progress(corpus, encoder, queries=queries, max_length=max_length, batch_size=batch_size,
+                                   top_k=top_k, min_weight=min_weight)
+    meta = encoder.vector_meta(max_length, None if queries else encoder.window_overlap, top_k=top_k,
+                               min_weight=min_weight)
+    save_vectors(output, out.vectors, out.ids, {**meta, "corpus": str(corpus)})
     return {"output": str(output), "documents": len(out.ids), "nnz": out.vectors.nnz,
-            "terms_per_doc": round(out.vectors.nnz / max(len(out.ids), 1), 1), "truncated": out.truncated}
+            "terms_per_doc": round(out.vectors.nnz / max(len(out.ids), 1), 1), "truncated": out.truncated,
+            "windowed": out.windowed}
 
 
 @app.command()
@@ -49,8 +53,12 @@ def encode(
     output: Path = typer.Option(..., "--output", "-o", help="vectors file to write (.npz)"),
     model: str = typer.Option("splade-tiny", help="embedded name, local folder, or Hugging Face hub id"),
     max_length: Optional[int] = typer.Option(None, min=8, help="tokens per text, longer ones are truncated "
-                                             "(default: 256 for documents, the encoder's query length with "
-                                             "--queries)"),
+                                             "or windowed (default: 256 for documents, the encoder's query length "
+                                             "with --queries)"),
+    window_overlap: Optional[int] = typer.Option(None, min=0, help="documents longer than --max-length: encode "
+                                                 "overlapping windows sharing this many tokens, max-pooled into one "
+                                                 "vector (default: the encoder's)"),
+    truncate: bool = typer.Option(False, "--truncate", help="cut long documents to --max-length (no windows)"),
     batch_size: int = typer.Option(32, min=1),
     top_k: Optional[int] = typer.Option(None, min=1, help="keep the top-k terms per document"),
     min_weight: Optional[float] = typer.Option(None, min=0.0, help="drop weights below this"),
@@ -59,7 +67,10 @@ def encode(
     queries: bool = typer.Option(False, "--queries", help="encode as queries (query encoder and length)"),
 ) -> None:
     """Encode a corpus into SPLADE vectors (the file `lsr index` reads)."""
-    encoder = load_encoder(model, device, pooling=pooling)
+    if truncate and window_overlap is not None:
+        fail("--truncate and --window-overlap exclude each other")
+    windows = {} if window_overlap is None and not truncate else {"window_overlap": window_overlap}
+    encoder = load_encoder(model, device, pooling=pooling, **windows)
     echo_json(encode_to_file(corpus, output, encoder, queries=queries, max_length=max_length, batch_size=batch_size,
                              top_k=top_k, min_weight=min_weight))
 

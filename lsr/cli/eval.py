@@ -28,7 +28,11 @@ def eval_(
     build_param: list[str] = typer.Option([], "--build-param", "-b", help="index build parameter KEY=VALUE"),
     splade_method: str = typer.Option("exact", help="index method of the SPLADE side of a hybrid"),
     k: int = typer.Option(1000, "--k", "-k", min=1, help="hits per query in the run"),
-    max_length: int = typer.Option(256, min=8, help="document tokens (longer ones are truncated)"),
+    max_length: int = typer.Option(256, min=8, help="document tokens (longer ones are truncated or windowed)"),
+    window_overlap: Optional[int] = typer.Option(None, min=0, help="documents longer than --max-length: overlapping "
+                                                 "windows sharing this many tokens, max-pooled (default: the "
+                                                 "encoder's)"),
+    truncate: bool = typer.Option(False, "--truncate", help="cut long documents to --max-length (no windows)"),
     query_max_length: Optional[int] = typer.Option(None, min=1, help="query tokens (default: the encoder's, 64)"),
     quantization: str = typer.Option("uint8", help="index impacts: uint8, float16 or float32"),
     measure: list[str] = typer.Option([], "--measure", "-m", help="ir-measures name (default: the collection's)"),
@@ -73,7 +77,11 @@ def eval_(
         es = load_eval_set(dataset, split)
         if limit_queries:
             es = es.with_queries(limit_queries)
-        opts = Options(model=model, max_length=max_length, query_max_length=query_max_length, batch_size=batch_size,
+        if truncate and window_overlap is not None:
+            raise ValueError("--truncate and --window-overlap exclude each other")
+        windows = "default" if window_overlap is None and not truncate else window_overlap
+        opts = Options(model=model, max_length=max_length, window_overlap=windows,
+                       query_max_length=query_max_length, batch_size=batch_size,
                        device=device, k=k, measures=measure or None, build_params=builds[0],
                        quantization=quantization, splade_method=splade_method, bm25_k1=bm25_k1, bm25_b=bm25_b,
                        stemmer=stemmer, latency_queries=latency_queries, threads=threads, cache_dir=cache_dir,

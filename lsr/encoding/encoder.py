@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lsr.encoding.head import splade_max_pool, splade_sum_pool
+from lsr.encoding.head import resolve_backend, splade_max_pool, splade_sum_pool
 from lsr.encoding.models import DEFAULT_MODEL, available_models, hub_reachable, in_hub_cache, resolve_model, vocab_fingerprint
 from lsr.encoding.tokens import BatchTokenizer
 from lsr.core.sparse import SparseBatch
@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 DOCUMENT_MAX_LENGTH = 256
 QUERY_MAX_LENGTH = 64
 PREFETCH = 4  # GPU batches tokenized ahead of the model
+DOCUMENT_WINDOW_OVERLAP: int | None = None   # documents longer than max_length: truncated (None) or windowed
+WINDOW_KEY = "window_of"                     # a windowed batch's row -> text (position in the batch)
+# Bumped whenever the encoder's arithmetic changes the vectors it makes (the evaluation's cache keys on it).
+NUMERICS_VERSION = "2026-12-screen-1"
 
 
 class ModelLoadError(ValueError):
@@ -39,12 +43,14 @@ class ModelLoadError(ValueError):
 
 @dataclass
 class EncodeStats:
-    """What the last encode call did; ``truncated`` counts texts cut to ``max_length`` tokens."""
+    """What the last encode call did; ``truncated`` counts texts cut to ``max_length`` tokens, ``windowed`` texts
+    longer than that encoded as several overlapping windows instead (``window_overlap``)."""
 
     texts: int = 0
     truncated: int = 0
     tokens: int = 0
     max_length: int = 0
+    windowed: int = 0
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:
@@ -82,7 +88,8 @@ class Encoder:
     def __init__(self, model: nn.Module, tokenizer, *, name: str, device: torch.device, dtype: torch.dtype,
                  pooling: str = "max", head: str = "auto", batch_size: int = 32,
                  max_length: int = DOCUMENT_MAX_LENGTH, query_max_length: int = QUERY_MAX_LENGTH,
-                 query_mode: str = "model", idf: np.ndarray | None = None):
+                 query_mode: str = "model", idf: np.ndarray | None = None,
+                 window_overlap: int | None = DOCUMENT_WINDOW_OVERLAP):
         if pooling not in ("max", "sum"):
             raise ValueError(f"pooling must be 'max' or 'sum', got {pooling!r}")
         if query_mode not in ("model", "idf"):
@@ -97,6 +104,7 @@ class Encoder:
         self.max_length = max_length
         self.query_max_length = query_max_length
         self.query_mode = query_mode
+        self.window_overlap = window_overlap
         self.model = model.to(device=device, dtype=dtype).eval()
         self.weight, self.bias = _detach_decoder(self.model)
         self.vocab_size = int(self.weight.shape[0])
@@ -146,10 +154,13 @@ class Encoder:
                 encoder.set_idf(table)
         return encoder
 
-    def vector_meta(self, max_length: int) -> dict:
-        """What a vectors file records of the encoder that made it (``lsr.core.vectors``)."""
+    def vector_meta(self, max_length: int, window_overlap: int | None = None, top_k: int | None = None,
+                    min_weight: float | None = None) -> dict:
+        """What a vectors file records of the encoder that made it (``lsr.core.vectors``): the model, its
+        vocabulary, and every setting that changes a vector (``vector_settings``)."""
         return {"model": self.name, "vocab_size": self.vocab_size, "vocab_fingerprint": self.vocab_fingerprint,
-                "max_length": max_length, "pooling": self.pooling}
+                **vector_settings(self.device, self.dtype, head=self.head, pooling=self.pooling, max_length=max_length,
+                                  window_overlap=window_overlap, top_k=top_k, min_weight=min_weight)}
 
     # ---- inference-free queries ---------------------------------------------------------------------------------
     def _check_idf(self, idf: np.ndarray) -> np.ndarray:
@@ -164,6 +175,9 @@ class Encoder:
 
     # ---- encoding -----------------------------------------------------------------------------------------------
     def encode_documents(self, texts: Sequence[str], **kw) -> SparseBatch:
+        """Document vectors; texts longer than max_length are split into windows overlapping by
+        ``window_overlap`` tokens (the encoder's default unless given; None truncates), max-pooled into one vector."""
+        kw.setdefault("window_overlap", self.window_overlap)
         return self.encode(texts, max_length=kw.pop("max_length", None) or self.max_length, **kw)
 
     def encode_queries(self, texts: Sequence[str], **kw) -> SparseBatch:
@@ -190,8 +204,8 @@ class Encoder:
         batch = {k: torch.from_numpy(np.ascontiguousarray(enc[k][first])) for k in ("input_ids", "attention_mask")}
         return batch, truncated
 
-    def _batches(self, texts: list[str], order: np.ndarray, batch_size: int,
-                 max_length: int) -> Iterable[tuple[np.ndarray, dict]]:
+    def _batches(self, texts: list[str], order: np.ndarray, batch_size: int, max_length: int,
+                 window_overlap: int | None = None) -> Iterable[tuple[np.ndarray, dict]]:
         """Batches of texts[order], tokenized, padded and copied to the device on a thread while the model runs.
 
         The tokenizer (Rust) releases the GIL, so the CPU prepares the next batches while the GPU works on this one.
@@ -200,7 +214,11 @@ class Encoder:
         cuda = self.device.type == "cuda"
 
         def prepare(chunk):
-            batch, truncated = self._tokenize([texts[i] for i in chunk], max_length, 8 if cuda else None)
+            if window_overlap is None:
+                batch, truncated = self._tokenize([texts[i] for i in chunk], max_length, 8 if cuda else None)
+            else:
+                batch, truncated = self._tokenize_windows([texts[i] for i in chunk], max_length, window_overlap,
+                                                          8 if cuda else None)
             self.stats.truncated += truncated
             self.stats.tokens += int(batch["attention_mask"].sum())
             return chunk, {k: (v.pin_memory() if cuda else v).to(self.device, non_blocking=True)
@@ -292,15 +310,16 @@ class Encoder:
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], *, max_length: int, batch_size: int | None = None,
                top_k: int | None = None, min_weight: float | None = None,
-               progress: Callable[[int], None] | None = None) -> SparseBatch:
+               progress: Callable[[int], None] | None = None, window_overlap: int | None = None) -> SparseBatch:
         """Vectors of ``texts`` in input order. Batches are length-sorted to waste no compute on padding.
 
         top_k keeps the heaviest terms of each vector, min_weight drops smaller weights.
-        progress(n) is called after each batch of n texts.
+        progress(n) is called after each batch of n texts. window_overlap: see ``encode_documents``.
         """
         texts = _check_texts(texts)
         if top_k is not None and top_k <= 0:
             raise ValueError(f"top_k must be positive, got {top_k}")
+        check_window_overlap(window_overlap, max_length)
         batch_size = batch_size or self.batch_size
         self.stats = EncodeStats(texts=len(texts), max_length=max_length)
         blank = np.array([i for i, t in enumerate(texts) if not t.strip()], dtype=np.int64)  # -> empty vectors
@@ -313,9 +332,15 @@ class Encoder:
                                      self.vocab_size))
             orders.append(blank)
         pending = None  # the previous batch: its CSR is built while this one runs
-        batches = self._prefetched_batches if self.device.type == "cuda" else self._batches
-        for chunk, batch in batches(texts, order, batch_size, max_length):
+        if self.device.type == "cuda" and window_overlap is None:
+            stream = self._prefetched_batches(texts, order, batch_size, max_length)
+        else:  # the CPU, and windows on any device
+            stream = self._batches(texts, order, batch_size, max_length, window_overlap)
+        for chunk, batch in stream:
+            window_of = batch.pop(WINDOW_KEY, None)
             w = self.weights(batch)
+            if window_of is not None:
+                w = _pool_windows(w, window_of, len(chunk))
             if top_k is not None and top_k < w.shape[1]:
                 top = torch.topk(w, top_k, dim=1)
                 w = torch.zeros_like(w).scatter_(1, top.indices, top.values)
@@ -333,6 +358,9 @@ class Encoder:
         if self.stats.truncated:
             log.info("%d of %d texts were longer than %d tokens and were truncated", self.stats.truncated,
                      len(texts), max_length)
+        if self.stats.windowed:
+            log.info("%d of %d texts were longer than %d tokens and were encoded in overlapping windows",
+                     self.stats.windowed, len(texts), max_length)
         if not parts:
             return SparseBatch(np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), self.vocab_size)
         if progress and len(blank):
@@ -347,6 +375,23 @@ class Encoder:
         orders.append(chunk)
         if progress:
             progress(len(chunk))
+
+    def _tokenize_windows(self, texts: list[str], max_length: int, overlap: int,
+                          pad_to: int | None) -> tuple[dict[str, torch.Tensor], int]:
+        """Every window of max_length tokens (consecutive ones sharing ``overlap`` tokens, each with the model's
+        special tokens) of a batch, with ``WINDOW_KEY``: the text each row belongs to. Nothing is truncated."""
+        enc = self.tokenizer(texts, truncation=True, max_length=max_length, stride=overlap, padding=True,
+                             pad_to_multiple_of=pad_to, return_overflowing_tokens=True, return_token_type_ids=False,
+                             return_tensors="np")
+        mapping = enc.get("overflow_to_sample_mapping")
+        if mapping is None:
+            raise ValueError("window_overlap needs a fast (Rust) tokenizer: this model's cannot return overflowing "
+                             "windows")
+        mapping = np.asarray(mapping, dtype=np.int64)
+        self.stats.windowed += int(np.count_nonzero(np.bincount(mapping, minlength=len(texts)) > 1))
+        batch = {k: torch.from_numpy(np.ascontiguousarray(enc[k])) for k in ("input_ids", "attention_mask")}
+        batch[WINDOW_KEY] = torch.from_numpy(mapping)
+        return batch, 0
 
     def _encode_idf(self, texts: Sequence[str], max_length: int, **_) -> SparseBatch:
         """Inference-free query vectors: each distinct query token (special tokens excluded) weighted by its IDF."""
@@ -366,6 +411,36 @@ class Encoder:
             w = self.idf[terms]
             rows.append((terms[w > 0], w[w > 0]))
         return SparseBatch.from_rows(rows, self.vocab_size)
+
+
+def vector_settings(device: str | torch.device, dtype: torch.dtype | str | None = None, *, head: str = "auto",
+                    pooling: str = "max", max_length: int, window_overlap: int | None = None,
+                    top_k: int | None = None, min_weight: float | None = None) -> dict:
+    """Everything besides the model that changes a vector, as an encoder on ``device`` would resolve it (without
+    loading a model): what a cache of vectors must be keyed by. The head backend counts because the float32
+    results of two backends may differ in their last bits; ``numerics`` is bumped when the arithmetic changes."""
+    dev = _pick_device(device)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    dtype = dtype or (torch.bfloat16 if dev.type == "cuda" else torch.float32)
+    return {"max_length": max_length, "pooling": pooling, "window_overlap": window_overlap,
+            "top_k": top_k, "min_weight": min_weight, "dtype": str(dtype).removeprefix("torch."),
+            "head": resolve_backend(head, dev) if pooling == "max" else "sum", "numerics": NUMERICS_VERSION}
+
+
+def check_window_overlap(overlap: int | None, max_length: int) -> None:
+    """An overlap leaves room for new tokens in every window (BERT-like models add 2 special tokens)."""
+    if overlap is not None and not 0 <= overlap <= max_length // 2:
+        raise ValueError(f"window_overlap must be between 0 and max_length // 2 = {max_length // 2} tokens, "
+                         f"got {overlap}")
+
+
+def _pool_windows(w: torch.Tensor, window_of: torch.Tensor, texts: int) -> torch.Tensor:
+    """(windows, V) weights -> (texts, V): each text's elementwise maximum over its windows (= max-pooling over all
+    of its tokens, as log1p(relu) is monotonic)."""
+    out = torch.zeros(texts, w.shape[1], dtype=w.dtype, device=w.device)
+    index = window_of.to(w.device)[:, None].expand_as(w)
+    return out.scatter_reduce_(0, index, w, reduce="amax", include_self=True)
 
 
 def _to_csr(w: torch.Tensor, vocab_size: int) -> SparseBatch:

@@ -131,6 +131,20 @@ def triton_available(device: torch.device | str) -> bool:
     return torch.device(device).type == "cuda" and _triton_imports()
 
 
+def resolve_backend(backend: str, device: torch.device | str, grad: bool = False) -> str:
+    """The backend that ``backend="auto"`` means for tensors on ``device``; any other name is returned as given."""
+    if backend != "auto":
+        return backend
+    if triton_available(device):
+        return "triton"
+    if torch.device(device).type == "cpu" and not grad:
+        from lsr.encoding.screen import available
+
+        if available():
+            return "screen"
+    return "torch"
+
+
 @functools.cache
 def _triton_imports() -> bool:
     try:
@@ -146,7 +160,10 @@ def splade_max_pool(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
 
     hidden (B, L, H), weight (V, H), bias (V,) or None, attention_mask (B, L) of 0/1 or bool.
     backend: "torch" (vocabulary chunks, any device), "triton" (fused kernels, CUDA or TRITON_INTERPRET=1),
-    or "auto" (triton on CUDA when installed, else torch). Differentiable in hidden, weight and bias.
+    "screen" (CPU inference: integer bounds pick the columns that can be non-zero, those are computed in float32;
+    the same vectors, ``lsr.encoding.screen``), or "auto" (triton on CUDA when installed; on the CPU the screen
+    when no gradient is needed and the CPU has AVX2; else torch). Differentiable in hidden, weight and bias
+    (the screen is not: it refuses tensors that need a gradient).
     """
     if hidden.dim() != 3 or weight.dim() != 2 or hidden.shape[-1] != weight.shape[-1]:
         raise ValueError(f"expected hidden (B, L, H) and weight (V, H), got {tuple(hidden.shape)} and {tuple(weight.shape)}")
@@ -154,8 +171,16 @@ def splade_max_pool(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
         raise ValueError(f"attention_mask must be (B, L) = {tuple(hidden.shape[:2])}, got {tuple(attention_mask.shape)}")
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"bias must be ({weight.shape[0]},), got {tuple(bias.shape)}")
-    if backend == "auto":
-        backend = "triton" if triton_available(hidden.device) else "torch"
+    grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (hidden, weight, bias))
+    backend = resolve_backend(backend, hidden.device, grad)
+    if backend == "screen":
+        if grad:
+            raise ValueError("backend='screen' is inference-only: use 'torch' (or 'auto') where gradients are needed")
+        from lsr.encoding.screen import max_pool_screened
+
+        if 0 in hidden.shape[:2] or weight.shape[0] == 0:
+            return torch.zeros(hidden.shape[0], weight.shape[0], dtype=torch.float32, device=hidden.device)
+        return max_pool_screened(hidden, weight, bias, attention_mask)
     if backend == "torch":
         forward_fn, backward_fn = max_pool_torch, head_backward_torch
     elif backend == "triton":
@@ -164,10 +189,10 @@ def splade_max_pool(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
         from lsr.encoding.kernels.fused_head import head_backward_triton as backward_fn
         from lsr.encoding.kernels.fused_head import max_pool_triton as forward_fn
     else:
-        raise ValueError(f"unknown backend {backend!r}: expected 'auto', 'torch' or 'triton'")
+        raise ValueError(f"unknown backend {backend!r}: expected 'auto', 'torch', 'triton' or 'screen'")
     if 0 in hidden.shape[:2] or weight.shape[0] == 0:  # no tokens: every max is -inf, every weight 0
         return torch.zeros(hidden.shape[0], weight.shape[0], dtype=torch.float32, device=hidden.device)
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (hidden, weight, bias)):
+    if grad:
         return _SpladeMaxPool.apply(hidden, weight, bias, attention_mask, forward_fn, backward_fn)
     return forward_fn(hidden, weight, bias, attention_mask, need_argmax=False)[0]
 

@@ -25,24 +25,27 @@ class EncodedCorpus:
     ids: list[str]
     documents: list[Document]
     truncated: int   # documents longer than max_length tokens, cut to it
+    windowed: int = 0   # documents longer than max_length tokens, encoded as overlapping windows (not cut)
 
 
 def encode_corpus(corpus: str, encoder, *, max_length: int, batch_size: int, top_k: int | None = None,
                   min_weight: float | None = None, queries: bool = False, chunk: int = CHUNK_DOCS,
                   progress: Callable[[int], None] | None = None) -> EncodedCorpus:
     """Streams ``corpus`` (a path or ir_datasets id, see ``lsr.core.corpus``) through ``encoder`` chunk by chunk,
-    length-sorted within each. Raises CorpusError for an unreadable corpus or repeated ids."""
+    length-sorted within each; documents longer than max_length are windowed as the encoder's ``window_overlap``
+    says. Raises CorpusError for an unreadable corpus or repeated ids."""
     encode = encoder.encode_queries if queries else encoder.encode_documents
     parts: list[SparseBatch] = []
     docs: list[Document] = []
-    truncated = 0
+    truncated = windowed = 0
     buffer: list[Document] = []
 
     def flush() -> None:
-        nonlocal truncated
+        nonlocal truncated, windowed
         parts.append(encode([d.full_text for d in buffer], max_length=max_length, batch_size=batch_size, top_k=top_k,
                             min_weight=min_weight, progress=progress))
         truncated += encoder.stats.truncated
+        windowed += encoder.stats.windowed
         docs.extend(buffer)
         buffer.clear()
 
@@ -55,4 +58,4 @@ def encode_corpus(corpus: str, encoder, *, max_length: int, batch_size: int, top
     ids = [d.id for d in docs]
     if len(set(ids)) != len(ids):
         raise CorpusError(f"{corpus}: document ids are not unique")
-    return EncodedCorpus(SparseBatch.concat(parts), ids, docs, truncated)
+    return EncodedCorpus(SparseBatch.concat(parts), ids, docs, truncated, windowed)

@@ -1,0 +1,278 @@
+"""The screened SPLADE head on the CPU: integer upper bounds pick the few vocabulary columns that can be non-zero,
+then only those are computed exactly in float32.
+
+Only ~250 of 30,522 max-pooled logits of a document are positive. Each document's token states are centred on
+their mean and rounded to 12-bit integers, the decoder rows to 12-bit integers per row, and one AVX2 kernel
+(``vpmaddwd``: 16 multiply-adds per instruction, exact in int32) keeps the maximum over tokens of every column's
+integer dot product without ever storing the (tokens, vocabulary) products. The rounding error of each
+(token, column) product is bounded rigorously (``upper_bounds``), so every column whose float32 logit could be
+> 0 survives; the survivors (a few more than the true non-zeros) are recomputed from the decoder rows in float32,
+which makes the vectors those of the plain float32 head. Inference only: training takes the chunked head.
+
+The kernel is generated with llvmlite (numba's code generator) for the host CPU, so nothing is compiled at install
+time. CPUs without AVX2, and ``LSR_CPU_ISA=generic``, use the chunked float32 head instead (``available``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+TOKENS, VECTORS = 2, 4          # register tile: 2 tokens x 4 vectors of 8 columns (8 accumulators: no spills)
+COLUMNS = 8 * VECTORS           # columns per block of the packed weight
+ISA_ENV = "LSR_CPU_ISA"         # "generic" forces the float32 fallback
+
+
+def cpu_features() -> set[str]:
+    """The host CPU's instruction-set extensions as LLVM names them (``avx2``, ``avx512bw``, ``avx512bf16``...)."""
+    import llvmlite.binding as llvm
+
+    return {name for name, on in llvm.get_host_cpu_features().items() if on}
+
+
+@functools.cache
+def _host_isa() -> str:
+    return "avx2" if "avx2" in cpu_features() else "generic"
+
+
+def isa() -> str:
+    """The instruction set the CPU head uses: "avx2" (the integer screen) or "generic" (the float32 head).
+
+    ``LSR_CPU_ISA=generic`` forces the fallback, as on a CPU without AVX2 (x86 before 2013, ARM)."""
+    forced = os.environ.get(ISA_ENV, "").strip().lower()
+    if forced and forced not in ("avx2", "generic"):
+        raise ValueError(f"{ISA_ENV} must be 'avx2' or 'generic', got {forced!r}")
+    if forced == "avx2" and _host_isa() != "avx2":
+        raise ValueError(f"{ISA_ENV}=avx2, but this CPU has no AVX2")
+    return forced or _host_isa()
+
+
+def available() -> bool:
+    """Whether ``backend="screen"`` can run here."""
+    return isa() == "avx2"
+
+
+# ---- the kernel ---------------------------------------------------------------------------------------------------
+@functools.cache
+def _kernel():
+    """max over tokens t of D[t] . W[v] (int16 x int16 -> int32) for the column blocks [lo, hi) of the packed weight.
+
+    D is (tokens, K2) int32, each the pair (d[2k], d[2k+1]) of int16, tokens a multiple of TOKENS; W is packed
+    (blocks, K2, COLUMNS, 2) int16; out receives COLUMNS int32 maxima per block."""
+    import llvmlite.binding as llvm
+    import llvmlite.ir as ir
+
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    i16, i32, i64 = ir.IntType(16), ir.IntType(32), ir.IntType(64)
+    v16, v8 = ir.VectorType(i16, 16), ir.VectorType(i32, 8)
+    mod = ir.Module("lsr_screen")
+    mod.triple = llvm.get_process_triple()
+    pmadd = ir.Function(mod, ir.FunctionType(v8, [v16, v16]), "llvm.x86.avx2.pmadd.wd")
+    smax = ir.Function(mod, ir.FunctionType(v8, [v8, v8]), "llvm.smax.v8i32")
+    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [i32.as_pointer(), i64, i16.as_pointer(), i64, i64, i64,
+                                                          i32.as_pointer()]), "screen_max")
+    D, n_tokens, W, k2_count, lo, hi, out = fn.args
+    for a in (D, W, out):
+        a.add_attribute("noalias")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    c64 = functools.partial(ir.Constant, i64)
+
+    def loop(start, stop, name, carried):
+        """Opens a counted loop; returns (index, carried phis, close(step, next values) -> phis after the loop)."""
+        pre = b.block
+        head, body, done = (b.append_basic_block(f"{name}_{s}") for s in ("head", "body", "done"))
+        b.branch(head)
+        b.position_at_end(head)
+        idx = b.phi(i64)
+        idx.add_incoming(start, pre)
+        phis = []
+        for c in carried:
+            p = b.phi(c.type)
+            p.add_incoming(c, pre)
+            phis.append(p)
+        b.cbranch(b.icmp_signed("<", idx, stop), body, done)
+        b.position_at_end(body)
+
+        def close(step, values):
+            idx.add_incoming(b.add(idx, c64(step)), b.block)
+            for p, v in zip(phis, values):
+                p.add_incoming(v, b.block)
+            b.branch(head)
+            b.position_at_end(done)
+            return phis
+
+        return idx, phis, close
+
+    zero, lowest = ir.Constant(v8, [0] * 8), ir.Constant(v8, [-2 ** 31] * 8)
+    block, _, close_blocks = loop(lo, hi, "block", [])
+    t0, col_max, close_tokens = loop(c64(0), n_tokens, "tok", [lowest] * VECTORS)
+    k2, acc, close_k = loop(c64(0), k2_count, "k", [zero] * (TOKENS * VECTORS))
+    w_at = b.mul(b.add(b.mul(block, k2_count), k2), c64(2 * COLUMNS))
+    w = [b.load(b.bitcast(b.gep(W, [b.add(w_at, c64(16 * j))]), v16.as_pointer()), align=2) for j in range(VECTORS)]
+    nxt = []
+    for t in range(TOKENS):
+        pair = b.load(b.gep(D, [b.add(b.mul(b.add(t0, c64(t)), k2_count), k2)]), align=4)
+        splat = b.shuffle_vector(b.insert_element(ir.Constant(v8, None), pair, ir.Constant(i32, 0)),
+                                 ir.Constant(v8, None), ir.Constant(v8, [0] * 8))
+        splat = b.bitcast(splat, v16)
+        nxt += [b.add(acc[t * VECTORS + j], b.call(pmadd, [splat, w[j]])) for j in range(VECTORS)]
+    acc = close_k(1, nxt)
+    new_max = []
+    for j in range(VECTORS):
+        m = col_max[j]
+        for t in range(TOKENS):
+            m = b.call(smax, [m, acc[t * VECTORS + j]])
+        new_max.append(m)
+    col_max = close_tokens(TOKENS, new_max)
+    for j in range(VECTORS):
+        at = b.add(b.mul(block, c64(COLUMNS)), c64(8 * j))
+        b.store(col_max[j], b.bitcast(b.gep(out, [at]), v8.as_pointer()), align=4)
+    close_blocks(1, [])
+    b.ret_void()
+
+    module = llvm.parse_assembly(str(mod))
+    module.verify()
+    features = llvm.get_host_cpu_features().flatten()
+    machine = llvm.Target.from_default_triple().create_target_machine(cpu=llvm.get_host_cpu_name(),
+                                                                      features=features, opt=3)
+    passes = llvm.create_pass_builder(machine, llvm.create_pipeline_tuning_options(speed_level=3))
+    passes.getModulePassManager().run(module, passes)
+    engine = llvm.create_mcjit_compiler(module, machine)
+    engine.finalize_object()
+    c_fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                            ctypes.c_int64, ctypes.c_void_p)(engine.get_function_address("screen_max"))
+    return engine, c_fn  # the engine owns the machine code: keep it alive with the function
+
+
+# ---- the packed decoder -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PackedWeight:
+    """The decoder rows as 12-bit integers per row, packed for the kernel, with what the error bound needs."""
+
+    packed: np.ndarray      # (blocks, K2, COLUMNS, 2) int16
+    scale: np.ndarray       # (V,) float64: w[v] ~ scale[v] * q[v]
+    l1: np.ndarray          # (V,) float64: sum |q[v]|
+    norm: np.ndarray        # (V,) float64: ||w[v]||_2
+    levels: int             # largest |q|
+    version: int            # the weight tensor's version when packed
+
+
+def _levels(k: int) -> int:
+    """Largest integer magnitude such that k products fit an int32 sum: 2047 (12 bits) up to K = 128."""
+    return int(min(2047, np.floor(np.sqrt((2 ** 31 - 1) / k))))
+
+
+_PACKED: dict[int, tuple[weakref.ref, PackedWeight]] = {}   # id(tensor) -> (the tensor, its packed form)
+
+
+def pack_weight(weight: torch.Tensor) -> PackedWeight:
+    """The packed form of a (V, H) decoder, cached per tensor (and repacked if the tensor was modified)."""
+    ref, cached = _PACKED.get(id(weight), (None, None))
+    if ref is not None and ref() is weight and cached.version == weight._version:
+        return cached
+    w = weight.detach().float().cpu().numpy().astype(np.float64)
+    V, H = w.shape
+    K = H + H % 2
+    levels = _levels(K)
+    scale = np.abs(w).max(1) / levels
+    scale[scale == 0] = 1.0
+    q = np.zeros((-(-V // COLUMNS) * COLUMNS, K), dtype=np.int16)
+    q[:V, :H] = np.rint(w / scale[:, None])
+    packed = np.ascontiguousarray(q.reshape(-1, COLUMNS, K // 2, 2).transpose(0, 2, 1, 3))
+    out = PackedWeight(packed, scale, np.abs(q[:V]).sum(1, dtype=np.float64), np.linalg.norm(w, axis=1), levels,
+                       weight._version)
+    for key in [k for k, (r, _) in _PACKED.items() if r() is None]:
+        del _PACKED[key]
+    _PACKED[id(weight)] = (weakref.ref(weight), out)
+    return out
+
+
+# ---- the screened head --------------------------------------------------------------------------------------------
+def upper_bounds(h: np.ndarray, mean: np.ndarray, centre: np.ndarray, pw: PackedWeight, bias_abs: np.ndarray | float,
+                 threads: int = 1) -> np.ndarray:
+    """For one document's real tokens h (n, H) float32, their mean (H,) float32 and centre = W @ mean + bias (V,)
+    in float32: a bound >= the float32 max logit of every column (V,).
+
+    With d = h - mean, s = max|d| / levels, D = rint(d / s) and w = scale * (q + e), |e| <= 1/2:
+      d . w = s * scale * (D . q + D . e + r . q + r . e),  |r| <= 1/2, so
+      d . w <= s * scale * (max_t D_t . q + max_t |D_t|_1 / 2 + |q|_1 / 2 + K / 4).
+    D . q is exact in int32. mean . w + bias and the exact float32 path itself round; ``margin`` covers both with
+    twice the textbook bound (K + 1) * 2^-24 * sum |x_k w_k|, itself at most the product of the 2-norms.
+    """
+    n, H = h.shape
+    K = pw.packed.shape[1] * 2
+    d = h.astype(np.float64) - mean.astype(np.float64)       # exact: a difference of two float32
+    span = float(np.abs(d).max()) if n else 0.0
+    s = span / pw.levels if span > 0 else 1.0
+    D = np.zeros((-(-n // TOKENS) * TOKENS, K), dtype=np.int16)
+    D[:n, :H] = np.rint(d / s)
+    D[n:] = D[n - 1]                                         # repeated tokens do not change a maximum
+    worst = float(np.abs(D).sum(1).max())
+    best = np.empty(pw.packed.shape[0] * COLUMNS, dtype=np.int32)
+    _run_kernel(D, pw.packed, best, threads)
+    V = pw.scale.shape[0]
+    gamma = 2 * (K + 2) * 2.0 ** -24
+    h_norm = float(np.linalg.norm(h, axis=1).max())
+    margin = gamma * (pw.norm * (h_norm + float(np.linalg.norm(mean))) + 2 * bias_abs)
+    slack = worst / 2 + pw.l1 / 2 + K / 4
+    return s * pw.scale * (best[:V] + slack) + centre + margin
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _run_kernel(D: np.ndarray, packed: np.ndarray, out: np.ndarray, threads: int) -> None:
+    """The kernel over all column blocks, split in contiguous ranges over ``threads`` (ctypes drops the GIL)."""
+    global _POOL
+    _, fn = _kernel()
+    blocks, k2 = packed.shape[0], packed.shape[1]
+    args = (D.ctypes.data, D.shape[0], packed.ctypes.data, k2)
+    if threads <= 1:
+        fn(*args[:3], k2, 0, blocks, out.ctypes.data)
+        return
+    if _POOL is None or _POOL._max_workers < threads:
+        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lsr-screen")
+    cuts = np.linspace(0, blocks, threads + 1).astype(int)
+    list(_POOL.map(lambda i: fn(*args[:3], k2, int(cuts[i]), int(cuts[i + 1]), out.ctypes.data), range(threads)))
+
+
+@torch.inference_mode()
+def max_pool_screened(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                      attention_mask: torch.Tensor, threads: int | None = None) -> torch.Tensor:
+    """SPLADE weights (B, V) float32, equal to the float32 head's: screened in integers, survivors in float32."""
+    if not available():
+        raise RuntimeError(f"the screened CPU head needs AVX2 (this CPU: {_host_isa()}, {ISA_ENV}="
+                           f"{os.environ.get(ISA_ENV, '')!r})")
+    if hidden.device.type != "cpu":
+        raise ValueError(f"the screened head runs on the CPU, got {hidden.device}")
+    threads = threads or torch.get_num_threads()
+    pw = pack_weight(weight)
+    w32 = weight.detach().float()
+    b32 = None if bias is None else bias.detach().float()
+    mask = attention_mask.to(torch.bool)
+    docs = [hidden[i][mask[i]].float().contiguous() for i in range(hidden.shape[0])]
+    means = torch.stack([h.mean(0) if len(h) else torch.zeros(h.shape[1]) for h in docs])
+    centres = (torch.mm(means, w32.T) if b32 is None else torch.addmm(b32, means, w32.T)).double().numpy()  # (B, V)
+    bias_abs = 0.0 if b32 is None else b32.abs().double().numpy()
+    out = torch.zeros(hidden.shape[0], weight.shape[0], dtype=torch.float32)
+    for i, h in enumerate(docs):
+        if h.shape[0] == 0:
+            continue
+        bound = upper_bounds(h.numpy(), means[i].numpy(), centres[i], pw, bias_abs, threads)
+        keep = np.flatnonzero(bound >= 0)
+        if keep.size == 0:
+            continue
+        cols = torch.from_numpy(keep)
+        logits = h @ w32[cols].T
+        if b32 is not None:
+            logits += b32[cols]
+        out[i, cols] = logits.amax(0).clamp_min_(0).log1p_()
+    return out
