@@ -153,3 +153,37 @@ def test_inference_free_queries(tmp_path, encoder):
         "cancer": 2.5, "risk": 1.25}
     with pytest.raises(ValueError, match="IDF"):
         Encoder.from_pretrained("splade-tiny", device="cpu", query_mode="idf").encode_queries(["x"])
+
+
+def test_long_documents_as_windows_max_pooled(encoder, reference_model):
+    """Each window is a sequence of its own (special tokens included); the document is their elementwise max."""
+    long = TEXTS[1] + " Diabetes and insulin resistance follow. " * 10
+    got = encoder.encode_documents([TEXTS[0], long, ""], max_length=32, window_overlap=8, batch_size=2)
+    assert encoder.stats.windowed == 1 and encoder.stats.truncated == 0
+    windows = encoder.tokenizer(long, truncation=True, max_length=32, stride=8, return_overflowing_tokens=True)
+    assert len(windows["input_ids"]) > 3
+    with torch.no_grad():
+        per_window = np.stack([torch.log1p(torch.relu(reference_model(input_ids=torch.tensor([ids])).logits[0]))
+                               .amax(0).numpy() for ids in windows["input_ids"]])
+    dense = got.to_scipy().toarray()
+    assert np.array_equal(dense[1] > 0, per_window.max(0) > 0)
+    assert np.abs(dense[1] - per_window.max(0)).max() < 1e-5
+    assert dense[2].sum() == 0
+    short = encoder.encode_documents([TEXTS[0]], max_length=32, window_overlap=None).to_scipy().toarray()
+    assert np.abs(dense[0] - short[0]).max() < 1e-5, "a text within max_length is one window, as before"
+    truncated = encoder.encode_documents([long], max_length=32, window_overlap=None)
+    assert encoder.stats.truncated == 1 and encoder.stats.windowed == 0 and truncated.nnz < got.nnz
+
+
+@pytest.mark.parametrize("overlap", [-1, 17])
+def test_window_overlap_out_of_range_is_refused(encoder, overlap):
+    with pytest.raises(ValueError, match="window_overlap"):
+        encoder.encode_documents(TEXTS[:2], max_length=32, window_overlap=overlap)
+
+
+def test_queries_are_never_windowed(tmp_path):
+    enc = Encoder.from_pretrained("splade-tiny", device="cpu", window_overlap=4)
+    enc.encode_queries([TEXTS[1]], max_length=16)
+    assert enc.stats.truncated == 1 and enc.stats.windowed == 0
+    meta = enc.vector_meta(16)
+    assert meta["window_overlap"] is None and meta["numerics"] and meta["head"] in ("screen", "torch")
