@@ -25,15 +25,19 @@ def bench_encode(
     max_length: int = typer.Option(256),
     batch_size: int = typer.Option(32),
     limit: Optional[int] = typer.Option(None, help="encode only the first N documents"),
-    n_queries: int = typer.Option(1000),
-    threads: int = typer.Option(2),
+    n_queries: int = typer.Option(1000, min=0, help="single queries timed on one thread (0: none)"),
+    threads: list[int] = typer.Option([1, 2], "--threads", help="torch / onnxruntime threads (repeat)"),
+    rounds: int = typer.Option(2, min=1, help="timed passes over the documents, interleaved across variants"),
+    anchors: bool = typer.Option(True, help="the sentence-transformers and onnxruntime anchors"),
+    int8_ndcg: Optional[str] = typer.Option(None, help="also encode this ir_datasets collection (e.g. "
+                                            "beir/scifact/test) with the int8 anchor and score its nDCG@10"),
     output: Path = typer.Option(Path("bench/results/encode_cpu.json")),
 ) -> None:
-    """CPU encoding throughput against the plain transformers reference, and single-query latency."""
+    """CPU document encoding against the textbook SPLADE and the CPU anchors (interleaved), single-query latency."""
     from bench.encode_cpu import run
 
     run(dataset=dataset, queries=queries, model=model, max_length=max_length, batch_size=batch_size, limit=limit,
-        n_queries=n_queries, threads=threads, output=output)
+        n_queries=n_queries, threads=threads, rounds=rounds, output=output, anchors=anchors, int8_ndcg=int8_ndcg)
 
 
 @app.command("index")
