@@ -31,13 +31,15 @@ def bench_encode(
     anchors: bool = typer.Option(True, help="the sentence-transformers and onnxruntime anchors"),
     int8_ndcg: Optional[str] = typer.Option(None, help="also encode this ir_datasets collection (e.g. "
                                             "beir/scifact/test) with the int8 anchor and score its nDCG@10"),
+    speed: bool = typer.Option(True, help="time the variants (--no-speed: only --int8-ndcg)"),
     output: Path = typer.Option(Path("bench/results/encode_cpu.json")),
 ) -> None:
     """CPU document encoding against the textbook SPLADE and the CPU anchors (interleaved), single-query latency."""
     from bench.encode_cpu import run
 
     run(dataset=dataset, queries=queries, model=model, max_length=max_length, batch_size=batch_size, limit=limit,
-        n_queries=n_queries, threads=threads, rounds=rounds, output=output, anchors=anchors, int8_ndcg=int8_ndcg)
+        n_queries=n_queries, threads=threads, rounds=rounds, output=output, anchors=anchors, int8_ndcg=int8_ndcg,
+        speed=speed)
 
 
 @app.command("index")

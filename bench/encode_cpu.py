@@ -229,7 +229,7 @@ def query_latency(encoder, queries: str, n_queries: int) -> dict:
 
 def run(*, dataset: str, queries: str, model: str, max_length: int, batch_size: int, limit: int | None,
         n_queries: int, threads: list[int], rounds: int, output: Path, anchors: bool = True,
-        int8_ndcg: str | None = None) -> dict:
+        int8_ndcg: str | None = None, speed: bool = True) -> dict:
     from transformers import AutoModelForMaskedLM
 
     from lsr.core.corpus import read_corpus
@@ -254,7 +254,7 @@ def run(*, dataset: str, queries: str, model: str, max_length: int, batch_size: 
             result["onnx_int8_ndcg"] = anchor_ndcg(int8_ndcg, onnx, encoder.tokenizer, max_length=max_length,
                                                    query_max_length=encoder.query_max_length,
                                                    batch_size=batch_size, threads=threads[0])
-        for n in threads:
+        for n in threads if speed else []:
             torch.set_num_threads(n)
             vs = variants(encoder, reference, model_dir, onnx, max_length=max_length, batch_size=batch_size,
                           threads=n)
