@@ -23,9 +23,9 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -287,7 +287,7 @@ def _print_table(threads: int, res: dict) -> None:
     print(f"\n{threads} thread(s), load {res['loadavg_before'][0]:.1f} -> {res['loadavg_after'][0]:.1f}")
     print(f"{'':24}{'docs/s':>9}{'x ref':>8}  {'same nz':>8}{'max |diff|':>12}")
     for name, v in res["variants"].items():
-        print(f"{name:24}{v['docs_per_s']:>9.1f}{v['docs_per_s'] / ref:>8.2f}  {str(v['same_nonzeros']):>8}"
+        print(f"{name:24}{v['docs_per_s']:>9.1f}{v['docs_per_s'] / ref:>8.2f}  {v['same_nonzeros']!s:>8}"
               f"{v['max_abs_diff']:>12.1e}")
     if not res["lsr_equal_to_reference"]:
         print("lsr's vectors DIFFER from the reference: its speed is not a result")

@@ -16,8 +16,8 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from lsr.core.sparse import SparseBatch
 from lsr.core.vectors import VectorsFile, load_vectors, save_vectors

@@ -67,7 +67,7 @@ def _kernel():
     D is (tokens, K2) int32, each the pair (d[2k], d[2k+1]) of int16, tokens a multiple of TOKENS; W is packed
     (blocks, K2, COLUMNS, 2) int16; out receives COLUMNS int32 maxima per block."""
     import llvmlite.binding as llvm
-    import llvmlite.ir as ir
+    from llvmlite import ir
 
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()

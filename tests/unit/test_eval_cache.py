@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from lsr.eval.cache import VectorCache
 
 from lsr.core.sparse import SparseBatch
 from lsr.encoding.encoder import NUMERICS_VERSION, vector_settings
-from lsr.eval.cache import VectorCache
 
 BASE = vector_settings("cpu", max_length=256, window_overlap=64)
 
@@ -29,7 +29,7 @@ def test_any_setting_that_changes_a_vector_misses_the_cache(tmp_path, change):
             return vectors(value), ["d1"], {"model": "m"}
         return run
 
-    first, cached = cache.get("coll", "m", "docs", BASE, encode(1.0))
+    _, cached = cache.get("coll", "m", "docs", BASE, encode(1.0))
     assert not cached and calls == [1.0]
     again, cached = cache.get("coll", "m", "docs", dict(BASE), encode(9.0))
     assert cached and calls == [1.0] and again.vectors.values[0] == 1.0
