@@ -2,12 +2,13 @@
 then only those are computed exactly in float32.
 
 Only ~250 of 30,522 max-pooled logits of a document are positive. Each document's token states are centred on
-their mean and rounded to 12-bit integers, the decoder rows to 12-bit integers per row, and one AVX2 kernel
-(``vpmaddwd``: 16 multiply-adds per instruction, exact in int32) keeps the maximum over tokens of every column's
-integer dot product without ever storing the (tokens, vocabulary) products. The rounding error of each
-(token, column) product is bounded rigorously (``upper_bounds``), so every column whose float32 logit could be
-> 0 survives; the survivors (a few more than the true non-zeros) are recomputed from the decoder rows in float32,
-which makes the vectors those of the plain float32 head. Inference only: training takes the chunked head.
+their mean and rounded to 7-bit integers, the decoder rows to 6-bit integers per row, and one AVX2 kernel
+(``vpmaddubsw``: 32 byte products per instruction, summed exactly in int16 and int32) keeps the maximum over tokens
+of every column's integer dot product without ever storing the (tokens, vocabulary) products. The rounding error
+of each (token, column) product is bounded rigorously (``upper_bounds``), so every column whose float32 logit could
+be > 0 survives; the survivors (about 1,000 on scifact, for ~250 true non-zeros) are recomputed from the decoder
+rows in float32, which makes the vectors those of the plain float32 head. Inference only: training takes the
+chunked head. 12-bit integers (``vpmaddwd``) left ~253 survivors but ran the kernel 1.4x slower on a Zen 3 core.
 
 The kernel is generated with llvmlite (numba's code generator) for the host CPU, so nothing is compiled at install
 time. CPUs without AVX2, and ``LSR_CPU_ISA=generic``, use the chunked float32 head instead (``available``).
@@ -27,6 +28,9 @@ import torch
 
 TOKENS, VECTORS = 2, 4          # register tile: 2 tokens x 4 vectors of 8 columns (8 accumulators: no spills)
 COLUMNS = 8 * VECTORS           # columns per block of the packed weight
+GROUP = 4                       # quads of k (16 products per column) summed in int16 before widening to int32
+LEVELS_D, LEVELS_W = 63, 31     # |D| <= 63 stored as D + 64 in [1, 127]; |q| <= 31: a group sum stays < 2^15
+OFFSET = 64
 ISA_ENV = "LSR_CPU_ISA"         # "generic" forces the float32 fallback
 
 
@@ -62,24 +66,28 @@ def available() -> bool:
 # ---- the kernel ---------------------------------------------------------------------------------------------------
 @functools.cache
 def _kernel():
-    """max over tokens t of D[t] . W[v] (int16 x int16 -> int32) for the column blocks [lo, hi) of the packed weight.
+    """max over tokens t of (D[t] + 64) . q[v] (uint8 x int8, summed exactly in int16 then int32) for the column
+    blocks [lo, hi) of the packed weight.
 
-    D is (tokens, K2) int32, each the pair (d[2k], d[2k+1]) of int16, tokens a multiple of TOKENS; W is packed
-    (blocks, K2, COLUMNS, 2) int16; out receives COLUMNS int32 maxima per block."""
+    D is (tokens, K4) int32, each four uint8 d[4k..4k+3] + 64, tokens a multiple of TOKENS, K4 a multiple of GROUP;
+    W is packed (blocks, K4, COLUMNS, 4) int8; out receives COLUMNS int32 maxima per block. ``vpmaddubsw`` multiplies
+    32 byte pairs and adds neighbours into int16 (127 * 31 * 2 * GROUP < 2^15: never saturates), ``vpmaddwd`` by 1
+    widens each column's pair of int16 sums into int32."""
     import llvmlite.binding as llvm
     from llvmlite import ir
 
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
-    i16, i32, i64 = ir.IntType(16), ir.IntType(32), ir.IntType(64)
-    v16, v8 = ir.VectorType(i16, 16), ir.VectorType(i32, 8)
+    i8, i16, i32, i64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
+    v32b, v16, v8 = ir.VectorType(i8, 32), ir.VectorType(i16, 16), ir.VectorType(i32, 8)
     mod = ir.Module("lsr_screen")
     mod.triple = llvm.get_process_triple()
+    maddubs = ir.Function(mod, ir.FunctionType(v16, [v32b, v32b]), "llvm.x86.avx2.pmadd.ub.sw")
     pmadd = ir.Function(mod, ir.FunctionType(v8, [v16, v16]), "llvm.x86.avx2.pmadd.wd")
     smax = ir.Function(mod, ir.FunctionType(v8, [v8, v8]), "llvm.smax.v8i32")
-    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [i32.as_pointer(), i64, i16.as_pointer(), i64, i64, i64,
+    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [i32.as_pointer(), i64, i8.as_pointer(), i64, i64, i64,
                                                           i32.as_pointer()]), "screen_max")
-    D, n_tokens, W, k2_count, lo, hi, out = fn.args
+    D, n_tokens, W, k4_count, lo, hi, out = fn.args
     for a in (D, W, out):
         a.add_attribute("noalias")
     b = ir.IRBuilder(fn.append_basic_block("entry"))
@@ -112,19 +120,30 @@ def _kernel():
         return idx, phis, close
 
     zero, lowest = ir.Constant(v8, [0] * 8), ir.Constant(v8, [-2 ** 31] * 8)
+    ones = ir.Constant(v16, [1] * 16)
     block, _, close_blocks = loop(lo, hi, "block", [])
     t0, col_max, close_tokens = loop(c64(0), n_tokens, "tok", [lowest] * VECTORS)
-    k2, acc, close_k = loop(c64(0), k2_count, "k", [zero] * (TOKENS * VECTORS))
-    w_at = b.mul(b.add(b.mul(block, k2_count), k2), c64(2 * COLUMNS))
-    w = [b.load(b.bitcast(b.gep(W, [b.add(w_at, c64(16 * j))]), v16.as_pointer()), align=2) for j in range(VECTORS)]
+    kg, acc, close_k = loop(c64(0), k4_count, "k", [zero] * (TOKENS * VECTORS))
+
+    def w_at(step, j):
+        at = b.mul(b.add(b.add(b.mul(block, k4_count), kg), c64(step)), c64(4 * COLUMNS))
+        return b.load(b.bitcast(b.gep(W, [b.add(at, c64(32 * j))]), v32b.as_pointer()), align=1)
+
     nxt = []
     for t in range(TOKENS):
-        pair = b.load(b.gep(D, [b.add(b.mul(b.add(t0, c64(t)), k2_count), k2)]), align=4)
-        splat = b.shuffle_vector(b.insert_element(ir.Constant(v8, None), pair, ir.Constant(i32, 0)),
-                                 ir.Constant(v8, None), ir.Constant(v8, [0] * 8))
-        splat = b.bitcast(splat, v16)
-        nxt += [b.add(acc[t * VECTORS + j], b.call(pmadd, [splat, w[j]])) for j in range(VECTORS)]
-    acc = close_k(1, nxt)
+        row = b.mul(b.add(t0, c64(t)), k4_count)
+        splats = []
+        for step in range(GROUP):
+            quad = b.load(b.gep(D, [b.add(b.add(row, kg), c64(step))]), align=4)
+            splat = b.shuffle_vector(b.insert_element(ir.Constant(v8, None), quad, ir.Constant(i32, 0)),
+                                     ir.Constant(v8, None), ir.Constant(v8, [0] * 8))
+            splats.append(b.bitcast(splat, v32b))
+        for j in range(VECTORS):
+            s16 = b.call(maddubs, [splats[0], w_at(0, j)])
+            for step in range(1, GROUP):
+                s16 = b.add(s16, b.call(maddubs, [splats[step], w_at(step, j)]))
+            nxt.append(b.add(acc[t * VECTORS + j], b.call(pmadd, [s16, ones])))
+    acc = close_k(GROUP, nxt)
     new_max = []
     for j in range(VECTORS):
         m = col_max[j]
@@ -155,19 +174,15 @@ def _kernel():
 # ---- the packed decoder -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PackedWeight:
-    """The decoder rows as 12-bit integers per row, packed for the kernel, with what the error bound needs."""
+    """The decoder rows as 6-bit integers per row (|q| <= LEVELS_W), packed for the kernel, with what the error
+    bound needs."""
 
-    packed: np.ndarray      # (blocks, K2, COLUMNS, 2) int16
+    packed: np.ndarray      # (blocks, K4, COLUMNS, 4) int8
     scale: np.ndarray       # (V,) float64: w[v] ~ scale[v] * q[v]
     l1: np.ndarray          # (V,) float64: sum |q[v]|
+    offset: np.ndarray      # (V,) int64: OFFSET * sum q[v], what the uint8 activations' offset adds to a dot product
     norm: np.ndarray        # (V,) float64: ||w[v]||_2
-    levels: int             # largest |q|
     version: int            # the weight tensor's version when packed
-
-
-def _levels(k: int) -> int:
-    """Largest integer magnitude such that k products fit an int32 sum: 2047 (12 bits) up to K = 128."""
-    return int(min(2047, np.floor(np.sqrt((2 ** 31 - 1) / k))))
 
 
 _PACKED: dict[int, tuple[weakref.ref, PackedWeight]] = {}   # id(tensor) -> (the tensor, its packed form)
@@ -180,15 +195,15 @@ def pack_weight(weight: torch.Tensor) -> PackedWeight:
         return cached
     w = weight.detach().float().cpu().numpy().astype(np.float64)
     V, H = w.shape
-    K = H + H % 2
-    levels = _levels(K)
-    scale = np.abs(w).max(1) / levels
+    K = -(-H // (4 * GROUP)) * 4 * GROUP
+    scale = np.abs(w).max(1) / LEVELS_W
     scale[scale == 0] = 1.0
-    q = np.zeros((-(-V // COLUMNS) * COLUMNS, K), dtype=np.int16)
+    q = np.zeros((-(-V // COLUMNS) * COLUMNS, K), dtype=np.int8)
     q[:V, :H] = np.rint(w / scale[:, None])
-    packed = np.ascontiguousarray(q.reshape(-1, COLUMNS, K // 2, 2).transpose(0, 2, 1, 3))
-    out = PackedWeight(packed, scale, np.abs(q[:V]).sum(1, dtype=np.float64), np.linalg.norm(w, axis=1), levels,
-                       weight._version)
+    packed = np.ascontiguousarray(q.reshape(-1, COLUMNS, K // 4, 4).transpose(0, 2, 1, 3))
+    sums = q[:V].sum(1, dtype=np.int64)
+    out = PackedWeight(packed, scale, np.abs(q[:V]).sum(1, dtype=np.float64),
+                       OFFSET * sums, np.linalg.norm(w, axis=1), weight._version)
     for key in [k for k, (r, _) in _PACKED.items() if r() is None]:
         del _PACKED[key]
     _PACKED[id(weight)] = (weakref.ref(weight), out)
@@ -201,21 +216,22 @@ def upper_bounds(h: np.ndarray, mean: np.ndarray, centre: np.ndarray, pw: Packed
     """For one document's real tokens h (n, H) float32, their mean (H,) float32 and centre = W @ mean + bias (V,)
     in float32: a bound >= the float32 max logit of every column (V,).
 
-    With d = h - mean, s = max|d| / levels, D = rint(d / s) and w = scale * (q + e), |e| <= 1/2:
+    With d = h - mean, s = max|d| / LEVELS_D, D = rint(d / s) and w = scale * (q + e), |e| <= 1/2:
       d . w = s * scale * (D . q + D . e + r . q + r . e),  |r| <= 1/2, so
       d . w <= s * scale * (max_t D_t . q + max_t |D_t|_1 / 2 + |q|_1 / 2 + K / 4).
-    D . q is exact in int32. mean . w + bias and the exact float32 path itself round; ``margin`` covers both with
+    D . q is exact in integers (the kernel's (D + 64) . q, less 64 * sum q). mean . w + bias and the exact float32 path itself round; ``margin`` covers both with
     twice the textbook bound (K + 1) * 2^-24 * sum |x_k w_k|, itself at most the product of the 2-norms.
     """
     n, H = h.shape
-    K = pw.packed.shape[1] * 2
+    K = pw.packed.shape[1] * 4
     d = h.astype(np.float64) - mean.astype(np.float64)       # exact: a difference of two float32
     span = float(np.abs(d).max()) if n else 0.0
-    s = span / pw.levels if span > 0 else 1.0
-    D = np.zeros((-(-n // TOKENS) * TOKENS, K), dtype=np.int16)
+    s = span / LEVELS_D if span > 0 else 1.0
+    D = np.zeros((-(-n // TOKENS) * TOKENS, K), dtype=np.int64)
     D[:n, :H] = np.rint(d / s)
     D[n:] = D[n - 1]                                         # repeated tokens do not change a maximum
     worst = float(np.abs(D).sum(1).max())
+    D = (D + OFFSET).astype(np.uint8)
     best = np.empty(pw.packed.shape[0] * COLUMNS, dtype=np.int32)
     _run_kernel(D, pw.packed, best, threads)
     V = pw.scale.shape[0]
@@ -223,25 +239,29 @@ def upper_bounds(h: np.ndarray, mean: np.ndarray, centre: np.ndarray, pw: Packed
     h_norm = float(np.linalg.norm(h, axis=1).max())
     margin = gamma * (pw.norm * (h_norm + float(np.linalg.norm(mean))) + 2 * bias_abs)
     slack = worst / 2 + pw.l1 / 2 + K / 4
-    return s * pw.scale * (best[:V] + slack) + centre + margin
+    return s * pw.scale * (best[:V] - pw.offset + slack) + centre + margin
 
 
 _POOL: ThreadPoolExecutor | None = None
 
 
-def _run_kernel(D: np.ndarray, packed: np.ndarray, out: np.ndarray, threads: int) -> None:
-    """The kernel over all column blocks, split in contiguous ranges over ``threads`` (ctypes drops the GIL)."""
+def _pool(threads: int) -> ThreadPoolExecutor:
     global _POOL
-    _, fn = _kernel()
-    blocks, k2 = packed.shape[0], packed.shape[1]
-    args = (D.ctypes.data, D.shape[0], packed.ctypes.data, k2)
-    if threads <= 1:
-        fn(*args[:3], k2, 0, blocks, out.ctypes.data)
-        return
     if _POOL is None or _POOL._max_workers < threads:
         _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lsr-screen")
+    return _POOL
+
+
+def _run_kernel(D: np.ndarray, packed: np.ndarray, out: np.ndarray, threads: int) -> None:
+    """The kernel over all column blocks, split in contiguous ranges over ``threads`` (ctypes drops the GIL)."""
+    _, fn = _kernel()
+    blocks, k4 = packed.shape[0], packed.shape[1]
+    args = (D.ctypes.data, D.shape[0], packed.ctypes.data, k4)
+    if threads <= 1:
+        fn(*args, 0, blocks, out.ctypes.data)
+        return
     cuts = np.linspace(0, blocks, threads + 1).astype(int)
-    list(_POOL.map(lambda i: fn(*args[:3], k2, int(cuts[i]), int(cuts[i + 1]), out.ctypes.data), range(threads)))
+    list(_pool(threads).map(lambda i: fn(*args, int(cuts[i]), int(cuts[i + 1]), out.ctypes.data), range(threads)))
 
 
 @torch.inference_mode()
@@ -262,17 +282,31 @@ def max_pool_screened(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Te
     means = torch.stack([h.mean(0) if len(h) else torch.zeros(h.shape[1]) for h in docs])
     centres = (torch.mm(means, w32.T) if b32 is None else torch.addmm(b32, means, w32.T)).double().numpy()  # (B, V)
     bias_abs = 0.0 if b32 is None else b32.abs().double().numpy()
-    out = torch.zeros(hidden.shape[0], weight.shape[0], dtype=torch.float32)
-    for i, h in enumerate(docs):
-        if h.shape[0] == 0:
-            continue
-        bound = upper_bounds(h.numpy(), means[i].numpy(), centres[i], pw, bias_abs, threads)
-        keep = np.flatnonzero(bound >= 0)
-        if keep.size == 0:
-            continue
-        cols = torch.from_numpy(keep)
-        logits = h @ w32[cols].T
-        if b32 is not None:
-            logits += b32[cols]
-        out[i, cols] = logits.amax(0).clamp_min_(0).log1p_()
+    live = [i for i, h in enumerate(docs) if len(h)]
+
+    def bound(i: int, kernel_threads: int) -> np.ndarray:
+        return upper_bounds(docs[i].numpy(), means[i].numpy(), centres[i], pw, bias_abs, kernel_threads)
+
+    # Several threads take whole documents (no barrier per document), or split one document's columns. torch runs
+    # single-threaded meanwhile: its OpenMP workers would otherwise spin after every small product, on the cores
+    # the kernel's threads need (measured: 3.5x the CPU time of the head at 2 threads).
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if threads > 1 and len(live) >= threads:
+            bounds = list(_pool(threads).map(lambda i: bound(i, 1), live))
+        else:
+            bounds = [bound(i, threads) for i in live]
+        out = torch.zeros(hidden.shape[0], weight.shape[0], dtype=torch.float32)
+        for i, b in zip(live, bounds):
+            keep = np.flatnonzero(b >= 0)
+            if keep.size == 0:
+                continue
+            cols = torch.from_numpy(keep)
+            logits = docs[i] @ w32[cols].T
+            if b32 is not None:
+                logits += b32[cols]
+            out[i, cols] = logits.amax(0).clamp_min_(0).log1p_()
+    finally:
+        torch.set_num_threads(torch_threads)
     return out
