@@ -332,10 +332,12 @@ class Encoder:
                                      self.vocab_size))
             orders.append(blank)
         pending = None  # the previous batch: its CSR is built while this one runs
-        if self.device.type == "cuda" and window_overlap is None:
-            stream = self._prefetched_batches(texts, order, batch_size, max_length)
-        else:  # the CPU, and windows on any device
+        if window_overlap is not None:  # windows, on any device
             stream = self._batches(texts, order, batch_size, max_length, window_overlap)
+        elif self.device.type == "cuda":
+            stream = self._prefetched_batches(texts, order, batch_size, max_length)
+        else:
+            stream = self._batches(texts, order, batch_size, max_length)
         for chunk, batch in stream:
             window_of = batch.pop(WINDOW_KEY, None)
             w = self.weights(batch)
