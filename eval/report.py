@@ -14,7 +14,7 @@ from pathlib import Path
 from lsr.core.atomic import atomic_open, atomic_write_text
 
 MAIN_MEASURE = "nDCG@10"
-_SETTING_KEYS = ("max_length", "bm25", "splade_method")  # the same across a report's settings, or shown apart
+_SETTING_KEYS = ("max_length", "window_overlap", "bm25", "splade_method")  # the same across a report's settings, or shown apart
 
 
 def result_filename(result: dict) -> str:
