@@ -258,6 +258,7 @@ def slash_ids(url: str) -> dict:
         deleted = httpx.delete(f"{url}/documents/{quoted}", headers=auth, timeout=60)
         after = httpx.get(f"{url}/documents/{quoted}", timeout=30)
         out[doc_id] = {"post": r.status_code, "get_encoded": got.status_code, "get_slashes": raw.status_code,
+                       "same_document": got.status_code == 200 and got.json()["id"] == doc_id,
                        "search_finds": bool(hit) and hit[0]["id"] == doc_id, "delete": deleted.status_code,
                        "get_after_delete": after.status_code}
     return out
