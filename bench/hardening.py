@@ -231,9 +231,9 @@ def amplification(url: str, pid: int, limits: dict) -> dict:
                                explain=True)
     out = {"idle_rss_mb": round(idle, 1)}
     for name, body in heavy.items():
-        one, peak1 = _rss_while(pid, lambda: request(body))
+        one, peak1 = _rss_while(pid, lambda body=body: request(body))
         with ThreadPoolExecutor(4) as pool:
-            four, peak4 = _rss_while(pid, lambda: list(pool.map(request, [body] * 4)))
+            four, peak4 = _rss_while(pid, lambda body=body: list(pool.map(request, [body] * 4)))
         out[name] = {"request_bytes": len(json.dumps(body)), **one, "rss_above_idle_mb": round(peak1 - idle, 1),
                      "four_at_once": [f["status"] for f in four], "four_rss_above_idle_mb": round(peak4 - idle, 1)}
     return out
@@ -385,7 +385,7 @@ def disclosure(index_dir: Path) -> dict:
         answers = busy.text + stats.text
         out["busy_writer"] = {"status": busy.status_code, "body": busy.text[:300]}
         out["leaks"] = {"path": str(folder.parent) in answers or str(folder) in answers,
-                        "pid": any(f'"pid"' in answers or f"pid {p}" in answers for p in pids)}
+                        "pid": any('"pid"' in answers or f"pid {p}" in answers for p in pids)}
     finally:
         server.stop()
     server = Server(folder, 1, {"LSR_API_KEYS": KEY}, ("--protect-reads",))

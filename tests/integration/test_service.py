@@ -629,7 +629,9 @@ def test_request_cost_is_bounded_and_large_answers_stream(index_dir, encoder):
     with make_client(index_dir, encoder) as c:
         whole = c.post("/search/batch", json=body)
         assert whole.headers["content-length"] == str(len(whole.content))
-    drop = lambda answer: [{k: v for k, v in r.items() if k != "took_ms"} for r in answer["results"]]  # noqa: E731
+    def drop(answer):
+        return [{k: v for k, v in r.items() if k != "took_ms"} for r in answer["results"]]
+
     assert drop(streamed.json()) == drop(whole.json())
     assert sum(len(h["text"]) for r in whole.json()["results"] for h in r["hits"]) > 2048
 
