@@ -176,7 +176,7 @@ def manifest_edits(index_dir: Path) -> dict:
             for q in QUERIES[:3]:
                 r = subprocess.run([sys.executable, "-m", "lsr", "search", "--index", str(folder), q, "--method", method],
                                    capture_output=True, text=True, cwd=REPO, timeout=300)
-                last = (r.stderr.strip().splitlines() or [""])[-1]
+                last = (r.stderr.strip().splitlines() or [""])[-1].replace(str(folder), "INDEX")
                 runs.append({"code": r.returncode, "stderr": last[:200]})
         out[f"{field}={value}"] = {"runs": len(runs), "exit_codes": sorted({r["code"] for r in runs}),
                                    "crashes": sum(r["code"] < 0 or r["code"] == 134 or r["code"] == 139 for r in runs),
@@ -314,7 +314,8 @@ def wal_damage(index_dir: Path) -> dict:
         cli = subprocess.run([sys.executable, "-m", "lsr", "serve", "--index", str(folder), "--port", "1"],
                              capture_output=True, text=True, cwd=REPO, env={**os.environ, "LSR_API_KEYS": KEY},
                              timeout=300)
-        out["middle"] = {"serve": str(e), "exit_code": cli.returncode, "stderr": cli.stderr.strip()[-300:]}
+        out["middle"] = {"serve": str(e), "exit_code": cli.returncode,
+                         "stderr": cli.stderr.strip().replace(str(folder), "INDEX")[-300:]}
     else:
         ready = httpx.get(f"{server.url}/readyz", timeout=10)
         write = httpx.post(f"{server.url}/documents", json=[{"id": "after", "text": "x"}],
@@ -409,7 +410,7 @@ def run(index_dir: Path, output: Path, *, sigterm_trials: int = 10, checks: tupl
 
     chosen = set(checks or ("bad_text", "sigterm", "manifest", "amplification", "ids", "wal", "disclosure"))
     limits = {k: v for k, v in Settings().model_dump().items() if k.startswith("max_")}
-    report: dict = {"index": str(index_dir), "cores": os.cpu_count(), "load_avg_start": round(load_avg(), 2),
+    report: dict = {"index": index_dir.name, "cores": os.cpu_count(), "load_avg_start": round(load_avg(), 2),
                     "limits": limits}
     if chosen & {"bad_text", "amplification", "ids"}:
         folder = Path(tempfile.mkdtemp(prefix="lsr-redteam-")) / "index"
@@ -448,7 +449,10 @@ def run(index_dir: Path, output: Path, *, sigterm_trials: int = 10, checks: tupl
     trials = report.get("sigterm", [])
     report["summary"] = {
         "sigterm_trials": {w: sum(t["workers"] == w for t in trials) for w in (1, 2)},
+        "sent_before_signal": sum(t["sent_before_signal"] for t in trials),
         "dropped_in_flight": sum(t["dropped_before_signal"] for t in trials),
+        "sigterm_answers_500": sum(t.get("statuses", {}).get("500", 0) for t in trials),
+        "sigterm_answers_503_writer_busy": sum(t.get("statuses", {}).get("503", 0) for t in trials),
         "acknowledged_lost": sum(t["acknowledged_lost"] for t in trials),
         "sigterm_server_errors": sum(t["server_errors"] for t in trials),
         "bad_text_good_500": report.get("bad_text", {}).get("good_500"),

@@ -1,4 +1,5 @@
-"""Answers written as JSON pieces, hit by hit: ids and scores come with the ``Answer``; stored fields and
+"""Answers written as JSON pieces, hit by hit: the search runs when the first piece is asked for (on the search
+pool, so a request costs one thread hop), ids and scores come with the ``Answer``, and stored fields and
 explanations are read from its snapshot as each piece is written. The pieces go to ``Offload.respond``, which
 sends a small answer whole and streams a large one, so the memory an answer takes is bounded by a piece, however
 many hits with stored text a request asks for (within the limits, service/limits.py)."""
@@ -6,27 +7,34 @@ many hits with stored text a request asks for (within the limits, service/limits
 from __future__ import annotations
 
 import json
+import time
 from typing import Iterator
 
 from pydantic import TypeAdapter
 
+from lsr.service.batcher import Row
 from lsr.service.engine import Answer, Engine
 from lsr.service.limits import STORED_FIELDS
-from lsr.service.models import BatchError, Hit
+from lsr.service.models import BatchError, Hit, InvalidBatchQuery, SearchRequest
 
 _HITS = TypeAdapter(list[Hit])
 PIECE_BYTES = 1 << 16   # hits are written in groups of about this many bytes
 
 
-def search_pieces(engine: Engine, answer: Answer) -> Iterator[bytes]:
-    """``SearchResponse`` of one answer."""
+def search_pieces(engine: Engine, req: SearchRequest, row: Row) -> Iterator[bytes]:
+    """``SearchResponse`` of one query (its QueryError raised with the first piece)."""
+    answer = engine.answer(req, row)
     yield b'{"hits":['
     yield from _hits(engine, answer)
     yield b'],"took_ms":' + _number(answer.took_ms) + b"}"
 
 
-def batch_pieces(engine: Engine, results: list[Answer | BatchError], took_ms: float) -> Iterator[bytes]:
-    """``BatchResponse``: per query its hits (status 200) or its error."""
+def batch_pieces(engine: Engine, items: list[SearchRequest | InvalidBatchQuery], rows: list,
+                 start: float) -> Iterator[bytes]:
+    """``BatchResponse``: per query its hits (status 200) or its error; took_ms counts from ``start``
+    (``time.perf_counter``) to the searches' end."""
+    results = engine.answer_all(items, rows)
+    took_ms = (time.perf_counter() - start) * 1000
     yield b'{"results":['
     for i, r in enumerate(results):
         if i:

@@ -244,14 +244,29 @@ class Engine:
         self.refresh()
         return self.index.snapshot()
 
-    def _answer_one(self, req: SearchRequest, row: Row) -> Answer:
+    async def vector(self, req: SearchRequest) -> Row:
+        """One request's query vector; its error is raised (the endpoint's 422 or 503)."""
+        (row,) = await self.vectors([req])
+        if isinstance(row, BaseException):
+            raise row
+        return row
+
+    async def batch_vectors(self, items: list[SearchRequest | InvalidBatchQuery]) -> list[Row | BaseException | None]:
+        """Each valid query's vector or its own error (None for a query that failed validation)."""
+        valid = [q for q in items if isinstance(q, SearchRequest)]
+        vectors = iter(await self.vectors(valid))
+        return [next(vectors) if isinstance(q, SearchRequest) else None for q in items]
+
+    def answer(self, req: SearchRequest, row: Row) -> Answer:
+        """One query's answer in the latest snapshot (on the pool); QueryError raised."""
         return self._answer(req, row, self._snapshot())
 
-    def _answer_all(self, reqs: list[SearchRequest | InvalidBatchQuery],
-                    rows: list[Row | BaseException | None]) -> list[Answer | BatchError]:
+    def answer_all(self, items: list[SearchRequest | InvalidBatchQuery],
+                   rows: list[Row | BaseException | None]) -> list[Answer | BatchError]:
+        """Each query's answer or its own error, all in one snapshot (on the pool)."""
         snap = self._snapshot()
         out: list[Answer | BatchError] = []
-        for req, row in zip(reqs, rows):
+        for req, row in zip(items, rows):
             if isinstance(req, InvalidBatchQuery):
                 out.append(BatchError(status=422, detail=req.detail))
             elif isinstance(row, BaseException):
@@ -262,20 +277,6 @@ class Engine:
                 except QueryError as e:
                     out.append(item_error(e))
         return out
-
-    async def answer(self, req: SearchRequest) -> Answer:
-        """One query's answer; its error is raised (the endpoint's 422 or 503)."""
-        (row,) = await self.vectors([req])
-        if isinstance(row, BaseException):
-            raise row
-        return await self.pool.run(self._answer_one, req, row)
-
-    async def answer_batch(self, items: list[SearchRequest | InvalidBatchQuery]) -> list[Answer | BatchError]:
-        """Each query's answer, or its own error, all in one snapshot."""
-        valid = [q for q in items if isinstance(q, SearchRequest)]
-        vectors = iter(await self.vectors(valid))
-        rows = [next(vectors) if isinstance(q, SearchRequest) else None for q in items]
-        return await self.pool.run(self._answer_all, items, rows)
 
     # ---- what answers show -----------------------------------------------------------------------------------------
     def doc_ids(self, snap: Snapshot) -> np.ndarray:

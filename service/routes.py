@@ -42,7 +42,7 @@ def engine(request: Request) -> Engine:
 async def search(body: SearchRequest, request: Request) -> Response:
     check_search(body, request.app.state.settings)
     e = engine(request)
-    return await e.pool.respond(search_pieces(e, await e.answer(body)))
+    return await e.pool.respond(search_pieces(e, body, await e.vector(body)))
 
 
 @router.post("/search/batch", response_model=BatchResponse, dependencies=read, responses=_ERRORS,
@@ -52,8 +52,7 @@ async def search_batch(body: BatchRequest, request: Request) -> Response:
     start = time.perf_counter()
     queries = check_batch(body.queries, request.app.state.settings)
     e = engine(request)
-    results = await e.answer_batch(queries)
-    return await e.pool.respond(batch_pieces(e, results, (time.perf_counter() - start) * 1000))
+    return await e.pool.respond(batch_pieces(e, queries, await e.batch_vectors(queries), start))
 
 
 @router.post("/documents", response_model=WriteResponse, dependencies=[Depends(require_write)],
