@@ -123,6 +123,25 @@ def bench_service(
         seconds=seconds, rounds=rounds, soak_seconds=soak_seconds, soak_kind=soak_kind, window_ms=window_ms)
 
 
+@app.command("hardening")
+def bench_hardening(
+    index_dir: Path = typer.Option(..., "--index", help="index to attack (copied for every check that writes); the "
+                                                        "issue used the first 500 scifact documents, exact + bmp + "
+                                                        "seismic"),
+    sigterm_trials: int = typer.Option(10, min=1, help="SIGTERMs under load, for 1 and for 2 workers each"),
+    check: Optional[list[str]] = typer.Option(None, "--check", help="only these: bad_text, sigterm, manifest, "
+                                                                    "amplification, ids, wal, disclosure"),
+    output: Path = typer.Option(Path("bench/results/hardening.json")),
+) -> None:
+    """The hardening issue's red-team checks against a real `lsr serve` on 127.0.0.1: server errors, requests
+    dropped by SIGTERM, memory under the heaviest requests, damaged index files and logs, disclosure."""
+    from bench.hardening import run
+
+    if not (index_dir / "manifest.json").exists():
+        fail(f"{index_dir}: not an index")
+    run(index_dir, output, sigterm_trials=sigterm_trials, checks=tuple(check) if check else None)
+
+
 def _need(*files: Path) -> None:
     """A one-line error for a missing input, naming the command that makes the data/ ones."""
     for f in files:

@@ -32,9 +32,11 @@ import numpy as np
 
 from lsr.core import validate
 from lsr.index import topk
+from lsr.index.errors import IndexCorrupt
 from lsr.index.exact import exact_one
 from lsr.index.methods import Method, register
 from lsr.index.quantize import dequantize, impact
+from lsr.index.segment import array, offsets, within
 
 KTH = np.array([10, 100, 1000], dtype=np.int64)
 BUCKETS = 1024   # bound buckets for the best-first block order
@@ -370,5 +372,62 @@ def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, o
               scratch.acc, hs, hd, out_scores, out_docs)
 
 
+@nb.njit(cache=True, nogil=True)
+def _lists_problem(post_indptr, post_docs, dense_row, term_ptr, blocks, offsets, max_row, block_size, n_blocks):
+    """0 when every term's block list is what search relies on, else the first rule broken: 1 a dense term without
+    a row of maxima; 2 blocks not ascending or out of range; 3 offsets not ascending from 0 within the term's list;
+    4 a posting outside the block its offset range says."""
+    for t in range(len(term_ptr) - 1):
+        if dense_row[t] >= 0 and max_row[t] < 0:
+            return 1
+        lo, hi = term_ptr[t], term_ptr[t + 1]
+        p0, p1 = post_indptr[t], post_indptr[t + 1]
+        prev_block, prev_offset = -1, 0
+        for e in range(lo, hi):
+            if blocks[e] <= prev_block or blocks[e] >= n_blocks:
+                return 2
+            if offsets[e] < prev_offset or offsets[e] > p1 - p0 or (e == lo and offsets[e] != 0):
+                return 3
+            prev_block, prev_offset = blocks[e], offsets[e]
+        if dense_row[t] >= 0:
+            continue
+        for e in range(lo, hi):
+            end = p0 + offsets[e + 1] if e + 1 < hi else p1
+            for j in range(p0 + offsets[e], end):
+                if post_docs[j] // block_size != blocks[e]:
+                    return 4
+    return 0
+
+
+_LIST_RULES = {1: "a dense term has no row of block maxima", 2: "block numbers not ascending or out of range",
+               3: "posting offsets not ascending from 0 within their list", 4: "a posting lies outside its block"}
+
+
+def check_arrays(seg) -> None:
+    """The bmp arrays of ``seg`` agree with its postings: what ``bmp_one`` indexes without bounds checks."""
+    n, vocab = seg.num_docs, len(seg["post_indptr"]) - 1
+    bs = array(seg, "bmp.block_size", np.int64, (1,))
+    if not 1 <= int(bs[0]) <= 1 << 16:
+        raise IndexCorrupt(f"segment {seg.name}: bmp block size {int(bs[0])} out of range")
+    bs = int(bs[0])
+    n_blocks = -(-n // bs)
+    term_ptr = offsets(seg, "bmp.term_ptr", vocab + 1)
+    entries = int(term_ptr[-1])
+    blocks = array(seg, "bmp.blocks", np.int32, (entries,))
+    offs = array(seg, "bmp.offsets", np.int32, (entries,))
+    array(seg, "bmp.maxes", np.uint8, (entries,))
+    max_dense = array(seg, "bmp.max_dense", np.uint8, (None, n_blocks))
+    max_row = array(seg, "bmp.max_row", np.int32, (vocab,))
+    within(seg, "bmp.max_row", max_row, -1, max_dense.shape[0])
+    array(seg, "bmp.kth", seg["post_values"].dtype, (vocab, len(KTH)))
+    unit = array(seg, "bmp.unit", np.float32, (1,))
+    if not (np.isfinite(unit[0]) and unit[0] > 0):
+        raise IndexCorrupt(f"segment {seg.name}: bmp unit {unit[0]} is not a positive number")
+    rule = _lists_problem(seg["post_indptr"], seg["post_docs"], seg["dense_row"], term_ptr, blocks, offs, max_row,
+                          np.uint32(bs), n_blocks)
+    if rule:
+        raise IndexCorrupt(f"segment {seg.name}: bmp block lists do not match the postings ({_LIST_RULES[rule]})")
+
+
 register(Method("bmp", search=search, scratch=Scratch, build=build, build_params=BmpBuildParams,
-                search_params=BmpSearchParams))
+                search_params=BmpSearchParams, check_arrays=check_arrays))

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from lsr.core.documents import Document
+from lsr.index.errors import IndexCorrupt
 
 _SCHEMA = pa.schema([("id", pa.string()), ("title", pa.string()), ("text", pa.string())])
 
@@ -42,6 +43,21 @@ class DocStore:
 
     def __init__(self, path: Path | None, table: pa.Table | None = None):
         self.table = table if path is None else pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+
+    @classmethod
+    def open(cls, path: Path, num_docs: int) -> "DocStore":
+        """The stored documents of a segment file, checked: the schema, ``num_docs`` rows, no null id, and Arrow's
+        full validation (offsets in bounds, valid UTF-8); IndexCorrupt otherwise."""
+        try:
+            store = cls(path)
+            store.table.validate(full=True)
+        except (pa.ArrowException, OSError, ValueError) as e:
+            raise IndexCorrupt(f"{path}: unreadable stored documents ({e})") from e
+        t = store.table
+        if t.schema != _SCHEMA or t.num_rows != num_docs or t.column("id").null_count:
+            raise IndexCorrupt(f"{path}: stored documents do not match the segment ({t.num_rows} rows of "
+                               f"{t.schema.names}, {num_docs} expected, ids never null)")
+        return store
 
     def __len__(self) -> int:
         return self.table.num_rows

@@ -40,7 +40,7 @@ from lsr.index.query import check_query
 from lsr.index.quantize import check_quantization
 from lsr.index.segment import Segment
 from lsr.index.snapshot import Snapshot
-from lsr.index.wal import log_files, read_log
+from lsr.index.wal import log_files, scan_log
 from lsr.index.writer import Writer
 from lsr.core import validate
 from lsr.core.documents import Document, as_document
@@ -188,8 +188,9 @@ class Index:
             number = max([generation] + [int(s.name[4:]) + 1 for s in (old.segments if old else [])])
             info, _ = build_segment(path, f"seg-{number:06d}", fwd, doc_table(ids, texts), reorder=reorder,
                                     configs=configs, progress=progress)
-            # records of a write-ahead log left by an earlier index here are superseded: mark them applied
-            wal_seq = max([old.wal_seq if old else 0] + [r.seq for r in read_log(path).records])
+            # records of a write-ahead log left by an earlier index here (damaged or not) are superseded: mark the
+            # readable ones applied
+            wal_seq = max([old.wal_seq if old else 0] + [r.seq for r in scan_log(path).records])
             manifest = Manifest(generation=generation, vocab_size=vectors.vocab_size, quantization=quantization,
                                 model=model, vocab_fingerprint=vocab_fingerprint,
                                 build_params=_build_record(reorder, configs), methods=list(configs),

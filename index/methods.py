@@ -24,6 +24,9 @@ A method is a ``Method`` registered under its name:
   single query is a batch of one.
 - ``scratch(seg)``: working memory for one thread on one segment (score arrays, heaps), made once per thread and
   passed back to every ``search`` call, so queries allocate nothing large.
+- ``check_arrays(seg)``: raises IndexCorrupt unless the method's arrays in ``seg`` have the dtypes and shapes, and
+  hold the offsets and ids in range, that ``search`` indexes without bounds checks (run when a segment opens, after
+  its core arrays passed ``index.segment.check_core_arrays``).
 
 Core arrays every segment has (see index/forward.py, index/postings.py): the forward index ``fwd_indptr`` int64,
 ``fwd_terms`` (uint16 up to 65,536 terms, else int32), ``fwd_values``; postings ``post_indptr`` int64, ``post_docs``
@@ -50,6 +53,10 @@ class NoParams:
     """The parameters of a method that takes none (of this kind)."""
 
 
+def _no_arrays(seg: Any) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Method:
     name: str
@@ -58,6 +65,7 @@ class Method:
     build: Callable[..., dict[str, np.ndarray]] | None = None
     build_params: type = NoParams    # a frozen dataclass: field names, defaults and checks
     search_params: type = NoParams
+    check_arrays: Callable[[Any], None] = _no_arrays
 
     def build_config(self, given: Mapping[str, Any] | Any = None) -> Any:
         """The method's build parameters from keywords (unknown names refused; missing ones take their defaults) or

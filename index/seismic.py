@@ -42,7 +42,9 @@ from lsr.index.methods import Method, register
 from lsr.index.postings import Postings
 from lsr.index.prefetch import prefetch
 from lsr.index.quantize import impact
-from lsr.index.summaries import LEVELS, block_summary, layout_bound, score_list, write_list
+from lsr.index.segment import array, check_impacts, offsets, within
+from lsr.index.summaries import (LAYOUT_RULES, LEVELS, block_summary, layout_bound, layout_problem, score_list,
+                                 write_list)
 
 MAX_BLOCKS_PER_LIST = 1 << 16  # block numbers inside a list are 16-bit
 _SEED = 42                     # clustering samples centroids with splitmix64(seed, term): builds are deterministic
@@ -406,11 +408,7 @@ class Scratch:
     """One thread's working memory for one segment: dense query, visited bitset, block scores, heap; and the
     arrays the kernel reads, gathered once."""
 
-    def __init__(self, seg):
-        missing = [name for name in _INDEX_ARRAYS if f"seismic.{name}" not in seg.arrays]
-        if missing:
-            raise IndexCorrupt(f"segment {seg.info.name} lacks the seismic arrays {missing}: it was built by another "
-                               "version of the seismic layout; rebuild the index")
+    def __init__(self, seg):   # its arrays passed check_arrays when the segment opened
         self.arrays = tuple(seg[f"seismic.{name}"] for name in _INDEX_ARRAYS) + (
             seg["fwd_indptr"].view(np.uint64), seg["fwd_terms"], seg["fwd_values"], np.float32(seg.scale))
         list_blocks = self.arrays[0]
@@ -427,6 +425,34 @@ def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, o
                   scratch.q_dense, scratch.visited, scratch.acc, hs, hd, out_scores, out_docs)
 
 
+def check_arrays(seg) -> None:
+    """The seismic arrays of ``seg``: offsets that end where their arrays end, documents below the segment's count,
+    and summaries that decode within their lists (what ``seismic_topk`` and ``score_list`` index unchecked)."""
+    missing = [name for name in _INDEX_ARRAYS if f"seismic.{name}" not in seg.arrays]
+    if missing:
+        raise IndexCorrupt(f"segment {seg.info.name} lacks the seismic arrays {missing}: it was built by another "
+                           "version of the seismic layout; rebuild the index")
+    vocab = len(seg["post_indptr"]) - 1
+    record_dtype = np.uint16 if vocab <= 1 << 16 else np.int32
+    list_blocks = offsets(seg, "seismic.list_blocks", vocab + 1)
+    n_blocks = int(list_blocks[-1])
+    block_docs = offsets(seg, "seismic.block_docs_ptr", n_blocks + 1)
+    within(seg, "seismic.docs", array(seg, "seismic.docs", np.int32, (int(block_docs[-1]),)), 0, seg.num_docs)
+    check_impacts(seg, "seismic.block_scale", array(seg, "seismic.block_scale", np.float32, (n_blocks,)))
+    records = offsets(seg, "seismic.list_records", vocab + 1)
+    entries = offsets(seg, "seismic.list_entries", vocab + 1)
+    samples = offsets(seg, "seismic.list_samples", vocab + 1)
+    arrays = (list_blocks, records, entries, samples,
+              array(seg, "seismic.record_terms", record_dtype, (int(records[-1]),)),
+              array(seg, "seismic.record_sizes", np.uint8, (int(records[-1]),)),
+              array(seg, "seismic.entries", np.uint8, (int(entries[-1]),)),
+              array(seg, "seismic.samples", np.uint32, (int(samples[-1]),)),
+              array(seg, "seismic.fence", record_dtype, (int(samples[-1]),)))
+    rule = layout_problem(*arrays)
+    if rule:
+        raise IndexCorrupt(f"segment {seg.name}: seismic summaries do not decode ({LAYOUT_RULES[rule]})")
+
+
 def build(fwd, postings, params: SeismicBuildParams) -> dict[str, np.ndarray]:
     if len(postings.dense):   # common terms are dense rows there: Seismic needs every term's list
         postings = Postings.from_forward(fwd, dense_rows=False)
@@ -434,4 +460,4 @@ def build(fwd, postings, params: SeismicBuildParams) -> dict[str, np.ndarray]:
 
 
 register(Method("seismic", search=search, scratch=Scratch, build=build, build_params=SeismicBuildParams,
-                search_params=SeismicSearchParams))
+                search_params=SeismicSearchParams, check_arrays=check_arrays))

@@ -21,6 +21,7 @@ method: it is small, and exact is the best any method can do.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from lsr.index import methods as registry
 from lsr.index import topk
 from lsr.index.deletes import read_deletes
 from lsr.index.errors import IndexCorrupt
-from lsr.index.manifest import Manifest
+from lsr.index.manifest import Manifest, SegmentInfo
 from lsr.index.quantize import dequantize
 from lsr.index.segment import Segment
 
@@ -55,14 +56,16 @@ class Snapshot:
 
     @classmethod
     def open(cls, path: Path, verify: bool = True, reuse: dict[str, Segment] | None = None) -> "Snapshot":
-        """Maps the committed generation at ``path``. Segments in ``reuse`` (by name) are kept rather than reopened
-        and checked again. When the writer commits a newer generation meanwhile and removes files of this one, the
-        open starts over on the newer one."""
+        """Maps the committed generation at ``path``. Segments in ``reuse`` (by name, when the manifest lists them
+        unchanged) are kept rather than reopened and checked again. When the writer commits a newer generation
+        meanwhile and removes files of this one, the open starts over on the newer one."""
         reuse = reuse or {}
         for attempt in range(_OPEN_ATTEMPTS):
             manifest = Manifest.read(path)
             try:
-                segments = [reuse.get(i.name) or Segment.open(path, i, verify) for i in manifest.segments]
+                segments = [_reused(reuse.get(i.name), i, manifest)
+                            or Segment.open(path, i, manifest.vocab_size, manifest.quantization, verify)
+                            for i in manifest.segments]
                 dead = [read_deletes(path, i) if i.deletes else None for i in manifest.segments]
                 return cls(manifest, segments, dead)
             except (IndexCorrupt, FileNotFoundError):
@@ -170,6 +173,13 @@ class Snapshot:
             one_s, one_d = _drop_dead(one_s, one_d, dead, k)
             scores[r], docs[r] = one_s[0], one_d[0]
         return scores, docs
+
+
+def _reused(seg: Segment | None, info: SegmentInfo, manifest: Manifest) -> Segment | None:
+    """``seg`` when the manifest lists it as it was opened (its deletes aside) over the same vocabulary."""
+    if seg is None or replace(seg.info, deletes=None) != replace(info, deletes=None):
+        return None
+    return seg if len(seg["post_indptr"]) == manifest.vocab_size + 1 else None
 
 
 @nb.njit(cache=True, nogil=True)

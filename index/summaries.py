@@ -168,3 +168,54 @@ def score_list(q_terms, q_weights, r0, r1, base, s0, record_terms, record_sizes,
                 acc[b] += w * np.float32(entries[pos])
                 pos += 1
             r += 1
+
+
+@njit(cache=True, nogil=True)
+def layout_problem(list_blocks, list_records, list_entries, list_samples, record_terms, record_sizes, entries,
+                   samples, fence):
+    """0 when every list's stored summaries decode as ``score_list`` reads them, else the first rule broken: 1 a
+    list's samples do not number one per SAMPLE records; 2 a sample's offset or fence term is not its record's;
+    3 record terms not ascending; 4 records overrun the list's entry bytes, or do not fill them; 5 an entry
+    overruns its record; 6 an entry names a block outside the list. The offset arrays themselves are checked by
+    the caller (monotone, ending at their arrays' lengths)."""
+    for t in range(len(list_blocks) - 1):
+        n_blocks = list_blocks[t + 1] - list_blocks[t]
+        r0, r1 = list_records[t], list_records[t + 1]
+        s0 = list_samples[t]
+        base, size = list_entries[t], list_entries[t + 1] - list_entries[t]
+        if list_samples[t + 1] - s0 != (r1 - r0 + SAMPLE - 1) // SAMPLE:
+            return 1
+        pos = 0
+        for r in range(r0, r1):
+            if (r - r0) % SAMPLE == 0:
+                g = s0 + (r - r0) // SAMPLE
+                if samples[g] != pos or fence[g] != record_terms[r]:
+                    return 2
+            if r > r0 and record_terms[r] < record_terms[r - 1]:
+                return 3
+            end = pos + np.int64(record_sizes[r])
+            if end > size:
+                return 4
+            b = np.int64(-1)
+            while pos < end:
+                gap = np.int64(entries[base + pos])
+                if gap == ESCAPE:
+                    if pos + 4 > end:
+                        return 5
+                    b = np.int64(entries[base + pos + 1]) | (np.int64(entries[base + pos + 2]) << 8)
+                    pos += 4
+                else:
+                    if pos + 2 > end:
+                        return 5
+                    b += gap + 1
+                    pos += 2
+                if b >= n_blocks:
+                    return 6
+        if pos != size:
+            return 4
+    return 0
+
+
+LAYOUT_RULES = {1: "samples do not number one per 16 records", 2: "a sample does not point at its record",
+                3: "record terms not ascending", 4: "records do not fill the list's entry bytes",
+                5: "an entry overruns its record", 6: "an entry names a block outside its list"}

@@ -11,9 +11,15 @@ hold; on open the writer replays the records after it. Files live in ``wal/`` an
 number; each writer session starts a new file and so does each flush (at its freeze), and a flush's commit deletes
 the files it covers.
 
-A process killed in the middle of an append leaves a torn tail: a short header, a short body or a checksum that does
-not match. Replay keeps every complete record before it and the writer cuts the tail off (it was never
-acknowledged). A bad record followed by good ones is not a torn tail but damage, and is refused (IndexCorrupt).
+A process killed in the middle of an append leaves a torn tail: a prefix of the last record (an append is one
+``write`` of the whole record, so what reaches the file is a prefix of it), or zeros where a file system extended
+the file before the data landed. Replay keeps every complete record before it and the writer cuts the tail off
+(it was never acknowledged). Anything else is damage and is refused (IndexCorrupt), never cut: a complete record
+(its declared length fits in the file, or its checksum holds over the rest of the file) whose checksum fails, a
+header that is not a record's, a bad record followed by good ones, records out of sequence, and a manifest whose
+``wal_seq`` the log contradicts (records missing after it, a log ending before it, or records at or below it whose
+documents the segments do not hold). ``lsr index --repair`` keeps the records before the damage and moves the rest
+aside (``repair``).
 """
 
 from __future__ import annotations
@@ -22,16 +28,22 @@ import json
 import logging
 import os
 import struct
+import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from lsr.index.errors import IndexCorrupt
+from lsr.index.errors import IndexCorrupt, IndexLocked
+from lsr.index.lock import WriterLock
 from lsr.core.atomic import fsync_dir
 from lsr.core.documents import Document
 from lsr.core.sparse import SparseBatch
+
+if TYPE_CHECKING:
+    from lsr.index.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -67,23 +79,34 @@ class Record:
 
     @classmethod
     def decode(cls, body: bytes) -> "Record":
-        seq, op, n, meta_len = _BODY.unpack_from(body)
-        at = _BODY.size
-        meta = json.loads(body[at:at + meta_len])
-        at += meta_len
-        ids = meta["ids"]
-        docs = None
-        if meta.get("docs") is not None:
-            docs = [None if d is None else Document(i, d[1], d[0]) for i, d in zip(ids, meta["docs"])]
-        vectors = None
-        if op == PUT:
-            indptr = np.frombuffer(body, np.int64, n + 1, at)
-            at += indptr.nbytes
-            nnz = int(indptr[-1])
-            indices = np.frombuffer(body, np.int32, nnz, at)
-            values = np.frombuffer(body, np.float32, nnz, at + indices.nbytes)
-            vectors = SparseBatch(indptr, indices, values, meta["vocab_size"])
-        return cls(seq, op, ids, vectors, docs)
+        """The record of a body whose checksum held; ValueError when its contents are not a record's."""
+        try:
+            seq, op, n, meta_len = _BODY.unpack_from(body)
+            at = _BODY.size
+            meta = json.loads(body[at:at + meta_len])
+            at += meta_len
+            ids = meta["ids"]
+            if op not in (PUT, DELETE) or len(ids) != n or not all(isinstance(i, str) for i in ids):
+                raise ValueError(f"op {op}, {n} ids")
+            docs = None
+            if meta.get("docs") is not None:
+                if len(meta["docs"]) != n or not all(d is None or (len(d) == 2 and all(
+                        isinstance(x, str) or x is None for x in d)) for d in meta["docs"]):
+                    raise ValueError("stored documents do not match the ids")
+                docs = [None if d is None else Document(i, d[1], d[0]) for i, d in zip(ids, meta["docs"])]
+            vectors = None
+            if op == PUT:
+                indptr = np.frombuffer(body, np.int64, n + 1, at)
+                at += indptr.nbytes
+                nnz = int(indptr[-1])
+                indices = np.frombuffer(body, np.int32, nnz, at)
+                values = np.frombuffer(body, np.float32, nnz, at + indices.nbytes)
+                if at + indices.nbytes + values.nbytes != len(body):
+                    raise ValueError("trailing bytes")
+                vectors = SparseBatch(indptr, indices, values, meta["vocab_size"]).validate()
+            return cls(seq, op, ids, vectors, docs)
+        except (ValueError, TypeError, KeyError, IndexError, struct.error) as e:   # json errors are ValueErrors
+            raise ValueError(f"not a write-ahead-log record ({e})") from e
 
 
 @dataclass(frozen=True)
@@ -96,25 +119,49 @@ class Recovery:
     torn_bytes: int = 0
 
 
-def _parse(data: bytes, at: int) -> tuple[Record, int] | None:
-    """The record at ``at`` and the offset after it, or None when it is short or fails its checksum."""
-    if len(data) - at < _HEAD.size:
-        return None
+@dataclass(frozen=True)
+class Damage:
+    """Where a log stops being trustworthy: the file and offset of the first damaged byte, and why."""
+
+    file: Path
+    offset: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A log read up to its first damage: the good records before it, and the damage (None: none)."""
+
+    records: list[Record] = field(default_factory=list)
+    damage: Damage | None = None
+    torn: Recovery | None = None
+
+
+def _complete(data: bytes, at: int) -> tuple[Record, int] | str:
+    """The record at ``at`` and the offset after it, or why there is none: "torn" for a prefix of a record (or
+    zeros) that ends the data, else a description of the damage."""
+    rest = data[at:]
+    if len(rest) < _HEAD.size:
+        return "torn" if MAGIC.startswith(rest[:4]) or not rest.strip(b"\0") else "not a record header"
     magic, length, crc = _HEAD.unpack_from(data, at)
-    end = at + _HEAD.size + length
-    if magic != MAGIC or end > len(data) or length < _BODY.size:
-        return None
-    body = data[at + _HEAD.size:end]
-    if zlib.crc32(body) != crc:
-        return None
-    return Record.decode(body), end
+    body = data[at + _HEAD.size:at + _HEAD.size + length]
+    if magic != MAGIC:
+        return "torn" if not rest.strip(b"\0") else "not a record header"
+    if len(body) < length:   # runs past the end: a torn append, unless the rest is a whole record
+        return "torn" if zlib.crc32(rest[_HEAD.size:]) != crc else "a complete record with a damaged length"
+    if length < _BODY.size or zlib.crc32(body) != crc:
+        return "a complete record whose checksum fails"
+    try:
+        return Record.decode(body), at + _HEAD.size + length
+    except ValueError as e:
+        return str(e)
 
 
 def _valid_record_after(data: bytes, at: int) -> int | None:
     """Offset of a complete, checksummed record starting after ``at``: proof that the bad bytes are damage."""
     pos = data.find(MAGIC, at + 1)
     while pos >= 0:
-        if _parse(data, pos) is not None:
+        if isinstance(_complete(data, pos), tuple):
             return pos
         pos = data.find(MAGIC, pos + 1)
     return None
@@ -124,27 +171,128 @@ def log_files(folder: Path) -> list[Path]:
     return sorted((folder / WAL_DIR).glob("*.log")) if (folder / WAL_DIR).is_dir() else []
 
 
-def read_log(folder: Path) -> Recovery:
-    """Every complete record in ``folder/wal`` in order; a torn tail (last file only) is reported, not returned."""
+def scan_log(folder: Path) -> Scan:
+    """The records of ``folder/wal`` in order up to the first damage (see the module's doc for what is damage)."""
     records: list[Record] = []
     files = log_files(folder)
     for i, path in enumerate(files):
         data = path.read_bytes()
         at = 0
         while at < len(data):
-            parsed = _parse(data, at)
-            if parsed is None:
+            parsed = _complete(data, at)
+            if isinstance(parsed, str):
                 later = _valid_record_after(data, at)
-                if later is not None or any(p.stat().st_size for p in files[i + 1:]):
-                    where = f"offset {later}" if later is not None else "a later file"
-                    raise IndexCorrupt(f"{path}: damaged write-ahead-log record at offset {at}, followed by complete "
-                                       f"records ({where}); acknowledged writes may be lost, restore from a backup")
-                return Recovery(records, path, at, len(data) - at)
-            record, at = parsed
+                if parsed == "torn" and later is None and not any(p.stat().st_size for p in files[i + 1:]):
+                    return Scan(records, torn=Recovery(records, path, at, len(data) - at))
+                if parsed == "torn":
+                    parsed = "a damaged record followed by complete records"
+                return Scan(records, Damage(path, at, parsed))
+            record, end = parsed
+            if at == 0 and path.stem != f"{record.seq:016d}":
+                return Scan(records, Damage(path, at, f"the file's first record is {record.seq}"))
             if records and record.seq != records[-1].seq + 1:
-                raise IndexCorrupt(f"{path}: write-ahead-log record {record.seq} follows {records[-1].seq}")
+                return Scan(records, Damage(path, at, f"record {record.seq} follows {records[-1].seq}"))
             records.append(record)
-    return Recovery(records)
+            at = end
+    return Scan(records)
+
+
+def read_log(folder: Path) -> Recovery:
+    """Every complete record in ``folder/wal`` in order; a torn tail (last file only) is reported, not returned;
+    damage is IndexCorrupt."""
+    scan = scan_log(folder)
+    if scan.damage is not None:
+        d = scan.damage
+        raise IndexCorrupt(f"{d.file}: damaged write-ahead-log record at offset {d.offset} ({d.reason}); "
+                           f"acknowledged writes may be lost. {REPAIR_HINT}")
+    return scan.torn or Recovery(scan.records)
+
+
+REPAIR_HINT = ("`lsr index -o INDEX --repair` keeps the records before the damage and moves the rest aside "
+               "(wal/damaged-*/), or restore the index from a backup")
+
+
+def to_replay(records: list[Record], wal_seq: int, present: Callable[[str], bool], where: Path) -> list[Record]:
+    """The records after ``wal_seq`` (the manifest's), once the log is shown to agree with it: no record missing
+    after it, the log not ending before it, and every record at or below it held by the committed segments
+    (``present(id)``: the id is a live document there; an id a later record at or below wal_seq deleted must not
+    be). IndexCorrupt otherwise."""
+    if not records:
+        return []
+    first, last = records[0].seq, records[-1].seq
+    if first > wal_seq + 1:
+        raise IndexCorrupt(f"{where}: write-ahead-log records {wal_seq + 1}..{first - 1} are missing; acknowledged "
+                           f"writes are lost. {REPAIR_HINT}")
+    if last < wal_seq:
+        raise IndexCorrupt(f"{where}: the manifest says its segments hold the log up to record {wal_seq}, but the "
+                           f"log ends at record {last}: the manifest or the log is damaged; restore from a backup")
+    live: dict[str, bool] = {}
+    for r in records:
+        if r.seq > wal_seq:
+            break
+        live.update((i, r.op == PUT) for i in r.ids)
+    wrong = [i for i, alive in live.items() if present(i) != alive]
+    if wrong:
+        raise IndexCorrupt(f"{where}: the manifest's wal_seq {wal_seq} says the segments hold the log's records up to "
+                           f"it, but they disagree on {len(wrong)} documents (e.g. {wrong[0]!r}): the manifest or the "
+                           "log is damaged; restore from a backup")
+    return [r for r in records if r.seq > wal_seq]
+
+
+def check_replay(folder: Path, committed: "Snapshot") -> None:
+    """IndexCorrupt unless the log of ``folder`` would replay onto its ``committed`` snapshot, as a writer opening
+    it would find; read-only (a torn tail is reported, not cut). Skipped while another writer holds the lock (it
+    has replayed the log), or when the lock cannot be taken (a read-only folder)."""
+    try:
+        lock = WriterLock(folder).acquire(0)
+    except (IndexLocked, OSError):
+        return
+    try:
+        to_replay(read_log(folder).records, committed.manifest.wal_seq,
+                  lambda doc_id: committed.find(doc_id) is not None, folder / WAL_DIR)
+    finally:
+        lock.release()
+
+
+def repair(folder: Path) -> dict:
+    """Cuts the log at its first damage: the damaged file keeps its bytes before it, and the rest of that file and
+    every later file move to ``wal/damaged-<time>/``. Call it holding the writer lock. Returns what it did."""
+    scan = scan_log(folder)
+    if scan.damage is None:
+        return {"damaged": False, "kept_records": len(scan.records)}
+    d = scan.damage
+    aside = folder / WAL_DIR / f"damaged-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    aside.mkdir()
+    data = d.file.read_bytes()
+    (aside / f"{d.file.name}.from-{d.offset}").write_bytes(data[d.offset:])
+    later = [p for p in log_files(folder) if p > d.file]
+    set_aside = _count_records(data[d.offset:]) + sum(_count_records(p.read_bytes()) for p in later)
+    for p in later:
+        os.replace(p, aside / p.name)
+    fsync_dir(aside)
+    with open(d.file, "r+b") as f:
+        f.truncate(d.offset)
+        os.fsync(f.fileno())
+    if d.offset == 0:
+        d.file.unlink()
+    fsync_dir(folder / WAL_DIR)
+    last = scan.records[-1].seq if scan.records else None
+    return {"damaged": True, "file": d.file.name, "offset": d.offset, "reason": d.reason,
+            "kept_records": len(scan.records), "last_kept_seq": last, "complete_records_set_aside": set_aside,
+            "set_aside_in": str(aside.relative_to(folder))}
+
+
+def _count_records(data: bytes) -> int:
+    """Complete, checksummed records found anywhere in ``data`` (what a set-aside piece may still hold)."""
+    count, pos = 0, data.find(MAGIC)
+    while pos >= 0:
+        parsed = _complete(data, pos)
+        if isinstance(parsed, tuple):
+            count += 1
+            pos = data.find(MAGIC, parsed[1])
+        else:
+            pos = data.find(MAGIC, pos + 1)
+    return count
 
 
 class WriteAheadLog:

@@ -48,14 +48,13 @@ import numpy as np
 from lsr.index.buffer import Buffer, memory_segment
 from lsr.index.builder import build_segment
 from lsr.index.deletes import write_deletes
-from lsr.index.errors import IndexCorrupt
 from lsr.index.lock import WriterLock
 from lsr.index.manifest import Manifest
 from lsr.index.merge import BackgroundMerger, TieredMergePolicy, live_documents
 from lsr.index.quantize import scale_for
 from lsr.index.segment import Segment
 from lsr.index.snapshot import Snapshot
-from lsr.index.wal import DELETE, PUT, Record, WriteAheadLog
+from lsr.index.wal import DELETE, PUT, Record, WriteAheadLog, to_replay
 from lsr.core import validate
 from lsr.core.documents import Document
 from lsr.core.sparse import SparseBatch
@@ -131,10 +130,7 @@ class Writer:
     def _replay(self) -> None:
         found = self._wal.recover()
         self.torn_bytes = found.torn_bytes
-        pending = [r for r in found.records if r.seq > self._seq]
-        if pending and pending[0].seq != self._seq + 1:
-            raise IndexCorrupt(f"{self._wal.dir}: write-ahead-log records {self._seq + 1}..{pending[0].seq - 1} are "
-                               "missing; acknowledged writes are lost, restore from a backup")
+        pending = to_replay(found.records, self._seq, lambda doc_id: self._find(doc_id) is not None, self._wal.dir)
         for record in pending:
             self._apply(record)
         self.recovered_records = len(pending)
@@ -251,7 +247,7 @@ class Writer:
             if frozen:
                 info, _ = build_segment(self.path, name, fwd, docs, reorder=self._reorder,
                                         configs=self._configs, threads=self.build_threads)
-                built = Segment.open(self.path, info, verify=False)
+                built = self._open_segment(info)
             with self._mutex:
                 segments = list(self._segments)
                 if built is not None:
@@ -286,6 +282,11 @@ class Writer:
             self._merger.wake()
         if not wait and len(self._buffer) >= self.flush_docs:
             self._flush(wait=False)
+
+    def _open_segment(self, info) -> Segment:
+        """A segment this writer has just written (sizes and arrays checked; its checksums were just computed)."""
+        m = self._manifest
+        return Segment.open(self.path, info, m.vocab_size, m.quantization, verify=False)
 
     def _new_name(self) -> str:
         self._next_number += 1
@@ -394,7 +395,7 @@ class Writer:
             fwd, docs = live_documents(sources, start, self._manifest.vocab_size)
             info, order = build_segment(self.path, name, fwd, docs, reorder=self._reorder, configs=self._configs,
                                         threads=self.build_threads)
-            merged = Segment.open(self.path, info, verify=False)
+            merged = self._open_segment(info)
             with self._mutex:
                 while self._frozen is not None:   # a flush between freeze and commit holds the masks it commits
                     self._idle.wait()

@@ -1,7 +1,9 @@
 """API keys: ``Authorization: Bearer <key>``, compared in constant time against every configured key.
 
 Writes always need a key, and with no key configured they are refused (a fresh deployment is read-only, never open).
-Reads need one only when ``protect_reads`` is set. No header: 401 (with ``WWW-Authenticate``); a wrong key: 403.
+Reads need one only when ``protect_reads`` is set; reads are everything a reader could learn from: searches,
+documents, stats, metrics, the OpenAPI schema and its console (/docs), and /readyz's details (probes get a bare
+status without a key). No header: 401 (with ``WWW-Authenticate``); a wrong key: 403.
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ class ApiKeys:
         for key in self._keys:  # no early exit: the time taken does not say which key, or how much, matched
             ok |= hmac.compare_digest(candidate, key)
         return ok
+
+    def allows(self, request: Request) -> bool:
+        """Whether ``request`` may read (no exception: for answers that only leave out details)."""
+        try:
+            self.check(request, write=False)
+        except HTTPException:
+            return False
+        return True
 
     def check(self, request: Request, write: bool) -> None:
         if not write and not self.protect_reads:

@@ -8,6 +8,11 @@ How long to wait: until as many texts are in as there were requests in flight wh
 own callers, who send their next queries a moment after their answers, plus those queued meanwhile), for at most
 ``window_ms``. Without that wait a closed loop of 64 clients settles into two half-size batches taking turns. A lone
 client never waits. Waiting longer does not pay on CPU: past about 8 texts a batch costs the same per text.
+
+A failure stays with the text that caused it: when encoding a batch raises, its halves are encoded again, down to
+single texts, so every other text in the batch gets its vector and the one the encoder refuses alone gets the error
+(``TextRejected`` when it is a ValueError, TypeError or UnicodeError: the text itself is at fault; anything else as
+raised). The encoder is any function of texts to a SparseBatch; it needs no error handling of its own.
 """
 
 from __future__ import annotations
@@ -28,6 +33,13 @@ class BatcherClosed(RuntimeError):
     """The service is shutting down and encodes no more."""
 
 
+class TextRejected(ValueError):
+    """The encoder failed on this text alone (the request's 422)."""
+
+
+Outcome = Row | BaseException
+
+
 class MicroBatcher:
     def __init__(self, encode: Callable[[list[str]], SparseBatch], *, window_ms: float, max_batch: int,
                  in_flight: Callable[[], int] = lambda: 0,
@@ -45,11 +57,15 @@ class MicroBatcher:
         self._expect = 0  # requests in flight when the previous batch finished
 
     async def encode(self, text: str) -> Row:
-        """The query vector of ``text`` (term ids, weights)."""
-        return (await self.encode_many([text]))[0]
+        """The query vector of ``text`` (term ids, weights); its own encoding error is raised."""
+        (outcome,) = await self.encode_many([text])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
-    async def encode_many(self, texts: list[str]) -> list[Row]:
-        """Vectors of several texts (e.g. one /search/batch call); they may share batches with other requests."""
+    async def encode_many(self, texts: list[str]) -> list[Outcome]:
+        """Per text (e.g. of one /search/batch call), its vector or its own error; they may share batches with
+        other requests."""
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._task = asyncio.get_running_loop().create_task(self._run())
@@ -59,7 +75,7 @@ class MicroBatcher:
         futures = [loop.create_future() for _ in texts]
         for t, f in zip(texts, futures):
             self._queue.put_nowait((t, f))
-        return list(await asyncio.gather(*futures))
+        return list(await asyncio.gather(*futures, return_exceptions=True))
 
     async def run(self, fn: Callable, *args):
         """Runs other encoder work (documents to index) on the encoder's thread, between query batches."""
@@ -90,7 +106,7 @@ class MicroBatcher:
                 continue
             start = time.perf_counter()
             try:
-                vectors = await loop.run_in_executor(self._pool, self._encode, [t for t, _ in live])
+                outcomes = await loop.run_in_executor(self._pool, self._isolated, [t for t, _ in live])
             except BaseException as e:  # every waiting caller gets the error; the loop goes on unless cancelled
                 _fail(live, e if isinstance(e, Exception) else BatcherClosed("the service is shutting down"))
                 if isinstance(e, asyncio.CancelledError):
@@ -100,10 +116,30 @@ class MicroBatcher:
             self._observe(len(live), time.perf_counter() - start)
             self.batches += 1
             self.texts += len(live)
-            for i, (_, f) in enumerate(live):
-                if not f.done():
-                    terms, weights = vectors.row(i)
-                    f.set_result((terms.copy(), weights.copy()))
+            for (_, f), outcome in zip(live, outcomes):
+                if f.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    f.set_exception(outcome)
+                else:
+                    f.set_result(outcome)
+
+    def _isolated(self, texts: list[str]) -> list[Outcome]:
+        """Each text's vector, or the error the encoder raises for that text alone (on the encoder's thread)."""
+        try:
+            vectors = self._encode(texts)
+        except Exception as e:   # noqa: BLE001 - bisect to the text(s) at fault; the others are encoded
+            if len(texts) == 1:
+                if isinstance(e, (ValueError, TypeError, UnicodeError)):
+                    return [TextRejected(f"the query text cannot be encoded: {type(e).__name__}: {e}")]
+                return [e]
+            half = len(texts) // 2
+            return self._isolated(texts[:half]) + self._isolated(texts[half:])
+        out = []
+        for i in range(len(texts)):
+            terms, weights = vectors.row(i)
+            out.append((terms.copy(), weights.copy()))
+        return out
 
     async def close(self) -> None:
         """Stops the batching task; texts still waiting get BatcherClosed (uvicorn has drained requests by then)."""

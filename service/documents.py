@@ -6,7 +6,10 @@ commit, release; the session's background merger runs the merge the index's tier
 waits for it), so the small segments of single writes do not pile up. Any worker of
 ``lsr serve --workers N`` can therefore write, and every worker's searches see the commit at their next request
 (the read index follows the latest committed generation). Bulk loads belong to ``lsr index``; this path is for
-documents arriving one call at a time. Encoding shares the query encoder's thread.
+documents arriving one call at a time. Encoding shares the query encoder's thread; reads run on the search pool.
+
+A write session whose log does not replay (IndexCorrupt) makes the service not ready (Engine.mark_damaged) and is
+answered 503 with the reason and the way to recover; answers never name the index's path nor another writer's pid.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ import asyncio
 from typing import Callable
 
 from lsr.index import Index
-from lsr.index.errors import IndexLocked
+from lsr.index.errors import IndexCorrupt, IndexLocked
 from lsr.core.documents import Document
-from lsr.service.engine import Engine, NotReady
+from lsr.service.engine import Engine, NotReady, QueryError
 from lsr.service.models import DocumentIn
 
 
@@ -31,23 +34,31 @@ class Documents:
         self.lock_timeout = lock_timeout
         self._lock = asyncio.Lock()  # one write at a time in this process; the writer lock orders processes
 
-    def get(self, doc_id: str) -> dict:
+    async def get(self, doc_id: str) -> dict:
         """{"id", "title", "text"}; KeyError when unknown."""
+        return await self.engine.pool.run(self._get, doc_id)
+
+    def _get(self, doc_id: str) -> dict:
         self.engine.refresh()
         return self.engine.index.document(doc_id)
 
     def _session(self, write: Callable[[Index], int | None]) -> int | None:
+        if self.engine.damaged:
+            raise NotReady(self.engine.damaged)
         try:
             writer = Index.open(self.engine.index.path, verify=False, writable=True, lock_timeout=self.lock_timeout)
-        except IndexLocked as e:
-            raise WriterBusy(f"the index is busy with another writer; retry ({e})") from e
+        except IndexLocked:
+            raise WriterBusy(f"the index is busy with another writer for more than {self.lock_timeout:g} s; "
+                             "retry") from None
+        except IndexCorrupt as e:
+            raise NotReady(self.engine.mark_damaged(e)) from e
         with writer:  # closing commits and waits for a running merge
             return write(writer)
 
     async def _write(self, write: Callable[[Index], int | None]) -> int | None:
         async with self._lock:
             result = await asyncio.to_thread(self._session, write)
-        self.engine.refresh()
+        await self.engine.pool.run(self.engine.refresh)
         return result
 
     async def upsert(self, docs: list[DocumentIn]) -> list[str]:
@@ -56,7 +67,10 @@ class Documents:
         if encoder is None:
             raise NotReady(self.engine.load_error or "the encoder is still loading")
         texts = [Document(d.id, d.text, d.title) for d in docs]
-        vectors = await self.engine.batcher.run(encoder.encode_documents, [t.full_text for t in texts])
+        try:
+            vectors = await self.engine.batcher.run(encoder.encode_documents, [t.full_text for t in texts])
+        except (ValueError, TypeError, UnicodeError) as e:
+            raise QueryError(f"the documents cannot be encoded: {type(e).__name__}: {e}") from e
         ids = [d.id for d in docs]
         await self._write(lambda w: w.upsert(ids, vectors, texts))
         self.engine.metrics.documents.labels("upsert").inc(len(docs))

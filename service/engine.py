@@ -1,23 +1,33 @@
 """What the endpoints run: a request's query as a vector (text through the micro-batcher, sparse ids, or tokens),
-its top-k in the index, and hits with stored fields and per-term explanations.
+its top-k in one snapshot of the index, as an ``Answer`` that service/answers.py writes out.
 
-A request error (unknown method or parameter, out-of-vocabulary token, term id out of range, another vocabulary) is
-a ``QueryError``, answered 422. The query encoder loads on a thread after start-up, so the service answers
-``/healthz`` (and sparse queries) at once and ``/readyz`` says when text queries can be served.
+A request error (unknown method or parameter, out-of-vocabulary token, term id out of range, another vocabulary, a
+text the encoder refuses) is a ``QueryError``, answered 422; in /search/batch it stays with its query. The query
+encoder loads on a thread after start-up, so the service answers ``/healthz`` (and sparse queries) at once and
+``/readyz`` says when text queries can be served. Searches run on the ``Offload`` pool, never on the event loop;
+each takes one snapshot of the index and resolves everything (ids, stored fields, explanations) against it, so a
+refresh between two steps cannot mix generations.
+
+A damaged index (a write-ahead log that does not replay, found at start or by a write) makes the service not ready
+(``damaged``: /readyz 503 with the reason and how to recover); searches of the committed segments go on.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
-from lsr.index import Index, InvalidQuery, check_query
-from lsr.service.batcher import MicroBatcher, Row
-from lsr.service.limits import STORED_FIELDS
+from lsr.index import Index, IndexCorrupt, InvalidQuery, check_query
+from lsr.index.snapshot import Snapshot
+from lsr.index.wal import check_replay
+from lsr.service.batcher import BatcherClosed, MicroBatcher, Row, TextRejected
 from lsr.service.metrics import Metrics
-from lsr.service.models import Contribution, Hit, SearchRequest, SearchResponse
+from lsr.service.models import BatchError, Contribution, InvalidBatchQuery, SearchRequest
+from lsr.service.offload import Offload
 from lsr.service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,7 +53,19 @@ class QueryError(ValueError):
 
 
 class NotReady(RuntimeError):
-    """The query encoder is still loading, or failed to load (503)."""
+    """The query encoder is still loading, or failed to load, or the index is damaged (503)."""
+
+
+@dataclass
+class Answer:
+    """One query's hits in one snapshot: (id, score, key) each, the key being the internal number, or the id for
+    fused hybrid hits. Stored fields and explanations are read from ``snap`` while the answer is written."""
+
+    req: SearchRequest
+    row: Row
+    snap: Snapshot
+    hits: list[tuple[str, float, int | str]]
+    took_ms: float
 
 
 class Engine:
@@ -51,13 +73,16 @@ class Engine:
         self.index = index
         self.settings = settings
         self.metrics = metrics
+        self.pool = Offload(settings.search_threads, settings.stream_bytes)
         self.encoder = None
         self.batcher: MicroBatcher | None = None
         self.load_error: str | None = None
+        self.damaged: str | None = None
         self._vocab: dict[str, int] = {}
         self._tokens: list[str] = []
-        self._ids: tuple[int, np.ndarray] | None = None  # (generation, external id of each internal number)
-        self._id_set: tuple[int, frozenset] | None = None
+        self._ids: tuple[Snapshot, np.ndarray] | None = None   # external id of each internal number of a snapshot
+        self._id_set: tuple[Snapshot, frozenset] | None = None
+        self._ids_lock = threading.Lock()
         self.bm25 = None
         if settings.bm25_dir is not None:
             from lsr.service.hybrid import Bm25Side
@@ -72,7 +97,7 @@ class Engine:
         try:
             model = self.settings.model or self.index.model
             if not model:
-                raise NotReady(f"the index at {self.index.path} records no model; set LSR_MODEL to encode text")
+                raise NotReady("the index records no model; set LSR_MODEL to encode text")
             import torch
 
             from lsr.encoding.encoder import Encoder
@@ -82,7 +107,7 @@ class Engine:
             self._attach(Encoder.from_pretrained(model, device=self.settings.device))
         except Exception as e:  # noqa: BLE001 - the service keeps serving sparse queries and reports this
             log.error("query encoder not loaded: %s", e)
-            self.load_error = f"{type(e).__name__}: {e}"
+            self.load_error = f"the query encoder failed to load ({type(e).__name__}); the server log says why"
 
     def _attach(self, encoder) -> None:
         self.index.check_vocabulary(encoder.vocab_fingerprint)
@@ -97,7 +122,12 @@ class Engine:
 
     @property
     def ready(self) -> bool:
-        return self.encoder is not None
+        return self.encoder is not None and self.damaged is None
+
+    def not_ready(self) -> str | None:
+        """Why /readyz says 503, or None."""
+        return self.damaged or self.load_error or (None if self.encoder is not None else "the query encoder is "
+                                                   "still loading")
 
     def _need_encoder(self):
         if self.encoder is None:
@@ -107,6 +137,26 @@ class Engine:
     async def close(self) -> None:
         if self.batcher is not None:
             await self.batcher.close()
+        self.pool.close()
+
+    # ---- damage -------------------------------------------------------------------------------------------------
+    def public(self, message: str) -> str:
+        """``message`` with the index's folder left out: answers never name paths of the server."""
+        folder = str(self.index.path.resolve())
+        return message.replace(folder + "/", "").replace(folder, "the index").replace(str(self.index.path), "the index")
+
+    def mark_damaged(self, error: IndexCorrupt) -> str:
+        """Records the damage (the service is not ready from now on) and returns the answer's text."""
+        log.error("index damaged: %s", error)
+        self.damaged = f"the index is damaged: {self.public(str(error))}"
+        return self.damaged
+
+    def check_log(self) -> None:
+        """At start: would the write-ahead log replay (``check_replay``)? If not, the service is not ready."""
+        try:
+            check_replay(self.index.path, self.index.snapshot())
+        except IndexCorrupt as e:
+            self.mark_damaged(e)
 
     # ---- queries -------------------------------------------------------------------------------------------------
     def _sparse(self, req: SearchRequest) -> Row:
@@ -132,109 +182,136 @@ class Engine:
             raise QueryError(f"unknown method {req.method!r}: this index serves {self.index.methods}")
 
     def refresh(self) -> None:
-        """Moves to the latest committed generation (a stat of the manifest when nothing changed). Called on the event
-        loop's thread at the start of each request, and searches run there too, so the internal numbers of a search
-        and the ids they are resolved to always come from the same generation."""
+        """Moves to the latest committed generation (a stat of the manifest when nothing changed); on the pool."""
         self.index.refresh()
 
-    async def vectors(self, reqs: list[SearchRequest]) -> list[Row]:
-        """The query vector of each request; the texts among them go to the encoder together."""
+    async def vectors(self, reqs: list[SearchRequest]) -> list[Row | BaseException]:
+        """Per request, its query vector or its own error; the texts among them go to the encoder together."""
+        rows: list[Row | BaseException | None] = []
         for r in reqs:
-            self._check_method(r)
-        rows: list[Row | None] = [None if r.query is not None else self._sparse(r) for r in reqs]
-        texts = [r.query for r in reqs if r.query is not None]
+            try:
+                self._check_method(r)
+                rows.append(None if r.query is not None else self._sparse(r))
+            except (QueryError, NotReady) as e:
+                rows.append(e)
+        texts = [r.query for r, row in zip(reqs, rows) if row is None]
         if texts:
-            self._need_encoder()
-            encoded = iter(await self.batcher.encode_many(texts))
-            rows = [row if row is not None else next(encoded) for row in rows]
+            try:
+                self._need_encoder()
+                encoded = iter(await self.batcher.encode_many(texts))
+            except (NotReady, BatcherClosed) as e:
+                encoded = iter([e] * len(texts))
+            rows = [next(encoded) if row is None else row for row in rows]
         return rows
 
-    def _top(self, req: SearchRequest, row: Row, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _top(self, req: SearchRequest, row: Row, k: int, snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
         start = time.perf_counter()
         try:
-            scores, docs = self.index.search_one(row[0], row[1], k=k, method=req.method, params=req.params)
+            scores, docs = self.index.search_one(row[0], row[1], k=k, method=req.method, params=req.params,
+                                                 snapshot=snap)
         except (ValueError, TypeError) as e:  # parameters out of range, duplicate term ids, ...
             raise QueryError(str(e)) from e
         self.metrics.search.labels(req.method).observe(time.perf_counter() - start)
         return scores, docs
 
-    def search(self, req: SearchRequest, row: Row) -> list[Hit]:
-        """Top-k hits of one query vector (runs on the calling thread; the kernels release the GIL)."""
+    def _answer(self, req: SearchRequest, row: Row, snap: Snapshot) -> Answer:
+        """Top-k of one query vector in ``snap`` (on the calling thread; the kernels release the GIL)."""
+        start = time.perf_counter()
         if req.hybrid is not None:
-            return self._hybrid(req, row)
-        scores, docs = self._top(req, row, req.k)
-        return [self._hit(req, row, rank, float(s), int(d)) for rank, (s, d) in enumerate(zip(scores, docs), 1)
-                if d >= 0]
+            hits = self._hybrid(req, row, snap)
+        else:
+            scores, docs = self._top(req, row, req.k, snap)
+            ids = self.doc_ids(snap)
+            hits = [(ids[d], float(s), int(d)) for s, d in zip(scores, docs) if d >= 0]
+        return Answer(req, row, snap, hits, (time.perf_counter() - start) * 1000)
 
-    def _hybrid(self, req: SearchRequest, row: Row) -> list[Hit]:
+    def _hybrid(self, req: SearchRequest, row: Row, snap: Snapshot) -> list[tuple[str, float, str]]:
         from lsr.service.hybrid import fuse
 
         if self.bm25 is None:
             raise QueryError("hybrid search needs a BM25 side: start the service with lsr serve --bm25 DIR")
         depth = max(req.hybrid.depth, req.k)
-        scores, docs = self._top(req, row, depth)
-        splade = [(self.doc_id(int(d)), float(s)) for s, d in zip(scores, docs) if d >= 0]
+        scores, docs = self._top(req, row, depth, snap)
+        ids = self.doc_ids(snap)
+        splade = [(ids[d], float(s)) for s, d in zip(scores, docs) if d >= 0]
         start = time.perf_counter()
-        live = self.id_set()
+        live = self._live_ids(snap)
         bm25 = [(d, s) for d, s in self.bm25.ranking(req.query, depth) if d in live]  # deleted since: dropped
         self.metrics.search.labels("bm25").observe(time.perf_counter() - start)
-        fused = fuse(splade, bm25, req.hybrid, req.k)
-        return [self._fields(req, Hit(id=d, score=s, rank=rank), d) for rank, (d, s) in enumerate(fused, 1)]
+        return [(d, s, d) for d, s in fuse(splade, bm25, req.hybrid, req.k)]
 
-    def _fields(self, req: SearchRequest, hit: Hit, key: int | str) -> Hit:
-        """Copies the requested stored fields of document ``key`` (internal number or id) into ``hit``."""
-        if req.fields:
-            doc = self.index.document(key)
-            for name in STORED_FIELDS:
-                if name in req.fields:
-                    setattr(hit, name, doc[name])
-        return hit
+    def _snapshot(self) -> Snapshot:
+        self.refresh()
+        return self.index.snapshot()
 
-    def _hit(self, req: SearchRequest, row: Row, rank: int, score: float, number: int) -> Hit:
-        hit = self._fields(req, Hit(id=self.doc_id(number), score=score, rank=rank), number)
-        if req.explain:
-            hit.explanation = self._explain(row, number)
-        return hit
+    async def vector(self, req: SearchRequest) -> Row:
+        """One request's query vector; its error is raised (the endpoint's 422 or 503)."""
+        (row,) = await self.vectors([req])
+        if isinstance(row, BaseException):
+            raise row
+        return row
 
-    def _explain(self, row: Row, number: int) -> list[Contribution]:
+    async def batch_vectors(self, items: list[SearchRequest | InvalidBatchQuery]) -> list[Row | BaseException | None]:
+        """Each valid query's vector or its own error (None for a query that failed validation)."""
+        valid = [q for q in items if isinstance(q, SearchRequest)]
+        vectors = iter(await self.vectors(valid))
+        return [next(vectors) if isinstance(q, SearchRequest) else None for q in items]
+
+    def answer(self, req: SearchRequest, row: Row) -> Answer:
+        """One query's answer in the latest snapshot (on the pool); QueryError raised."""
+        return self._answer(req, row, self._snapshot())
+
+    def answer_all(self, items: list[SearchRequest | InvalidBatchQuery],
+                   rows: list[Row | BaseException | None]) -> list[Answer | BatchError]:
+        """Each query's answer or its own error, all in one snapshot (on the pool)."""
+        snap = self._snapshot()
+        out: list[Answer | BatchError] = []
+        for req, row in zip(items, rows):
+            if isinstance(req, InvalidBatchQuery):
+                out.append(BatchError(status=422, detail=req.detail))
+            elif isinstance(row, BaseException):
+                out.append(item_error(row))
+            else:
+                try:
+                    out.append(self._answer(req, row, snap))
+                except QueryError as e:
+                    out.append(item_error(e))
+        return out
+
+    # ---- what answers show -----------------------------------------------------------------------------------------
+    def doc_ids(self, snap: Snapshot) -> np.ndarray:
+        """External ids by internal number of ``snap``, read once per snapshot (a stored-document row per hit would
+        cost ~60 us: too slow for k hits per query)."""
+        with self._ids_lock:
+            if self._ids is None or self._ids[0] is not snap:
+                self._ids = (snap, snap.doc_ids())
+            return self._ids[1]
+
+    def _live_ids(self, snap: Snapshot) -> frozenset:
+        with self._ids_lock:
+            if self._id_set is None or self._id_set[0] is not snap:
+                self._id_set = (snap, frozenset(i for i in snap.doc_ids() if i is not None))
+            return self._id_set[1]
+
+    def explain(self, snap: Snapshot, row: Row, number: int) -> list[Contribution]:
+        """The query terms that give document ``number`` its score, heaviest first."""
         q_terms, q_weights = row
-        d_terms, d_weights = self.index.vector(number)
+        d_terms, d_weights = snap.vector(number)
         common, qi, di = np.intersect1d(q_terms, d_terms, assume_unique=True, return_indices=True)
         parts = q_weights[qi].astype(np.float64) * d_weights[di]
         order = np.argsort(-parts, kind="stable")
         return [Contribution(term=self.token(int(common[i])), id=int(common[i]), query_weight=float(q_weights[qi[i]]),
                              doc_weight=float(d_weights[di[i]]), score=float(parts[i])) for i in order if parts[i] > 0]
 
-    def doc_id(self, number: int) -> str:
-        """External id of an internal number, from an array read once per index generation (the index's own lookup
-        reads a stored-document row, ~60 us, too slow for k hits per query)."""
-        generation = self.index.manifest.generation
-        if self._ids is None or self._ids[0] != generation:
-            self._ids = (generation, self.index.doc_ids)
-        return self._ids[1][number]
-
-    def id_set(self) -> frozenset:
-        """External ids of the documents in the index now."""
-        generation = self.index.manifest.generation
-        if self._id_set is None or self._id_set[0] != generation:
-            self._id_set = (generation, frozenset(self.index.doc_ids))
-        return self._id_set[1]
-
     def token(self, term_id: int) -> str:
         return self._tokens[term_id] if term_id < len(self._tokens) else str(term_id)
 
-    async def answer(self, req: SearchRequest) -> SearchResponse:
-        start = time.perf_counter()
-        (row,) = await self.vectors([req])
-        self.refresh()
-        hits = self.search(req, row)
-        return SearchResponse(hits=hits, took_ms=(time.perf_counter() - start) * 1000)
 
-    async def answer_batch(self, reqs: list[SearchRequest]) -> list[SearchResponse]:
-        rows = await self.vectors(reqs)
-        self.refresh()
-        out = []
-        for req, row in zip(reqs, rows):  # on the loop's thread, like single queries (see refresh)
-            start = time.perf_counter()
-            out.append(SearchResponse(hits=self.search(req, row), took_ms=(time.perf_counter() - start) * 1000))
-        return out
+def item_error(e: BaseException) -> BatchError:
+    """A /search/batch query's own error: 422 for the query, 503 for the service not ready; anything else is a
+    bug and is raised."""
+    if isinstance(e, (QueryError, TextRejected)):
+        return BatchError(status=422, detail=str(e))
+    if isinstance(e, (NotReady, BatcherClosed)):
+        return BatchError(status=503, detail=str(e))
+    raise e

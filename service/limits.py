@@ -3,6 +3,11 @@
 ``BodyLimit`` (ASGI middleware) reads the request body itself, so an oversized body gets 413 whether or not it
 declares its length, and a body that stalls gets 408 instead of holding a connection forever. The ``check_*``
 functions apply the settings' limits that the pydantic models cannot know (k, query length, batch sizes).
+
+The cost of a request is bounded before any work: queries x k by ``max_batch`` and ``max_k``, and the expensive
+parts of hits by their sums over the request's queries: hits with stored fields (``max_field_hits``) and hits with
+explanations (``max_explain_hits``). Over a limit the whole request gets 422 saying which and by how much; in
+/search/batch a query over a per-query limit (k, length, terms, fields) gets its own 422 and the rest is answered.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import json
 
 from fastapi import HTTPException, status
 
-from lsr.service.models import DocumentIn, SearchRequest
+from lsr.service.models import DocumentIn, InvalidBatchQuery, SearchRequest
 from lsr.service.settings import Settings
 
 STORED_FIELDS = ("title", "text")
@@ -71,26 +76,51 @@ def _unprocessable(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
 
 
-def check_search(req: SearchRequest, s: Settings) -> None:
+def search_problem(req: SearchRequest, s: Settings) -> str | None:
+    """What makes one query exceed the limits, or None."""
     if req.k > s.max_k:
-        raise _unprocessable(f"k may be at most {s.max_k}, got {req.k}")
+        return f"k may be at most {s.max_k}, got {req.k}"
     if req.query is not None and len(req.query) > s.max_query_chars:
-        raise _unprocessable(f"the query may hold at most {s.max_query_chars} characters, got {len(req.query)}")
+        return f"the query may hold at most {s.max_query_chars} characters, got {len(req.query)}"
     n_terms = len(req.indices if req.indices is not None else req.terms or {})
     if n_terms > s.max_query_terms:
-        raise _unprocessable(f"a sparse query may hold at most {s.max_query_terms} terms, got {n_terms}")
+        return f"a sparse query may hold at most {s.max_query_terms} terms, got {n_terms}"
     unknown = sorted(set(req.fields) - set(STORED_FIELDS))
     if unknown:
-        raise _unprocessable(f"unknown fields {unknown}; stored fields are {list(STORED_FIELDS)}")
+        return f"unknown fields {unknown}; stored fields are {list(STORED_FIELDS)}"
     if len(req.params) > 16:
-        raise _unprocessable("too many search parameters")
+        return "too many search parameters"
+    return None
 
 
-def check_batch(queries: list[SearchRequest], s: Settings) -> None:
+def check_search(req: SearchRequest, s: Settings) -> None:
+    problem = search_problem(req, s)
+    if problem:
+        raise _unprocessable(problem)
+    check_cost([req], s)
+
+
+def check_batch(queries: list[SearchRequest | InvalidBatchQuery], s: Settings) -> list[SearchRequest | InvalidBatchQuery]:
+    """The batch's queries, those over a per-query limit replaced by their error; 422 for the batch as a whole
+    (too many queries, or more than the request may cost)."""
     if len(queries) > s.max_batch:
         raise _unprocessable(f"a batch may hold at most {s.max_batch} queries, got {len(queries)}")
-    for q in queries:
-        check_search(q, s)
+    checked = [q if isinstance(q, InvalidBatchQuery) or (p := search_problem(q, s)) is None else InvalidBatchQuery(detail=p)
+               for q in queries]
+    check_cost([q for q in checked if isinstance(q, SearchRequest)], s)
+    return checked
+
+
+def check_cost(queries: list[SearchRequest], s: Settings) -> None:
+    """Hits with stored fields and hits with explanations, summed over the request, within their limits."""
+    fields = sum(q.k for q in queries if q.fields)
+    explained = sum(q.k for q in queries if q.explain)
+    if fields > s.max_field_hits:
+        raise _unprocessable(f"this request asks for stored fields of {fields} hits (the sum of k over its queries "
+                             f"with fields); at most {s.max_field_hits} per request")
+    if explained > s.max_explain_hits:
+        raise _unprocessable(f"this request asks to explain {explained} hits (the sum of k over its queries with "
+                             f"explain); at most {s.max_explain_hits} per request")
 
 
 def check_documents(docs: list[DocumentIn], s: Settings) -> None:

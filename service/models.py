@@ -1,12 +1,49 @@
 """The HTTP API's request and response bodies. Unknown fields are refused (422), so a misspelt option never goes
-silently unused. Size limits that depend on settings (k, query length, batch size) are checked in service/limits.py."""
+silently unused. Size limits that depend on settings (k, query length, batch size) are checked in service/limits.py.
+
+Text, the rule at the edge: every string of a request (query, tokens, method, field and parameter names, document
+ids, titles and texts) must be valid Unicode. JSON can escape a lone surrogate (``"\ud800"``) that no UTF-8 text can
+hold; such a string is refused with 422 naming the field, before it reaches the tokenizer, the log or the store.
+Control characters are text: accepted and kept as sent (the tokenizer drops them). Document ids, which are also URL
+path segments and lines of run files, may not hold control characters (U+0000-U+001F, U+007F-U+009F), nor be "." or
+".." (HTTP clients rewrite those paths); "/" and every other character are allowed (see ``DocumentIn``).
+
+In /search/batch each query is validated on its own: an invalid one becomes that query's 422 in the answer, and the
+others are answered (``BatchResponse``).
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationError,
+                      model_validator)
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _unicode(value: str) -> str:
+    bad = _SURROGATE.search(value)
+    if bad:
+        raise ValueError(f"lone surrogate U+{ord(bad.group()):04X} at position {bad.start()}: text must be valid "
+                         "Unicode")
+    return value
+
+
+def _doc_id(value: str) -> str:
+    bad = _CONTROL.search(value)
+    if bad:
+        raise ValueError(f"control character U+{ord(bad.group()):04X} at position {bad.start()}: document ids may "
+                         "not hold control characters")
+    if value in (".", ".."):
+        raise ValueError("a document id may not be '.' or '..' (HTTP clients rewrite such paths)")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_unicode)]
+DocId = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_unicode), AfterValidator(_doc_id)]
 Weight = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 TermId = Annotated[int, Field(ge=0, lt=2**31)]
 Param = Annotated[int, Field(ge=-2**31, lt=2**31)] | Annotated[float, Field(allow_inf_nan=False)]
@@ -29,17 +66,20 @@ class Hybrid(Strict):
 class SearchRequest(Strict):
     """One query, given as text (encoded by the index's model), as a sparse vector, or as {token: weight}."""
 
-    query: str | None = Field(None, description="query text", examples=["what causes cancer"])
+    query: Text | None = Field(None, description="query text", examples=["what causes cancer"])
     indices: list[TermId] | None = Field(None, description="sparse query: vocabulary term ids")
     values: list[Weight] | None = Field(None, description="sparse query: weights, one per term id")
-    terms: dict[str, Weight] | None = Field(None, description="sparse query by token: {token: weight}")
-    vocab_fingerprint: str | None = Field(None, description="vocabulary the sparse query comes from (checked)")
+    terms: dict[Text, Weight] | None = Field(None, description="sparse query by token: {token: weight}")
+    vocab_fingerprint: Text | None = Field(None, description="vocabulary the sparse query comes from (checked)")
     k: int = Field(10, ge=1, lt=2**31, description="number of hits")
-    method: str = Field("exact", description="exact, bmp or seismic (as built into the index)")
-    params: dict[str, Param] = Field(default_factory=dict, description="the method's search parameters",
-                                           examples=[{"alpha": 0.9}])
-    explain: bool = Field(False, description="per hit, the query terms that contributed and how much")
-    fields: list[str] = Field(default_factory=list, description="stored fields to return: title, text")
+    method: Text = Field("exact", description="exact, bmp or seismic (as built into the index)")
+    params: dict[Text, Param] = Field(default_factory=dict, description="the method's search parameters",
+                                      examples=[{"alpha": 0.9}])
+    explain: bool = Field(False, description="per hit, the query terms that contributed and how much (hits "
+                                             "explained per request are limited: LSR_MAX_EXPLAIN_HITS)")
+    fields: list[Text] = Field(default_factory=list, description="stored fields to return: title, text (hits "
+                                                                  "with stored fields per request are limited: "
+                                                                  "LSR_MAX_FIELD_HITS)")
     hybrid: Hybrid | None = None
 
     @model_validator(mode="after")
@@ -59,8 +99,32 @@ class SearchRequest(Strict):
         return self
 
 
+class InvalidBatchQuery(BaseModel):
+    """A /search/batch query that failed validation or a limit: why (answered as that query's 422)."""
+
+    detail: list[dict] | str
+
+
+def _one_query(value: Any) -> SearchRequest | InvalidBatchQuery:
+    try:
+        return SearchRequest.model_validate(value)
+    except ValidationError as e:
+        return InvalidBatchQuery(detail=problems(e.errors()))
+
+
+def problems(errors: list[dict]) -> list[dict]:
+    """Validation errors as where and what, without echoing the input (it may be large, or hold what JSON cannot
+    carry: NaN, lone surrogates)."""
+    return [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+            for e in errors]
+
+
+BatchQuery = Annotated[SearchRequest | InvalidBatchQuery, PlainValidator(_one_query, json_schema_input_type=SearchRequest)]
+
+
 class BatchRequest(Strict):
-    queries: list[SearchRequest] = Field(..., min_length=1)
+    queries: list[BatchQuery] = Field(..., min_length=1, description="each validated on its own: an invalid query "
+                                                                      "gets its own 422 in the answer")
 
 
 class Contribution(BaseModel):
@@ -85,16 +149,29 @@ class SearchResponse(BaseModel):
     took_ms: float
 
 
+class BatchHits(SearchResponse):
+    status: Literal[200] = 200
+
+
+class BatchError(BaseModel):
+    status: int = Field(description="what this query alone would get: 422 (invalid or unanswerable query), 503 "
+                                    "(the query encoder is not loaded: retry)")
+    detail: Any
+
+
 class BatchResponse(BaseModel):
-    results: list[SearchResponse]
+    """200 whenever the batch as a whole is valid: each query's outcome is in ``results``, in order."""
+
+    results: list[BatchHits | BatchError] = Field(description="per query: its hits (status 200) or its own error")
     took_ms: float
 
 
 class DocumentIn(Strict):
-    id: str = Field(..., min_length=1, max_length=512)
-    text: str
-    title: str = ""
-    metadata: dict[str, Any] | None = None
+    id: DocId = Field(..., description="any text of 1 to 512 characters without control characters, except '.' "
+                                       "and '..'; in a URL, percent-encode it ('/' may also stay as is)")
+    text: Text
+    title: Text = ""
+    metadata: dict[Text, Any] | None = None
 
 
 class WriteResponse(BaseModel):

@@ -1,24 +1,31 @@
 """The endpoints. Each is a thin shell: check limits and keys, call the engine or the document writer, shape the
-answer. The objects they use live on ``request.app.state`` (see service/app.py)."""
+answer. The objects they use live on ``request.app.state`` (see service/app.py).
+
+Document ids are path parameters that may hold "/" (``{doc_id:path}``): send them percent-encoded (every reserved
+character, "/" included, e.g. ``urllib.parse.quote(id, safe="")``), or with "/" as is; both reach the same document.
+"""
 
 from __future__ import annotations
 
-import os
 import time
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse
 
+from lsr.service.answers import batch_pieces, search_pieces
 from lsr.service.auth import require_read, require_write
 from lsr.service.engine import Engine
 from lsr.service.limits import check_batch, check_documents, check_search
 from lsr.service.models import (BatchRequest, BatchResponse, DocumentIn, DocumentOut, Problem, SearchRequest,
-                            SearchResponse, WriteResponse)
+                                SearchResponse, WriteResponse)
 
 _ERRORS = {401: {"model": Problem, "description": "no API key"},
            403: {"model": Problem, "description": "API key refused, or writes disabled"},
            413: {"model": Problem, "description": "request body too large"},
-           503: {"model": Problem, "description": "query encoder not loaded (yet), or the index busy with a writer"}}
+           422: {"model": Problem, "description": "invalid request, or over a limit (the detail says which)"},
+           503: {"model": Problem, "description": "query encoder not loaded (yet), the index busy with a writer, "
+                                                  "or the index damaged (the detail says how to recover)"}}
 
 router = APIRouter()
 read = [Depends(require_read)]
@@ -28,26 +35,24 @@ def engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
+# Answers are written by service/answers.py (whole when small, streamed when large) rather than validated again and
+# encoded by FastAPI (half of the service's own time per query); the declared response_model still documents them.
 @router.post("/search", response_model=SearchResponse, dependencies=read, responses=_ERRORS,
              summary="Top-k documents of one query")
 async def search(body: SearchRequest, request: Request) -> Response:
     check_search(body, request.app.state.settings)
-    return _json(await engine(request).answer(body))
+    e = engine(request)
+    return await e.pool.respond(search_pieces(e, body, await e.vector(body)))
 
 
 @router.post("/search/batch", response_model=BatchResponse, dependencies=read, responses=_ERRORS,
-             summary="Several queries in one call; their texts are encoded as one batch")
+             summary="Several queries in one call; their texts are encoded as one batch. 200 when the batch as a "
+                     "whole is valid: a query that is not gets its own status (422, or 503) in the results")
 async def search_batch(body: BatchRequest, request: Request) -> Response:
     start = time.perf_counter()
-    check_batch(body.queries, request.app.state.settings)
-    results = await engine(request).answer_batch(body.queries)
-    return _json(BatchResponse(results=results, took_ms=(time.perf_counter() - start) * 1000))
-
-
-def _json(model) -> Response:
-    """The answer serialized by pydantic in one pass (FastAPI would validate it again, then encode it: half of
-    the service's own time per query); the declared response_model still documents it."""
-    return Response(model.model_dump_json(exclude_none=True), media_type="application/json")
+    queries = check_batch(body.queries, request.app.state.settings)
+    e = engine(request)
+    return await e.pool.respond(batch_pieces(e, queries, await e.batch_vectors(queries), start))
 
 
 @router.post("/documents", response_model=WriteResponse, dependencies=[Depends(require_write)],
@@ -60,7 +65,7 @@ async def put_documents(body: list[DocumentIn], request: Request) -> WriteRespon
     return WriteResponse(ids=ids, took_ms=(time.perf_counter() - start) * 1000)
 
 
-@router.delete("/documents/{doc_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Depends(require_write)],
+@router.delete("/documents/{doc_id:path}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Depends(require_write)],
                responses={**_ERRORS, 404: {"model": Problem}},
                summary="Delete one document; 204 once the delete is durable")
 async def delete_document(doc_id: str, request: Request) -> Response:
@@ -71,11 +76,11 @@ async def delete_document(doc_id: str, request: Request) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/documents/{doc_id}", response_model=DocumentOut, dependencies=read,
+@router.get("/documents/{doc_id:path}", response_model=DocumentOut, dependencies=read,
             responses={**_ERRORS, 404: {"model": Problem}}, summary="A stored document")
 async def get_document(doc_id: str, request: Request) -> DocumentOut:
     try:
-        return DocumentOut(**request.app.state.documents.get(doc_id))
+        return DocumentOut(**await request.app.state.documents.get(doc_id))
     except KeyError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no document with id {doc_id!r}") from None
 
@@ -85,19 +90,23 @@ async def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"model": Problem}}, summary="Index open and query encoder loaded")
+@router.get("/readyz", responses={503: {"model": Problem}},
+            summary="Index open and sound, query encoder loaded; the details (documents, why not ready) need a key "
+                    "when reads do")
 async def readyz(request: Request):
     e = engine(request)
+    details = request.app.state.keys.allows(request)
     if not e.ready:
-        return JSONResponse({"status": "loading" if e.load_error is None else "failed", "detail": e.load_error},
-                            status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "1"})
-    return {"status": "ready", "documents": e.index.num_docs}
+        state = "damaged" if e.damaged else "loading" if e.load_error is None and e.encoder is None else "failed"
+        body = {"status": state, **({"detail": e.not_ready()} if details else {})}
+        return JSONResponse(body, status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "1"})
+    return {"status": "ready", **({"documents": e.index.num_docs} if details else {})}
 
 
 @router.get("/stats", dependencies=read, summary="Index and service figures")
 async def stats(request: Request) -> dict:
     e = engine(request)
-    e.refresh()
+    await e.pool.run(e.refresh)
     idx, m = e.index, e.index.manifest
     return {
         "documents": idx.num_docs,
@@ -109,9 +118,9 @@ async def stats(request: Request) -> dict:
         "quantization": m.quantization,
         "build_params": m.build_params,
         "bytes": idx.nbytes(),
-        "encoder": {"ready": e.ready, "model": getattr(e.encoder, "name", None), "error": e.load_error,
+        "encoder": {"ready": e.encoder is not None, "model": getattr(e.encoder, "name", None), "error": e.load_error,
                     "batches": e.batcher.batches if e.batcher else 0, "texts": e.batcher.texts if e.batcher else 0},
-        "pid": os.getpid(),
+        "damaged": e.damaged,
     }
 
 
@@ -119,3 +128,13 @@ async def stats(request: Request) -> dict:
 async def metrics(request: Request) -> Response:
     m = request.app.state.metrics
     return Response(m.render(), media_type=m.content_type)
+
+
+@router.get("/openapi.json", dependencies=read, include_in_schema=False)
+async def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.openapi())
+
+
+@router.get("/docs", dependencies=read, include_in_schema=False)
+async def docs(request: Request) -> Response:
+    return get_swagger_ui_html(openapi_url="/openapi.json", title="lsr - API")

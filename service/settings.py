@@ -3,6 +3,7 @@ values reach ``create_app`` in tests, ``lsr serve`` and each uvicorn worker proc
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -31,9 +32,24 @@ class Settings(BaseSettings):
     max_query_terms: int = Field(1024, ge=1)
     max_k: int = Field(1000, ge=1)
     max_batch: int = Field(64, ge=1, description="queries per /search/batch call")
+    max_field_hits: int = Field(2000, ge=1, description="hits with stored fields per request (sum of k over its "
+                                                        "queries that ask for fields)")
+    max_explain_hits: int = Field(1000, ge=1, description="hits with explanations per request (sum of k over its "
+                                                          "queries that ask to explain)")
     max_documents: int = Field(256, ge=1, description="documents per POST /documents call")
     max_document_chars: int = Field(100_000, ge=1)
     write_lock_timeout: float = Field(10.0, ge=0, description="seconds a write waits for another writer's lock")
+
+    # work off the event loop (service/offload.py) and shutdown (service/shutdown.py)
+    search_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1,
+                                description="threads that run searches, document reads and answer writing, so the "
+                                            "event loop only reads requests and sends answers (default: cores)")
+    stream_bytes: int = Field(1 << 20, ge=1024, description="answers larger than this are streamed in pieces of "
+                                                            "about this size (memory stays bounded), smaller ones "
+                                                            "sent whole")
+    shutdown_drain_s: float = Field(0.5, ge=0, le=60, description="after SIGTERM, seconds of still accepting and "
+                                    "reading requests before uvicorn's graceful shutdown (requests sent before the "
+                                    "signal are read, then answered)")
 
     # query encoding (service/batcher.py)
     batch_window_ms: float = Field(2.0, ge=0, description="how long a query waits for others to share its batch")

@@ -35,6 +35,10 @@ def index(
                                                         "rebuilding it (documents whose ids it has are replaced)"),
     compact: bool = typer.Option(False, "--compact", help="merge the index's segments into one, without its deleted "
                                                           "documents (alone, or after --append)"),
+    repair: bool = typer.Option(False, "--repair", help="recover an index whose write-ahead log is damaged: keep the "
+                                                        "records before the damage, move the rest aside "
+                                                        "(wal/damaged-*/), replay and commit; also upgrades a "
+                                                        "version 1 manifest (checked first)"),
     max_length: int = typer.Option(256, min=8),
     batch_size: int = typer.Option(32, min=1),
     device: str = typer.Option("auto"),
@@ -52,6 +56,11 @@ def index(
     from lsr.index.methods import build_configs
 
     encode = {"max_length": max_length, "batch_size": batch_size, "device": device, "chunk_docs": chunk_docs}
+    if repair:
+        if corpus or append or compact or overwrite or param or ray or shards:
+            fail("--repair takes only --output (the index to recover)")
+        repair_index(output)
+        return
     if append or compact:
         if overwrite or param or ray or shards:
             fail("--overwrite, --param, --ray and --shards build a new index; they do not go with --append or --compact")
@@ -148,6 +157,42 @@ def update_index(output: Path, corpus: Optional[str], model: Optional[str], text
         idx.close()
     echo_json({"output": str(output), "documents": idx.num_docs, "added": added, "segments": len(idx.segments),
                "generation": idx.generation, "bytes": idx.nbytes()})
+
+
+def repair_index(output: Path) -> None:
+    """lsr index --repair: under the writer lock, checks the manifest and every segment (checksums and arrays),
+    upgrades a version 1 manifest, cuts the log at its first damage (the rest moved aside), then replays and
+    commits through the writer. What cannot be repaired (a damaged manifest or segment) stays a one-line error."""
+    from lsr.index import Index, IndexCorrupt, IndexLocked
+    from lsr.index.lock import WriterLock
+    from lsr.index.manifest import Manifest
+    from lsr.index.snapshot import Snapshot
+    from lsr.index.wal import repair
+
+    with reported(IndexCorrupt, IndexLocked, OSError):
+        lock = WriterLock(output).acquire(0)
+        try:
+            try:
+                Manifest.read(output)
+                upgraded = False
+            except IndexCorrupt:   # a version 1 manifest is upgraded; any other problem is raised again
+                Manifest.read(output, upgrade=True).write(output)
+                upgraded = True
+            Snapshot.open(output, verify=True)
+            report = repair(output)
+        finally:
+            lock.release()
+        idx = Index.open(output, writable=True, background_merges=False, refresh_interval=None)
+        idx.close()
+    if report["damaged"]:
+        typer.echo(f"{output}: the write-ahead log was damaged at {report['file']} offset {report['offset']} "
+                   f"({report['reason']}); kept {report['kept_records']} records before it, set "
+                   f"{report['complete_records_set_aside']} complete records after it aside in "
+                   f"{report['set_aside_in']} (acknowledged writes: send them again)", err=True)
+    echo_json({"output": str(output), "documents": idx.num_docs, "manifest_upgraded": upgraded,
+               "log_repaired": report["damaged"], "generation": idx.generation,
+               **({k: report[k] for k in ("file", "offset", "reason", "complete_records_set_aside", "set_aside_in")}
+                  if report["damaged"] else {})})
 
 
 def index_on_ray(corpus: str, output: Path, address: Optional[str], *, model: str, max_length: int, batch_size: int,

@@ -35,11 +35,13 @@ def serve(
     from pydantic import ValidationError
 
     from lsr.index import Index, IndexCorrupt
+    from lsr.index.wal import check_replay
     from lsr.service.hybrid import BM25_MODEL, build_bm25
     from lsr.service.settings import Settings
 
     with reported(IndexCorrupt, OSError):
         idx = Index.open(index_dir, verify=False)
+        check_replay(idx.path, idx.snapshot())   # a damaged log: refuse to start, saying how to recover
     if bm25 is not None and not (bm25 / BM25_MODEL).exists():
         typer.echo(f"building the BM25 side of {idx.num_docs} documents in {bm25}", err=True)
         with reported(ValueError, FileExistsError):
@@ -49,9 +51,12 @@ def serve(
     os.environ.update({f"LSR_{k}": str(v) for k, v in given.items() if v is not None})
     try:
         settings = Settings()  # the workers read the same variables: fail here, once, on a bad value
-        settings.keys()
+        keys = settings.keys()
     except (ValidationError, OSError) as e:
         fail(f"service settings: {e}")
+    if settings.protect_reads and not keys:
+        fail("--protect-reads needs an API key: set LSR_API_KEYS or pass --api-keys-file (otherwise nothing could "
+             "be read)")
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="lsr-metrics-")  # /metrics sums workers
     uvicorn.run("lsr.service.app:from_env", factory=True, host=host, port=port, workers=workers,
