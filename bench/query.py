@@ -139,9 +139,10 @@ def _is_worker(pid: int) -> bool:
 def http(index: Path, texts: list[str], workers: int, seconds: float, rounds: int) -> dict:
     """Text and sparse queries over HTTP with one client (wrk, one connection): median round of each, interleaved;
     then the resident memory of each worker."""
+    from lsr.index import Index
+
     from bench.load import Server, measured, rss_mb
     from lsr.encoding.query import QueryEncoder
-    from lsr.index import Index
 
     enc = QueryEncoder.from_pretrained(Index.open(index).model)
     vectors = enc.encode_queries(texts)
@@ -151,12 +152,12 @@ def http(index: Path, texts: list[str], workers: int, seconds: float, rounds: in
                          for i in range(len(texts))]}
     server = Server(index, workers, {"LSR_ENCODE_THREADS": "1"})
     try:
-        for kind in bodies:
-            measured(server.url, bodies[kind], 1, 2)   # warm-up: kernels, encoder, connections
+        for kind_bodies in bodies.values():
+            measured(server.url, kind_bodies, 1, 2)   # warm-up: kernels, encoder, connections
         runs: dict[str, list[dict]] = {k: [] for k in bodies}
         for _ in range(rounds):
-            for kind in bodies:
-                runs[kind].append(measured(server.url, bodies[kind], 1, seconds))
+            for kind, kind_bodies in bodies.items():
+                runs[kind].append(measured(server.url, kind_bodies, 1, seconds))
         sizes = rss_mb(server.proc.pid)
         workers_mb = {pid: mb for pid, mb in sizes.items() if pid != server.proc.pid and _is_worker(pid)}
         parent_mb = sizes.get(server.proc.pid)

@@ -100,7 +100,7 @@ class ShardedFront:
 
     def _encode(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         if self._encoder is None:
-            from lsr.encoding.query import load_query_encoder
+            from lsr.encoding.loader import load_query_encoder
 
             model = self.layout.get("model")
             if not model:

@@ -78,7 +78,7 @@ class Engine:
                 raise NotReady(f"the index at {self.index.path} records no model; set LSR_MODEL to encode text")
             bound_heap()
             if self.settings.device == "cpu":
-                from lsr.encoding.query import load_query_encoder
+                from lsr.encoding.loader import load_query_encoder
 
                 encoder = load_query_encoder(model, threads=self.settings.encode_threads)
             else:

@@ -71,7 +71,7 @@ def _query_encoder(model: str, device: str):
     or for a model it does not cover, the torch Encoder."""
     if device != "cpu":
         return load_encoder(model, device)
-    from lsr.encoding.query import load_query_encoder
+    from lsr.encoding.loader import load_query_encoder
 
     with reported(ValueError):   # ModelLoadError too
         return load_query_encoder(model, threads=1)

@@ -7,7 +7,7 @@ weights come from the checkpoint's ``model.safetensors`` (``safetensors.numpy``)
 torch Encoder's: the same non-zero terms, weights equal to float32 rounding (tests/unit/test_query_encoder.py).
 
 Covered: config ``model_type`` "bert" and "distilbert" (absolute positions; gelu, gelu_new or relu). Anything else
-raises ``Unsupported``, and ``load_query_encoder`` falls back to the torch ``Encoder``.
+raises ``Unsupported``, and ``lsr.encoding.loader.load_query_encoder`` falls back to the torch ``Encoder``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import logging
 import math
 import os
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from lsr.encoding.texts import DOCUMENT_MAX_LENGTH, QUERY_MAX_LENGTH, EncodeStat
 
 log = logging.getLogger(__name__)
 
-_LOGITS_BYTES = 8 * 2**20   # float32 logits of one vocabulary chunk: a few MB stay in cache
+_LOGITS_BYTES = 8 * 2**20   # bounds the float32 logits of one vocabulary chunk (a batch of long texts)
 
 
 class Unsupported(ValueError):
@@ -112,7 +112,7 @@ class Network:
 
     @classmethod
     def from_tensors(cls, config: dict, tensors: dict[str, np.ndarray],
-                     decoder: tuple[np.ndarray, np.ndarray] | None = None, own: bool = False) -> "Network":
+                     decoder: tuple[np.ndarray, np.ndarray] | None = None, own: bool = False) -> Network:
         """From a checkpoint's config and tensors (legacy ``gamma``/``beta`` LayerNorm names accepted); ``decoder``
         overrides the output projection (weight, bias). Unsupported for an architecture the forward does not cover.
 
@@ -326,7 +326,7 @@ class QueryEncoder:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str = DEFAULT_MODEL, *, threads: int | None = None,
-                        **options) -> "QueryEncoder":
+                        **options) -> QueryEncoder:
         """The model's query encoder from its files alone (no torch, no transformers); Unsupported when the numpy
         forward does not cover it or a file is not local. ``threads`` caps numpy's BLAS threads process-wide."""
         from safetensors.numpy import load_file
@@ -411,20 +411,3 @@ def limit_blas_threads(threads: int) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(threads, user_api="blas")
-
-
-def load_query_encoder(name_or_path: str = DEFAULT_MODEL, *, threads: int | None = None, **options):
-    """The numpy ``QueryEncoder`` where it covers the model, else the torch ``Encoder`` (on the CPU) with a log line
-    saying why. Both offer ``encode_queries``, ``encode_documents``, ``vocab_size``, ``vocab_fingerprint``,
-    ``tokenizer`` and ``stats``."""
-    try:
-        return QueryEncoder.from_pretrained(name_or_path, threads=threads, **options)
-    except Unsupported as e:
-        log.info("queries of %s are encoded with torch: %s", name_or_path, e)
-    import torch
-
-    from lsr.encoding.encoder import Encoder
-
-    if threads is not None:
-        torch.set_num_threads(threads)
-    return Encoder.from_pretrained(name_or_path, device="cpu", **options)

@@ -7,8 +7,8 @@ silent.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 DOCUMENT_MAX_LENGTH = 256
 QUERY_MAX_LENGTH = 256

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from lsr.encoding.encoder import Encoder
+from lsr.encoding.loader import load_query_encoder
 from lsr.encoding.models import resolve_model
-from lsr.encoding.query import Network, QueryEncoder, Unsupported, erf, load_query_encoder
+from lsr.encoding.query import Network, QueryEncoder, Unsupported, erf
 from lsr.encoding.texts import QUERY_MAX_LENGTH
 
 LONG = "The mitochondria is the powerhouse of the cell. " * 40        # 402 tokens: longer than any max_length here
