@@ -322,6 +322,7 @@ class QueryEncoder:
         self._pad = tokenizer.padding["pad_id"] if tokenizer.padding else 0
         tokenizer.no_padding()
         self._length = 0   # the tokenizer's truncation length
+        self._encode_batch = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)   # fast: no offsets
         self._lock = threading.Lock()
 
     @classmethod
@@ -353,7 +354,7 @@ class QueryEncoder:
             if self._length != max_length:
                 self.tokenizer.enable_truncation(max_length)
                 self._length = max_length
-            return self.tokenizer.encode_batch(texts)
+            return self._encode_batch(texts)
 
     def encode_queries(self, texts: Sequence[str], **kw) -> SparseBatch:
         return self.encode(texts, max_length=kw.pop("max_length", None) or self.query_max_length, **kw)
