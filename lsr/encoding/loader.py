@@ -20,9 +20,11 @@ def load_query_encoder(name_or_path: str = DEFAULT_MODEL, *, threads: int | None
     except Unsupported as e:
         log.info("queries of %s are encoded with torch: %s", name_or_path, e)
     import torch
+    from transformers.utils import logging as transformers_logging
 
     from lsr.encoding.encoder import Encoder
 
+    transformers_logging.disable_progress_bar()   # a process that answers queries prints no "Loading weights" bar
     if threads is not None:
         torch.set_num_threads(threads)
     return Encoder.from_pretrained(name_or_path, device="cpu", **options)
