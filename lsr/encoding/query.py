@@ -36,12 +36,14 @@ class Unsupported(ValueError):
 
 
 def erf(x: np.ndarray) -> np.ndarray:
-    """erf within 1.5e-7 (Abramowitz & Stegun 7.1.26, evaluated in float64), as float32: no float32 forward needs
-    more, and importing scipy.special for it would cost 0.3 s, an eighth of a CLI query's budget."""
-    a = np.abs(x, dtype=np.float64)
-    t = 1.0 / (1.0 + 0.3275911 * a)
-    poly = ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t
-    return np.copysign(1.0 - poly * np.exp(-a * a), x).astype(np.float32)
+    """float32 erf within 6e-7 (Abramowitz & Stegun 7.1.26, 1.5e-7, plus float32 rounding): the vectors still equal
+    torch's as closely as before (the float32 products differ more), at half the cost of scipy.special.erf, whose
+    import would add 0.3 s to a process that needs nothing else of scipy.special."""
+    a = np.abs(x)
+    t = 1.0 / (1.0 + np.float32(0.3275911) * a)
+    poly = ((((np.float32(1.061405429) * t - np.float32(1.453152027)) * t + np.float32(1.421413741)) * t
+             - np.float32(0.284496736)) * t + np.float32(0.254829592)) * t
+    return np.copysign(1.0 - poly * np.exp(-a * a), x)
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
@@ -224,7 +226,9 @@ class Network:
                 out[:, lo:hi] = np.add.reduceat(logits, starts, axis=0)
         if pooling == "max":
             out += self.decoder_bias
-            np.log1p(np.maximum(out, 0, out=out), out=out)
+            np.maximum(out, 0, out=out)
+            positive = out > 0   # a few dozen of the V columns: log1p there only
+            out[positive] = np.log1p(out[positive])
         return out
 
 
