@@ -42,6 +42,29 @@ def bench_encode(
         speed=speed)
 
 
+@app.command("query")
+def bench_query(
+    n_queries: int = typer.Option(1000, min=1, help="distinct scifact + nfcorpus queries, timed one by one"),
+    model: str = typer.Option("splade-tiny"),
+    max_length: int = typer.Option(256, min=2, help="query tokens"),
+    index: Optional[Path] = typer.Option(None, help="an index of the model (e.g. data/sample-index from `make "
+                                                    "demo`): adds `lsr search` start-up and HTTP figures"),
+    workers: int = typer.Option(2, min=1, help="`lsr serve --workers` of the HTTP figures"),
+    seconds: float = typer.Option(5.0, help="length of each HTTP run"),
+    rounds: int = typer.Option(3, min=1, help="interleaved HTTP rounds (the median is reported)"),
+    cli_runs: int = typer.Option(3, min=1, help="timed `lsr search` runs"),
+    output: Path = typer.Option(Path("bench/results/query_encode.json")),
+) -> None:
+    """Single-query latency of the numpy query encoder beside the torch Encoder (one thread, same queries, vectors
+    checked equal), a process's memory with each, and with --index the CLI and HTTP figures."""
+    from bench.query import run
+
+    if index is not None and not (index / "manifest.json").exists():
+        fail(f"{index}: not an index folder (build one with `make demo` or `lsr index`)")
+    run(n_queries=n_queries, model=model, max_length=max_length, index=index, workers=workers, seconds=seconds,
+        rounds=rounds, cli_runs=cli_runs, output=output)
+
+
 @app.command("index")
 def bench_index(
     docs: Path = typer.Option(..., help="document vectors (.npz: indptr, indices, values)"),

@@ -72,7 +72,7 @@ def _load_model(model_name: str, device: str = "cpu"):
 
 def reference_metrics(doc_ids: list[str], doc_texts: list[str], queries: dict[str, str],
                       qrels: dict[str, dict[str, int]], *, model_name: str = "splade-tiny", max_length: int = 256,
-                      query_max_length: int = 64, **score_options) -> dict[str, float]:
+                      query_max_length: int = 256, **score_options) -> dict[str, float]:
     """Encode, search and measure in one call (for collections small enough for a CPU)."""
     tokenizer, model = _load_model(model_name)
     qids = [q for q in queries if q in qrels]
@@ -106,7 +106,7 @@ def texts(dataset: str = typer.Option(...), output: Path = typer.Option(...)) ->
 @app.command("encode")
 def encode_command(texts: Path = typer.Option(..., help="prefix of the .docs.jsonl / .queries.jsonl files"),
                    model: str = typer.Option("splade-tiny"), max_length: int = typer.Option(256),
-                   query_max_length: int = typer.Option(64), device: str = typer.Option("cpu"),
+                   query_max_length: int = typer.Option(256), device: str = typer.Option("cpu"),
                    output: Path | None = typer.Option(None, help="prefix of the .npz files (default: --texts)")) -> None:
     """Encodes both files with the textbook SPLADE; writes PREFIX.docs.npz and PREFIX.queries.npz (CSR arrays)."""
     tokenizer, m = _load_model(model, device)

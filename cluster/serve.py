@@ -100,12 +100,12 @@ class ShardedFront:
 
     def _encode(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         if self._encoder is None:
-            from lsr.encoding.encoder import Encoder
+            from lsr.encoding.loader import load_query_encoder
 
             model = self.layout.get("model")
             if not model:
                 raise ValueError("this index records no model, so text queries cannot be encoded; send indices/values")
-            self._encoder = Encoder.from_pretrained(model, device="cpu")
+            self._encoder = load_query_encoder(model)
         return self._encoder.encode_queries([text]).row(0)
 
     @api.post("/search", response_model=SearchResponse)

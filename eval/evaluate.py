@@ -27,6 +27,7 @@ from lsr.retrieval.fusion import hybrid
 from lsr.eval.metrics import evaluate_run, within_depth
 from lsr.eval.runs import Run, from_hits
 from lsr.core.progress import ProgressFactory, no_progress
+from lsr.encoding.texts import QUERY_MAX_LENGTH
 from lsr.core.sparse import SparseBatch
 from lsr.core.vectors import VectorsFile, load_vectors
 
@@ -41,7 +42,7 @@ class Options:
     max_length: int = 256
     window_overlap: int | None | Literal["default"] = "default"   # long documents: the encoder's default, windows
                                                                   # sharing N tokens, or None (truncated)
-    query_max_length: int | None = None  # the encoder's default (64 for SPLADE models)
+    query_max_length: int = QUERY_MAX_LENGTH   # longer queries are truncated, and counted in the result
     batch_size: int = 32
     device: str = "auto"
     k: int = 1000
@@ -71,6 +72,7 @@ class Side:
     encode_s: float | None
     query_encode_s: float
     build_s: float
+    truncated: dict = field(default_factory=dict)   # SPLADE: documents / queries cut to their max length (counts)
 
 
 # ---- vectors ------------------------------------------------------------------------------------------------------
@@ -103,13 +105,13 @@ def _check_doc_vectors(vf: VectorsFile, es: EvalSet, opts: Options, path: Path) 
 def splade_vectors(es: EvalSet, opts: Options) -> tuple[VectorsFile, VectorsFile]:
     """Document and query vectors of ``opts.model`` (cached by every setting that changes a vector); the encoder
     is loaded only on a cache miss."""
-    from lsr.encoding.encoder import QUERY_MAX_LENGTH, vector_settings
+    from lsr.encoding.encoder import vector_settings
     from lsr.encoding.pipeline import encode_corpus
 
     cache = VectorCache(opts.cache_dir)
     encoder = None
     overlap = window_overlap(opts)
-    query_length = opts.query_max_length or QUERY_MAX_LENGTH
+    query_length = opts.query_max_length
 
     def load_encoder():
         nonlocal encoder
@@ -139,7 +141,8 @@ def splade_vectors(es: EvalSet, opts: Options) -> tuple[VectorsFile, VectorsFile
         enc = load_encoder()
         t = time.perf_counter()
         vectors = enc.encode_queries(list(es.queries.values()), max_length=query_length, batch_size=opts.batch_size)
-        return vectors, list(es.queries), {**enc.vector_meta(query_length), "encode_s": time.perf_counter() - t}
+        return vectors, list(es.queries), {**enc.vector_meta(query_length), "encode_s": time.perf_counter() - t,
+                                            "truncated": enc.stats.truncated}
 
     queries, _ = cache.get(_queries_key(es), opts.model, "queries",
                            vector_settings(opts.device, max_length=query_length), encode_queries)
@@ -202,7 +205,8 @@ def splade_side(es: EvalSet, opts: Options, method: str, tmp: Path) -> Side:
     index, build_s = _build(tmp, "splade", docs, opts.model, docs.meta.get("vocab_fingerprint"), method,
                             opts.quantization, opts.build_params)
     return Side(opts.model, index, queries.vectors, method, docs.meta.get("encode_s"),
-                float(queries.meta.get("encode_s") or 0.0), build_s)
+                float(queries.meta.get("encode_s") or 0.0), build_s,
+                {"documents": docs.meta.get("truncated"), "queries": queries.meta.get("truncated")})
 
 
 def bm25_side(es: EvalSet, opts: Options, tmp: Path) -> Side:
@@ -239,7 +243,10 @@ def search_latency(side: Side, k: int, params: dict, n: int) -> np.ndarray:
 
 # ---- the evaluation -----------------------------------------------------------------------------------------------
 def _result(es: EvalSet, opts: Options, model: str, method: str, params: dict, run: Run, latency: np.ndarray,
-            encode_s: float | None, query_encode_s: float, build_s: float, num_docs: int) -> dict:
+            encode_s: float | None, query_encode_s: float, build_s: float, num_docs: int,
+            truncated: dict | None = None) -> dict:
+    """``truncated``: how many documents and queries were longer than max_length / query_max_length (None where
+    the vectors' file does not record it)."""
     measures = opts.measures or within_depth(es.measures, opts.k) or es.measures  # a very shallow run: all
     metrics, per_query = evaluate_run(run, {q: es.qrels[q] for q in es.queries}, measures)
     return {
@@ -248,6 +255,8 @@ def _result(es: EvalSet, opts: Options, model: str, method: str, params: dict, r
         "latency_p99_ms": float(np.percentile(latency, 99)) if len(latency) else None,
         "encode_s": encode_s, "query_encode_ms": 1000 * query_encode_s / max(len(es.queries), 1),
         "build_s": build_s, "queries": len(es.queries), "documents": num_docs, "k": opts.k,
+        **({"query_max_length": opts.query_max_length, "queries_truncated": truncated.get("queries"),
+            "documents_truncated": truncated.get("documents")} if truncated is not None else {}),
         "per_query": per_query,
     }
 
@@ -292,7 +301,7 @@ def _single(es: EvalSet, opts: Options, side: Side, method: str, search: dict, p
     run = search_run(side, es, opts.k, search, opts.threads)
     lat = search_latency(side, opts.k, search, opts.latency_queries)
     return _result(es, opts, side.model, method, params, run, lat, side.encode_s, side.query_encode_s,
-                   side.build_s, side.index.num_docs), run
+                   side.build_s, side.index.num_docs, side.truncated or None), run
 
 
 def _fusion(setting: dict) -> dict:
@@ -323,5 +332,5 @@ def _hybrid(es: EvalSet, opts: Options, splade: Side, bm25: Side, fusion: dict, 
     encode_s = None if splade.encode_s is None else splade.encode_s + (bm25.encode_s or 0.0)
     result = _result(es, opts, f"{splade.model}+{bm25.model}", "hybrid", params, run, lat, encode_s,
                      splade.query_encode_s + bm25.query_encode_s, splade.build_s + bm25.build_s,
-                     splade.index.num_docs)
+                     splade.index.num_docs, splade.truncated)
     return result, run

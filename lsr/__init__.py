@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["Encoder", "SparseBatch", "splade_max_pool", "DEFAULT_MODEL"]
+__all__ = ["Encoder", "QueryEncoder", "load_query_encoder", "SparseBatch", "splade_max_pool", "DEFAULT_MODEL"]
 
 _LAZY = {
     "Encoder": ("lsr.encoding.encoder", "Encoder"),
+    "QueryEncoder": ("lsr.encoding.query", "QueryEncoder"),
+    "load_query_encoder": ("lsr.encoding.loader", "load_query_encoder"),
     "SparseBatch": ("lsr.core.sparse", "SparseBatch"),
     "splade_max_pool": ("lsr.encoding.head", "splade_max_pool"),
     "DEFAULT_MODEL": ("lsr.encoding.models", "DEFAULT_MODEL"),

@@ -24,7 +24,9 @@ import numpy as np
 from lsr.index import Index, IndexCorrupt, InvalidQuery, check_query
 from lsr.index.snapshot import Snapshot
 from lsr.index.wal import check_replay
+from lsr.encoding.vocabulary import Vocabulary
 from lsr.service.batcher import BatcherClosed, MicroBatcher, Row, TextRejected
+from lsr.service.limits import STORED_FIELDS
 from lsr.service.metrics import Metrics
 from lsr.service.models import BatchError, Contribution, InvalidBatchQuery, SearchRequest
 from lsr.service.offload import Offload
@@ -74,7 +76,7 @@ class Engine:
         self.settings = settings
         self.metrics = metrics
         self.pool = Offload(settings.search_threads, settings.stream_bytes)
-        self.encoder = None
+        self.encoder = None   # lsr.encoding.query.QueryEncoder, or a torch Encoder
         self.batcher: MicroBatcher | None = None
         self.load_error: str | None = None
         self.damaged: str | None = None
@@ -93,18 +95,26 @@ class Engine:
 
     # ---- the query encoder ---------------------------------------------------------------------------------------
     def load_encoder(self) -> None:
-        """Loads the index's model (or ``settings.model``); on failure records why, for /readyz."""
+        """Loads the index's model (or ``settings.model``); on failure records why, for /readyz. On the CPU that is
+        the numpy encoder where it covers the model, for queries and document writes alike: a worker never loads
+        torch (~600 MB less each)."""
         try:
             model = self.settings.model or self.index.model
             if not model:
                 raise NotReady("the index records no model; set LSR_MODEL to encode text")
-            import torch
-
-            from lsr.encoding.encoder import Encoder
-
-            torch.set_num_threads(self.settings.encode_threads)
             bound_heap()
-            self._attach(Encoder.from_pretrained(model, device=self.settings.device))
+            if self.settings.device == "cpu":
+                from lsr.encoding.loader import load_query_encoder
+
+                encoder = load_query_encoder(model, threads=self.settings.encode_threads)
+            else:
+                import torch
+
+                from lsr.encoding.encoder import Encoder
+
+                torch.set_num_threads(self.settings.encode_threads)
+                encoder = Encoder.from_pretrained(model, device=self.settings.device)
+            self._attach(encoder)
         except Exception as e:  # noqa: BLE001 - the service keeps serving sparse queries and reports this
             log.error("query encoder not loaded: %s", e)
             self.load_error = f"the query encoder failed to load ({type(e).__name__}); the server log says why"
@@ -113,8 +123,9 @@ class Engine:
         self.index.check_vocabulary(encoder.vocab_fingerprint)
         if encoder.vocab_size != self.index.vocab_size:
             raise NotReady(f"model {encoder.name!r} has {encoder.vocab_size} terms, the index {self.index.vocab_size}")
-        self._vocab = dict(encoder.tokenizer.get_vocab())
-        self._tokens = encoder.tokenizer.convert_ids_to_tokens(list(range(encoder.vocab_size)))
+        vocab = Vocabulary.of_tokenizer(encoder.tokenizer)
+        self._vocab = vocab.ids
+        self._tokens = list(vocab.tokens)
         self.batcher = MicroBatcher(encoder.encode_queries, window_ms=self.settings.batch_window_ms,
                                     max_batch=self.settings.max_encode_batch, in_flight=lambda: self.metrics.active,
                                     observe=self.metrics.observe_encode)

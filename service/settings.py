@@ -54,8 +54,9 @@ class Settings(BaseSettings):
     # query encoding (service/batcher.py)
     batch_window_ms: float = Field(2.0, ge=0, description="how long a query waits for others to share its batch")
     max_encode_batch: int = Field(64, ge=1)
-    encode_threads: int = Field(1, ge=1, description="torch threads of the encoder; more help only on idle cores "
-                                "(oversubscribed OpenMP threads wait on each other: 10x slower measured here)")
+    encode_threads: int = Field(1, ge=1, description="threads of the encoder (numpy's BLAS, or torch); more help "
+                                "only on idle cores (oversubscribed OpenMP threads wait on each other: 10x slower "
+                                "measured here)")
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from lsr.cli.common import echo_json, fail, reported
+from lsr.encoding.texts import QUERY_MAX_LENGTH
 
 app = typer.Typer()
 
@@ -33,7 +34,8 @@ def eval_(
                                                  "windows sharing this many tokens, max-pooled (default: the "
                                                  "encoder's)"),
     truncate: bool = typer.Option(False, "--truncate", help="cut long documents to --max-length (no windows)"),
-    query_max_length: Optional[int] = typer.Option(None, min=1, help="query tokens (default: the encoder's, 64)"),
+    query_max_length: int = typer.Option(QUERY_MAX_LENGTH, min=2, help="query tokens (longer ones are truncated, "
+                                         "and counted)"),
     quantization: str = typer.Option("uint8", help="index impacts: uint8, float16 or float32"),
     measure: list[str] = typer.Option([], "--measure", "-m", help="ir-measures name (default: the collection's)"),
     bm25_k1: float = typer.Option(0.9), bm25_b: float = typer.Option(0.4),
@@ -88,6 +90,7 @@ def eval_(
                        doc_vectors=doc_vectors)
         pairs = evaluate(es, method, settings, opts, progress=progress_bar)
     results = [r for r, _ in pairs]
+    _report_truncation(results[0], max_length)
     if run is not None:
         write_trec_run(run, pairs[0][1], f"lsr-{method}")
     if output is not None:
@@ -96,3 +99,13 @@ def eval_(
         report.mkdir(parents=True, exist_ok=True)
         for r in results:
             atomic_write_text(report / result_filename(r), json.dumps(r, indent=2) + "\n")
+
+
+def _report_truncation(result: dict, max_length: int) -> None:
+    """Texts cut to the max length, on stderr (every setting of one evaluation searches the same vectors)."""
+    for kind, total, length, option in (("documents", result["documents"], max_length, "--max-length"),
+                                        ("queries", result["queries"], result.get("query_max_length"),
+                                         "--query-max-length")):
+        if result.get(f"{kind}_truncated"):
+            typer.echo(f"{result[kind + '_truncated']} of {total} {kind} were longer than {length} tokens and were "
+                       f"truncated ({option})", err=True)

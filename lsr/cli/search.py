@@ -45,10 +45,12 @@ def search(
     else:
         if not idx.model:
             fail(f"{index_dir} records no model, so a text query cannot be encoded for it")
-        encoder = load_encoder(idx.model, device)
+        encoder = _query_encoder(idx.model, device)
         with reported(VocabularyMismatch):
             idx.check_vocabulary(encoder.vocab_fingerprint)
         ids, weights = encoder.encode_queries([query]).row(0)
+        if encoder.stats.truncated:
+            typer.echo(f"the query is longer than {encoder.stats.max_length} tokens and was truncated", err=True)
     with reported(ValueError):
         scores, docs = idx.search_one(np.asarray(ids), np.asarray(weights, np.float32), k=k, method=method,
                                       params=params)
@@ -62,6 +64,17 @@ def search(
     for h in hits:
         shown = h["text"] if h["title"] in ("", h["id"]) else f"{h['title']}: {h['text']}"
         typer.echo(f"{h['rank']:>4}  {h['score']:8.3f}  {h['id']:<{width}}  {' '.join(shown.split())[:100]}")
+
+
+def _query_encoder(model: str, device: str):
+    """On the CPU the numpy query encoder (no torch: the command is done before torch would have loaded), else,
+    or for a model it does not cover, the torch Encoder."""
+    if device != "cpu":
+        return load_encoder(model, device)
+    from lsr.encoding.loader import load_query_encoder
+
+    with reported(ValueError):   # ModelLoadError too
+        return load_query_encoder(model, threads=1)
 
 
 def _parse_vector(text: str):

@@ -14,7 +14,6 @@ import queue
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -23,13 +22,14 @@ from torch import nn
 
 from lsr.encoding.head import resolve_backend, splade_max_pool, splade_sum_pool
 from lsr.encoding.models import DEFAULT_MODEL, available_models, hub_reachable, in_hub_cache, resolve_model, vocab_fingerprint
+from lsr.encoding.query import Network, QueryEncoder, Unsupported
+from lsr.encoding.texts import DOCUMENT_MAX_LENGTH, QUERY_MAX_LENGTH, EncodeStats
+from lsr.encoding.texts import check_texts as _check_texts
 from lsr.encoding.tokens import BatchTokenizer
 from lsr.core.sparse import SparseBatch
 
 log = logging.getLogger(__name__)
 
-DOCUMENT_MAX_LENGTH = 256
-QUERY_MAX_LENGTH = 64
 PREFETCH = 4  # GPU batches tokenized ahead of the model
 DOCUMENT_WINDOW_OVERLAP: int | None = None   # documents longer than max_length: truncated (None) or windowed
 WINDOW_KEY = "window_of"                     # a windowed batch's row -> text (position in the batch)
@@ -39,28 +39,6 @@ NUMERICS_VERSION = "2026-12-screen-1"
 
 class ModelLoadError(ValueError):
     """The model could not be found, downloaded, or has no masked-LM head."""
-
-
-@dataclass
-class EncodeStats:
-    """What the last encode call did; ``truncated`` counts texts cut to ``max_length`` tokens, ``windowed`` texts
-    longer than that encoded as several overlapping windows instead (``window_overlap``)."""
-
-    texts: int = 0
-    truncated: int = 0
-    tokens: int = 0
-    max_length: int = 0
-    windowed: int = 0
-
-
-def _check_texts(texts: Sequence[str]) -> list[str]:
-    if texts is None or isinstance(texts, (str, bytes)):
-        raise TypeError(f"texts must be a sequence of strings, got {type(texts).__name__}")
-    texts = list(texts)
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise TypeError(f"texts[{i}] must be a str, got {type(t).__name__}")
-    return texts
 
 
 def _pick_device(device: str | torch.device) -> torch.device:
@@ -113,6 +91,7 @@ class Encoder:
         self.stats = EncodeStats()
         self._side_stream: torch.cuda.Stream | None = None
         self._batch_tokenizers: dict[tuple[int, int | None], BatchTokenizer | None] = {}
+        self._numpy_queries: QueryEncoder | None | bool = None   # False: the model is not covered
 
     @classmethod
     def from_pretrained(cls, name_or_path: str = DEFAULT_MODEL, device: str | torch.device = "auto",
@@ -181,10 +160,41 @@ class Encoder:
         return self.encode(texts, max_length=kw.pop("max_length", None) or self.max_length, **kw)
 
     def encode_queries(self, texts: Sequence[str], **kw) -> SparseBatch:
+        """Query vectors; on the CPU in float32 through the numpy ``QueryEncoder`` over this model's own weights
+        (the same vectors, without torch's per-call overhead), else through ``encode``."""
         max_length = kw.pop("max_length", None) or self.query_max_length
         if self.query_mode == "idf":
             return self._encode_idf(texts, max_length, **kw)
-        return self.encode(texts, max_length=max_length, **kw)
+        fast = self.query_encoder()
+        if fast is None:
+            return self.encode(texts, max_length=max_length, **kw)
+        try:
+            return fast.encode_queries(texts, max_length=max_length, **kw)
+        finally:
+            self.stats = fast.stats
+
+    def query_encoder(self) -> QueryEncoder | None:
+        """The numpy query encoder sharing this model's weights (no copy), or None where it does not apply: another
+        device or dtype, a slow tokenizer, an architecture the numpy forward does not cover."""
+        if self._numpy_queries is None:
+            self._numpy_queries = False
+            backend = getattr(self.tokenizer, "backend_tokenizer", None)
+            if self.device.type == "cpu" and self.dtype == torch.float32 and backend is not None:
+                tensors = {k: v.detach().numpy() for k, v in self.model.state_dict().items()}
+                decoder = (self.weight.numpy(), np.zeros(self.vocab_size, np.float32) if self.bias is None
+                           else self.bias.numpy())
+                try:
+                    network = Network.from_tensors(self.model.config.to_dict(), tensors, decoder)
+                except Unsupported as e:
+                    log.info("queries of %s are encoded with torch: %s", self.name, e)
+                else:
+                    from tokenizers import Tokenizer
+
+                    self._numpy_queries = QueryEncoder(
+                        network, Tokenizer.from_str(backend.to_str()), name=self.name, pooling=self.pooling,
+                        batch_size=self.batch_size, max_length=self.max_length,
+                        query_max_length=self.query_max_length)
+        return self._numpy_queries or None
 
     def _tokenize(self, texts: list[str], max_length: int, pad_to: int | None) -> tuple[dict[str, torch.Tensor], int]:
         """Padded token ids and attention mask of one batch, truncated to max_length; how many were truncated."""

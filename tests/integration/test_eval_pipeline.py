@@ -120,6 +120,22 @@ def test_vectors_are_cached(exact, work, common, monkeypatch):
 
 
 @pytest.mark.slow
+def test_query_length_is_recorded_and_truncation_reported(exact, work, common):
+    """Queries default to 256 tokens; a shorter --query-max-length truncates them, counted in the result and said
+    on stderr (documents likewise, with --max-length)."""
+    assert exact["query_max_length"] == 256 and exact["queries_truncated"] == 0
+    assert exact["documents_truncated"] > 0   # scifact abstracts run past 128 tokens
+    res = CliRunner().invoke(app, ["eval", *common, "--query-max-length", "8", "-o", str(work / "short.json")])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    short = json.loads((work / "short.json").read_text())
+    assert short["query_max_length"] == 8 and 0 < short["queries_truncated"] <= short["queries"]
+    assert f"{short['queries_truncated']} of 20 queries were longer than 8 tokens" in res.output
+    assert f"{exact['documents_truncated']} of {exact['documents']} documents were longer than 128" in res.output
+    assert short["metrics"] != exact["metrics"]
+    assert "--query-max-length" in lsr_eval_fails(*common, "--query-max-length", "1")
+
+
+@pytest.mark.slow
 def test_hybrid_fuses_the_two_runs(exact, bm25, work, common):
     hybrid = lsr_eval(*common, "--method", "hybrid", "-p", "fusion=rrf", "-o", str(work / "hybrid.json"),
                       "--run", str(work / "hybrid.trec"))

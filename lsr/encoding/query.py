@@ -1,0 +1,418 @@
+"""Query encoding without torch: the masked-LM forward of a BERT-family model in numpy, then the SPLADE head.
+
+A process that loads torch and transformers to encode one query pays ~3 s and ~500 MB before it starts, and each
+query then pays the frameworks' per-call overhead around a few products of (tokens x 128)-sized matrices. Here the
+weights come from the checkpoint's ``model.safetensors`` (``safetensors.numpy``), the tokenizer from its
+``tokenizer.json`` (the Rust ``tokenizers`` library), and each layer is a few numpy products. The vectors are the
+torch Encoder's: the same non-zero terms, weights equal to float32 rounding (tests/unit/test_query_encoder.py).
+
+Covered: config ``model_type`` "bert" and "distilbert" (absolute positions; gelu, gelu_new or relu). Anything else
+raises ``Unsupported``, and ``lsr.encoding.loader.load_query_encoder`` falls back to the torch ``Encoder``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lsr.core.sparse import SparseBatch
+from lsr.encoding.models import DEFAULT_MODEL, resolve_model, vocab_fingerprint
+from lsr.encoding.texts import DOCUMENT_MAX_LENGTH, QUERY_MAX_LENGTH, EncodeStats, check_texts
+
+log = logging.getLogger(__name__)
+
+_LOGITS_BYTES = 8 * 2**20   # bounds the float32 logits of one vocabulary chunk (a batch of long texts)
+
+
+class Unsupported(ValueError):
+    """The checkpoint is outside what the numpy forward covers (the torch Encoder handles it)."""
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """float32 erf within 6e-7 (Abramowitz & Stegun 7.1.26, 1.5e-7, plus float32 rounding): the vectors still equal
+    torch's as closely as before (the float32 products differ more), at half the cost of scipy.special.erf, whose
+    import would add 0.3 s to a process that needs nothing else of scipy.special."""
+    a = np.abs(x)
+    t = 1.0 / (1.0 + np.float32(0.3275911) * a)
+    poly = ((((np.float32(1.061405429) * t - np.float32(1.453152027)) * t + np.float32(1.421413741)) * t
+             - np.float32(0.284496736)) * t + np.float32(0.254829592)) * t
+    return np.copysign(1.0 - poly * np.exp(-a * a), x)
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + erf(x * np.float32(1 / math.sqrt(2))))
+
+
+def _gelu_tanh(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + np.tanh(np.float32(math.sqrt(2 / math.pi)) * (x + np.float32(0.044715) * x ** 3)))
+
+
+ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "gelu": _gelu, "gelu_new": _gelu_tanh, "gelu_pytorch_tanh": _gelu_tanh, "relu": lambda x: np.maximum(x, 0),
+}
+
+
+@dataclass(frozen=True)
+class Dense:
+    weight: np.ndarray   # (out, in), as stored: x @ weight.T runs on the transposed view, no copy
+    bias: np.ndarray
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        y = x @ self.weight.T
+        y += self.bias
+        return y
+
+
+@dataclass(frozen=True)
+class Norm:
+    weight: np.ndarray
+    bias: np.ndarray
+    eps: float
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        centred = x - x.mean(-1, keepdims=True)
+        scale = 1.0 / np.sqrt((centred * centred).mean(-1, keepdims=True) + np.float32(self.eps))
+        return centred * scale * self.weight + self.bias
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A post-LayerNorm transformer block, as BERT and DistilBERT share it."""
+
+    query: Dense
+    key: Dense
+    value: Dense
+    out: Dense
+    norm1: Norm
+    up: Dense
+    down: Dense
+    norm2: Norm
+
+
+@dataclass(frozen=True)
+class Network:
+    """The weights of a masked-LM transformer and its MLM head, named by role."""
+
+    words: np.ndarray          # (V, H)
+    positions: np.ndarray      # (P, H)
+    token_type: np.ndarray     # (H,): type 0, or zeros for models without token types
+    norm0: Norm
+    layers: tuple[Layer, ...]
+    heads: int
+    activation: str
+    transform: Dense
+    transform_norm: Norm
+    decoder: np.ndarray        # (H, V): the output projection, transposed (a view, or a copy laid out for BLAS)
+    decoder_bias: np.ndarray   # (V,)
+
+    @classmethod
+    def from_tensors(cls, config: dict, tensors: dict[str, np.ndarray],
+                     decoder: tuple[np.ndarray, np.ndarray] | None = None, own: bool = False) -> Network:
+        """From a checkpoint's config and tensors (legacy ``gamma``/``beta`` LayerNorm names accepted); ``decoder``
+        overrides the output projection (weight, bias). Unsupported for an architecture the forward does not cover.
+
+        ``own``: the tensors are this network's alone, so the output projection is stored transposed, (H, V)
+        contiguous (the head's product is ~20% faster so; tied word embeddings are looked up in that copy). Else
+        every array stays a view of the caller's (a torch model's weights: no second copy)."""
+        model_type = config.get("model_type")
+        if model_type not in _NAMES:
+            raise Unsupported(f"model_type {model_type!r} (covered: {sorted(_NAMES)})")
+        names, fields = _NAMES[model_type], _config_fields(model_type, config)
+        tensors = {_modern(k): v for k, v in tensors.items()}
+
+        def get(key: str) -> np.ndarray:
+            if key not in tensors:
+                raise Unsupported(f"the checkpoint has no tensor {key!r}")
+            t = tensors[key]
+            if t.dtype != np.float32:
+                raise Unsupported(f"{key} is {t.dtype}; the numpy forward runs float32 checkpoints")
+            return t
+
+        def dense(prefix: str) -> Dense:
+            return Dense(get(f"{prefix}.weight"), get(f"{prefix}.bias"))
+
+        def norm(prefix: str) -> Norm:
+            return Norm(get(f"{prefix}.weight"), get(f"{prefix}.bias"), fields["eps"])
+
+        def layer(i: int) -> Layer:
+            p = names["layer"].format(i=i)
+            return Layer(*(dense(p + names[r]) for r in ("query", "key", "value", "out")), norm(p + names["norm1"]),
+                         dense(p + names["up"]), dense(p + names["down"]), norm(p + names["norm2"]))
+
+        words = get(names["words"])
+        hidden = words.shape[1]
+        if hidden % fields["heads"]:
+            raise Unsupported(f"hidden size {hidden} is not a multiple of {fields['heads']} heads")
+        types = get(names["types"])[0] if names.get("types") else np.zeros(hidden, np.float32)
+        if decoder is None:
+            weight = tensors.get(names["decoder"])
+            if weight is None and not config.get("tie_word_embeddings", True):
+                raise Unsupported(f"the checkpoint has no tensor {names['decoder']!r} and untied embeddings")
+            bias = next((tensors[k] for k in names["decoder_bias"] if k in tensors), None)
+            if bias is None:
+                raise Unsupported(f"the checkpoint has none of {names['decoder_bias']}")
+            decoder = (words if weight is None else weight, bias)
+        projection = decoder[0].T
+        if own:
+            projection = np.ascontiguousarray(projection)
+            if decoder[0] is words:
+                words = projection.T
+        return cls(words, get(names["positions"]), types, norm(names["norm0"]),
+                   tuple(layer(i) for i in range(fields["layers"])), fields["heads"], fields["activation"],
+                   dense(names["transform"]), norm(names["transform_norm"]), projection, decoder[1])
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.decoder.shape[1])
+
+    def hidden(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The MLM head's transformed hidden states of the real tokens, (tokens, H), in row-major order of ``ids``.
+
+        ids and mask (B, L); a row's padding is masked out of attention and dropped before the head.
+        """
+        B, L = ids.shape
+        H = self.words.shape[1]
+        x = self.words[ids.reshape(-1)] + np.tile(self.positions[:L], (B, 1)) + self.token_type   # (B*L, H)
+        x = self.norm0(x)
+        act = ACTIVATIONS[self.activation]
+        d = H // self.heads
+        padded = not mask.all()
+        neg = np.where(mask, 0, np.finfo(np.float32).min).astype(np.float32)[:, None, None, :] if padded else None
+        scale = np.float32(1 / math.sqrt(d))
+        for layer in self.layers:
+            q, k, v = (f(x).reshape(B, L, self.heads, d).transpose(0, 2, 1, 3)
+                       for f in (layer.query, layer.key, layer.value))
+            scores = q @ k.transpose(0, 1, 3, 2)                      # (B, heads, L, L)
+            scores *= scale
+            if neg is not None:
+                scores += neg
+            scores -= scores.max(-1, keepdims=True)
+            np.exp(scores, out=scores)
+            scores /= scores.sum(-1, keepdims=True)
+            context = (scores @ v).transpose(0, 2, 1, 3).reshape(B * L, H)
+            x = layer.norm1(layer.out(context) + x)
+            x = layer.norm2(layer.down(act(layer.up(x))) + x)
+        if padded:
+            x = x[mask.reshape(-1)]
+        return self.transform_norm(act(self.transform(x)))
+
+    def splade(self, ids: np.ndarray, mask: np.ndarray, pooling: str = "max") -> np.ndarray:
+        """Dense (B, V) float32 SPLADE weights: log(1 + relu(logits)) max- (or sum-) pooled over the real tokens.
+
+        The (tokens, V) logits exist one vocabulary chunk at a time. For max pooling the bias is added after the max
+        (the same float32 result: rounding is monotonic) and log1p(relu) runs on the (B, V) maxima only.
+        """
+        h = self.hidden(ids, mask)
+        lengths = mask.sum(1)
+        starts = np.r_[0, np.cumsum(lengths)[:-1]]
+        V = self.vocab_size
+        out = np.empty((len(ids), V), dtype=np.float32)
+        step = max(256, min(V, _LOGITS_BYTES // (4 * max(len(h), 1))))
+        for lo in range(0, V, step):
+            hi = min(V, lo + step)
+            logits = h @ self.decoder[:, lo:hi]
+            if pooling == "max":
+                out[:, lo:hi] = logits.max(0) if len(ids) == 1 else np.maximum.reduceat(logits, starts, axis=0)
+            else:
+                logits += self.decoder_bias[lo:hi]
+                np.log1p(np.maximum(logits, 0, out=logits), out=logits)
+                out[:, lo:hi] = np.add.reduceat(logits, starts, axis=0)
+        if pooling == "max":
+            out += self.decoder_bias
+            np.maximum(out, 0, out=out)
+            positive = out > 0   # a few dozen of the V columns: log1p there only
+            out[positive] = np.log1p(out[positive])
+        return out
+
+
+# Tensor names by role; a layer's names follow its prefix.
+_NAMES: dict[str, dict] = {
+    "bert": {
+        "words": "bert.embeddings.word_embeddings.weight", "positions": "bert.embeddings.position_embeddings.weight",
+        "types": "bert.embeddings.token_type_embeddings.weight", "norm0": "bert.embeddings.LayerNorm",
+        "layer": "bert.encoder.layer.{i}.", "query": "attention.self.query", "key": "attention.self.key",
+        "value": "attention.self.value", "out": "attention.output.dense", "norm1": "attention.output.LayerNorm",
+        "up": "intermediate.dense", "down": "output.dense", "norm2": "output.LayerNorm",
+        "transform": "cls.predictions.transform.dense", "transform_norm": "cls.predictions.transform.LayerNorm",
+        "decoder": "cls.predictions.decoder.weight",
+        "decoder_bias": ("cls.predictions.decoder.bias", "cls.predictions.bias"),   # the first: what forward adds
+    },
+    "distilbert": {
+        "words": "distilbert.embeddings.word_embeddings.weight",
+        "positions": "distilbert.embeddings.position_embeddings.weight", "norm0": "distilbert.embeddings.LayerNorm",
+        "layer": "distilbert.transformer.layer.{i}.", "query": "attention.q_lin", "key": "attention.k_lin",
+        "value": "attention.v_lin", "out": "attention.out_lin", "norm1": "sa_layer_norm", "up": "ffn.lin1",
+        "down": "ffn.lin2", "norm2": "output_layer_norm", "transform": "vocab_transform",
+        "transform_norm": "vocab_layer_norm", "decoder": "vocab_projector.weight",
+        "decoder_bias": ("vocab_projector.bias",),
+    },
+}
+
+
+def _config_fields(model_type: str, config: dict) -> dict:
+    if model_type == "bert":
+        if config.get("position_embedding_type", "absolute") != "absolute":
+            raise Unsupported(f"position_embedding_type {config['position_embedding_type']!r}")
+        fields = {"heads": config["num_attention_heads"], "layers": config["num_hidden_layers"],
+                  "activation": config.get("hidden_act", "gelu"), "eps": config.get("layer_norm_eps", 1e-12)}
+    else:
+        fields = {"heads": config["n_heads"], "layers": config["n_layers"],
+                  "activation": config.get("activation", "gelu"), "eps": 1e-12}
+    if fields["activation"] not in ACTIVATIONS:
+        raise Unsupported(f"activation {fields['activation']!r} (covered: {sorted(ACTIVATIONS)})")
+    return fields
+
+
+def _modern(key: str) -> str:
+    """Old BERT checkpoints name LayerNorm parameters gamma and beta."""
+    if key.endswith(".gamma"):
+        return key[:-6] + ".weight"
+    if key.endswith(".beta"):
+        return key[:-5] + ".bias"
+    return key
+
+
+def _model_files(path: str) -> dict[str, str]:
+    """config.json, model.safetensors and tokenizer.json of a local folder, or of a hub id in the local cache."""
+    names = ("config.json", "model.safetensors", "tokenizer.json")
+    if os.path.isdir(path):
+        found = {n: os.path.join(path, n) for n in names if os.path.exists(os.path.join(path, n))}
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = {}
+        for n in names:
+            try:
+                hit = try_to_load_from_cache(path, n)
+            except ValueError:   # not a valid repo id
+                hit = None
+            if isinstance(hit, str):
+                found[n] = hit
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise Unsupported(f"{path} has no local {', '.join(missing)}")
+    return found
+
+
+class QueryEncoder:
+    """Texts to SPLADE vectors (``SparseBatch``) on the CPU in numpy, with the interface of the torch ``Encoder``.
+
+    Made for queries; ``encode_documents`` runs the same forward at the document length, for the service's
+    document writes (one call at a time), so a serving process never loads torch. Bulk document encoding belongs to
+    the torch Encoder (``lsr index``, ``lsr encode``).
+    """
+
+    def __init__(self, network: Network, tokenizer, *, name: str, pooling: str = "max", batch_size: int = 32,
+                 max_length: int = DOCUMENT_MAX_LENGTH, query_max_length: int = QUERY_MAX_LENGTH):
+        if pooling not in ("max", "sum"):
+            raise ValueError(f"pooling must be 'max' or 'sum', got {pooling!r}")
+        self.network = network
+        self.tokenizer = tokenizer   # a tokenizers.Tokenizer of its own: its truncation is set here
+        self.name = name
+        self.pooling = pooling
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.query_max_length = query_max_length
+        self.vocab_size = network.vocab_size
+        self.vocab_fingerprint = vocab_fingerprint(tokenizer)
+        self.stats = EncodeStats()
+        self._pad = tokenizer.padding["pad_id"] if tokenizer.padding else 0
+        tokenizer.no_padding()
+        self._length = 0   # the tokenizer's truncation length
+        self._encode_batch = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)   # fast: no offsets
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str = DEFAULT_MODEL, *, threads: int | None = None,
+                        **options) -> QueryEncoder:
+        """The model's query encoder from its files alone (no torch, no transformers); Unsupported when the numpy
+        forward does not cover it or a file is not local. ``threads`` caps numpy's BLAS threads process-wide."""
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        files = _model_files(resolve_model(name_or_path))
+        with open(files["config.json"], encoding="utf-8") as f:
+            config = json.load(f)
+        network = Network.from_tensors(config, load_file(files["model.safetensors"]), own=True)
+        if threads is not None:
+            limit_blas_threads(threads)
+        return cls(network, Tokenizer.from_file(files["tokenizer.json"]), name=name_or_path, **options)
+
+    def vector_meta(self, max_length: int) -> dict:
+        """What a vectors file records of the encoder that made it (as ``Encoder.vector_meta``)."""
+        return {"model": self.name, "vocab_size": self.vocab_size, "vocab_fingerprint": self.vocab_fingerprint,
+                "max_length": max_length, "pooling": self.pooling}
+
+    def _tokenize(self, texts: list[str], max_length: int) -> list:
+        if max_length < 2 or max_length > len(self.network.positions):
+            raise ValueError(f"max_length must be within 2..{len(self.network.positions)} (the model's positions), "
+                             f"got {max_length}")
+        with self._lock:
+            if self._length != max_length:
+                self.tokenizer.enable_truncation(max_length)
+                self._length = max_length
+            return self._encode_batch(texts)
+
+    def encode_queries(self, texts: Sequence[str], **kw) -> SparseBatch:
+        return self.encode(texts, max_length=kw.pop("max_length", None) or self.query_max_length, **kw)
+
+    def encode_documents(self, texts: Sequence[str], **kw) -> SparseBatch:
+        return self.encode(texts, max_length=kw.pop("max_length", None) or self.max_length, **kw)
+
+    def encode(self, texts: Sequence[str], *, max_length: int, batch_size: int | None = None,
+               top_k: int | None = None, min_weight: float | None = None,
+               progress: Callable[[int], None] | None = None) -> SparseBatch:
+        """Vectors of ``texts`` in input order; blank texts give empty vectors. Batches are length-sorted; top_k
+        keeps the heaviest terms of each vector, min_weight drops smaller weights, progress(n) follows each batch."""
+        texts = check_texts(texts)
+        if top_k is not None and top_k <= 0:
+            raise ValueError(f"top_k must be positive, got {top_k}")
+        batch_size = batch_size or self.batch_size
+        kept = [i for i, t in enumerate(texts) if t.strip()]
+        encodings = self._tokenize([texts[i] for i in kept], max_length) if kept else []
+        ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
+        lengths = np.array([len(x) for x in ids], dtype=np.int64)
+        self.stats = EncodeStats(texts=len(texts), truncated=sum(bool(e.overflowing) for e in encodings),
+                                 tokens=int(lengths.sum()), max_length=max_length)
+        rows: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int32), np.zeros(0, np.float32))] * len(texts)
+        order = np.argsort(-lengths, kind="stable")
+        for lo in range(0, len(order), batch_size):
+            chunk = order[lo:lo + batch_size]
+            width = int(lengths[chunk[0]])
+            batch = np.full((len(chunk), width), self._pad, dtype=np.int64)
+            for r, j in enumerate(chunk):
+                batch[r, :lengths[j]] = ids[j]
+            weights = self.network.splade(batch, np.arange(width) < lengths[chunk][:, None], self.pooling)
+            for r, j in enumerate(chunk):
+                rows[kept[j]] = _prune(weights[r], top_k, min_weight)
+            if progress:
+                progress(len(chunk))
+        if progress and len(texts) > len(kept):
+            progress(len(texts) - len(kept))
+        if self.stats.truncated:
+            log.info("%d of %d texts were longer than %d tokens and were truncated", self.stats.truncated,
+                     len(texts), max_length)
+        return SparseBatch.from_rows(rows, self.vocab_size)
+
+
+def _prune(w: np.ndarray, top_k: int | None, min_weight: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """The non-zero (term ids, weights) of one dense vector, optionally its top_k heaviest and those >= min_weight."""
+    terms = np.flatnonzero(w > 0 if min_weight is None else (w > 0) & (w >= min_weight))
+    if top_k is not None and len(terms) > top_k:
+        terms = np.sort(terms[np.argpartition(w[terms], len(terms) - top_k)[len(terms) - top_k:]])
+    return terms.astype(np.int32), w[terms]
+
+
+def limit_blas_threads(threads: int) -> None:
+    """Caps the threads of numpy's BLAS for the whole process: the query products are small, and on a shared or
+    busy CPU extra BLAS threads only wait on each other."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads, user_api="blas")
