@@ -3,7 +3,8 @@
 A write (add or replace documents, delete ids) becomes one record, so a batch is all or nothing:
 
     magic b"LSRW" | u32 body length | u32 crc32(body) | body
-    body = u64 seq | u8 op | u32 n | u32 meta length | meta (JSON: ids, and for PUT the stored title/text)
+    body = u64 seq | u8 op | u32 n | u32 meta length | meta (JSON: ids, and for PUT the stored documents as
+           [title, text] or, with metadata, [title, text, metadata]: logs written before metadata stay readable)
            [PUT only: indptr int64 (n + 1) | indices int32 (nnz) | values float32 (nnz)]
 
 Sequence numbers grow by one per record. The manifest records ``wal_seq``, the last record whose effects its segments
@@ -55,7 +56,8 @@ class Record:
     def encode(self) -> bytes:
         meta: dict = {"ids": self.ids}
         if self.docs is not None:
-            meta["docs"] = [None if d is None else [d.title, d.text] for d in self.docs]
+            meta["docs"] = [None if d is None else [d.title, d.text] + ([d.metadata] if d.metadata else [])
+                             for d in self.docs]
         if self.vectors is not None:
             meta["vocab_size"] = self.vectors.vocab_size
         raw = json.dumps(meta, ensure_ascii=False).encode()
@@ -74,7 +76,8 @@ class Record:
         ids = meta["ids"]
         docs = None
         if meta.get("docs") is not None:
-            docs = [None if d is None else Document(i, d[1], d[0]) for i, d in zip(ids, meta["docs"])]
+            docs = [None if d is None else Document(i, d[1], d[0], d[2] if len(d) > 2 else None)
+                    for i, d in zip(ids, meta["docs"])]
         vectors = None
         if op == PUT:
             indptr = np.frombuffer(body, np.int64, n + 1, at)

@@ -17,7 +17,7 @@ from typing import Callable
 from lsr.index import Index
 from lsr.index.errors import IndexLocked
 from lsr.core.documents import Document
-from lsr.service.engine import Engine, NotReady
+from lsr.service.engine import Engine, NotReady, QueryError
 from lsr.service.models import DocumentIn
 
 
@@ -32,7 +32,7 @@ class Documents:
         self._lock = asyncio.Lock()  # one write at a time in this process; the writer lock orders processes
 
     def get(self, doc_id: str) -> dict:
-        """{"id", "title", "text"}; KeyError when unknown."""
+        """{"id", "title", "text", "metadata"}; KeyError when unknown."""
         self.engine.refresh()
         return self.engine.index.document(doc_id)
 
@@ -55,10 +55,13 @@ class Documents:
         encoder = self.engine.encoder
         if encoder is None:
             raise NotReady(self.engine.load_error or "the encoder is still loading")
-        texts = [Document(d.id, d.text, d.title) for d in docs]
+        texts = [Document(d.id, d.text, d.title, d.metadata) for d in docs]
         vectors = await self.engine.batcher.run(encoder.encode_documents, [t.full_text for t in texts])
         ids = [d.id for d in docs]
-        await self._write(lambda w: w.upsert(ids, vectors, texts))
+        try:
+            await self._write(lambda w: w.upsert(ids, vectors, texts))
+        except ValueError as e:   # a metadata key whose kind the index already holds otherwise; nothing written
+            raise QueryError(str(e).replace("texts[", "body[")) from e
         self.engine.metrics.documents.labels("upsert").inc(len(docs))
         return ids
 

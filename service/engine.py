@@ -149,11 +149,12 @@ class Engine:
             rows = [row if row is not None else next(encoded) for row in rows]
         return rows
 
-    def _top(self, req: SearchRequest, row: Row, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _top(self, req: SearchRequest, row: Row, k: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
         start = time.perf_counter()
         try:
-            scores, docs = self.index.search_one(row[0], row[1], k=k, method=req.method, params=req.params)
-        except (ValueError, TypeError) as e:  # parameters out of range, duplicate term ids, ...
+            scores, docs = self.index.search_one(row[0], row[1], k=k, method=req.method, params=req.params,
+                                                 filter=req.filter, offset=offset)
+        except (ValueError, TypeError) as e:  # parameters out of range, duplicate term ids, a filter's clause, ...
             raise QueryError(str(e)) from e
         self.metrics.search.labels(req.method).observe(time.perf_counter() - start)
         return scores, docs
@@ -162,24 +163,25 @@ class Engine:
         """Top-k hits of one query vector (runs on the calling thread; the kernels release the GIL)."""
         if req.hybrid is not None:
             return self._hybrid(req, row)
-        scores, docs = self._top(req, row, req.k)
-        return [self._hit(req, row, rank, float(s), int(d)) for rank, (s, d) in enumerate(zip(scores, docs), 1)
-                if d >= 0]
+        scores, docs = self._top(req, row, req.k, req.offset)
+        return [self._hit(req, row, rank, float(s), int(d))
+                for rank, (s, d) in enumerate(zip(scores, docs), req.offset + 1) if d >= 0]
 
     def _hybrid(self, req: SearchRequest, row: Row) -> list[Hit]:
         from lsr.service.hybrid import fuse
 
         if self.bm25 is None:
             raise QueryError("hybrid search needs a BM25 side: start the service with lsr serve --bm25 DIR")
-        depth = max(req.hybrid.depth, req.k)
+        depth = max(req.hybrid.depth, req.k + req.offset)
         scores, docs = self._top(req, row, depth)
         splade = [(self.doc_id(int(d)), float(s)) for s, d in zip(scores, docs) if d >= 0]
         start = time.perf_counter()
         live = self.id_set()
         bm25 = [(d, s) for d, s in self.bm25.ranking(req.query, depth) if d in live]  # deleted since: dropped
         self.metrics.search.labels("bm25").observe(time.perf_counter() - start)
-        fused = fuse(splade, bm25, req.hybrid, req.k)
-        return [self._fields(req, Hit(id=d, score=s, rank=rank), d) for rank, (d, s) in enumerate(fused, 1)]
+        fused = fuse(splade, bm25, req.hybrid, req.k + req.offset)[req.offset:]
+        return [self._fields(req, Hit(id=d, score=s, rank=rank), d)
+                for rank, (d, s) in enumerate(fused, req.offset + 1)]
 
     def _fields(self, req: SearchRequest, hit: Hit, key: int | str) -> Hit:
         """Copies the requested stored fields of document ``key`` (internal number or id) into ``hit``."""

@@ -15,7 +15,7 @@ from fastapi import HTTPException, status
 from lsr.service.models import DocumentIn, SearchRequest
 from lsr.service.settings import Settings
 
-STORED_FIELDS = ("title", "text")
+STORED_FIELDS = ("title", "text", "metadata")
 
 
 class BodyLimit:
@@ -74,6 +74,8 @@ def _unprocessable(detail: str) -> HTTPException:
 def check_search(req: SearchRequest, s: Settings) -> None:
     if req.k > s.max_k:
         raise _unprocessable(f"k may be at most {s.max_k}, got {req.k}")
+    if req.k + req.offset > s.max_k:
+        raise _unprocessable(f"k + offset may be at most {s.max_k} (pages reach that deep), got {req.k + req.offset}")
     if req.query is not None and len(req.query) > s.max_query_chars:
         raise _unprocessable(f"the query may hold at most {s.max_query_chars} characters, got {len(req.query)}")
     n_terms = len(req.indices if req.indices is not None else req.terms or {})
@@ -104,6 +106,3 @@ def check_documents(docs: list[DocumentIn], s: Settings) -> None:
     for d in docs:
         if len(d.text) + len(d.title) > s.max_document_chars:
             raise _unprocessable(f"document {d.id!r} is longer than {s.max_document_chars} characters")
-        if d.metadata:
-            raise _unprocessable(f"document {d.id!r}: metadata is not stored by this index format yet; "
-                                 "send id, title and text")

@@ -7,6 +7,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lsr.core.metadata import Metadata
+from lsr.index.filters import Filter
+
 Weight = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 TermId = Annotated[int, Field(ge=0, lt=2**31)]
 Param = Annotated[int, Field(ge=-2**31, lt=2**31)] | Annotated[float, Field(allow_inf_nan=False)]
@@ -35,11 +38,17 @@ class SearchRequest(Strict):
     terms: dict[str, Weight] | None = Field(None, description="sparse query by token: {token: weight}")
     vocab_fingerprint: str | None = Field(None, description="vocabulary the sparse query comes from (checked)")
     k: int = Field(10, ge=1, lt=2**31, description="number of hits")
+    offset: int = Field(0, ge=0, lt=2**31, description="hits to skip: the page of ranks offset + 1 to offset + k "
+                                                         "(ties broken by document, so exact pages never overlap)")
+    filter: Filter | None = Field(None, description="only documents whose metadata this allows (Qdrant's shape: "
+                                                    "must / should / must_not of key+match, key+range, has_id)",
+                                  examples=[{"must": [{"key": "lang", "match": {"value": "en"}},
+                                                      {"key": "year", "range": {"gte": 2020}}]}])
     method: str = Field("exact", description="exact, bmp or seismic (as built into the index)")
     params: dict[str, Param] = Field(default_factory=dict, description="the method's search parameters",
                                            examples=[{"alpha": 0.9}])
     explain: bool = Field(False, description="per hit, the query terms that contributed and how much")
-    fields: list[str] = Field(default_factory=list, description="stored fields to return: title, text")
+    fields: list[str] = Field(default_factory=list, description="stored fields to return: title, text, metadata")
     hybrid: Hybrid | None = None
 
     @model_validator(mode="after")
@@ -53,6 +62,9 @@ class SearchRequest(Strict):
             raise ValueError("'indices' and 'values' must have the same length")
         if self.hybrid is not None and self.query is None:
             raise ValueError("hybrid search needs a text 'query' (BM25 analyses the text)")
+        if self.hybrid is not None and self.filter is not None:
+            raise ValueError("filters are not available with hybrid search (the BM25 side stores no metadata); ask "
+                             "without 'hybrid'")
         if self.hybrid is not None and self.explain:
             raise ValueError("explain is not available with hybrid search (BM25 scores are not per-term sums of "
                              "SPLADE weights); ask without 'hybrid' to see the SPLADE terms")
@@ -77,6 +89,7 @@ class Hit(BaseModel):
     rank: int
     title: str | None = None
     text: str | None = None
+    metadata: dict[str, Any] | None = None
     explanation: list[Contribution] | None = None
 
 
@@ -94,7 +107,9 @@ class DocumentIn(Strict):
     id: str = Field(..., min_length=1, max_length=512)
     text: str
     title: str = ""
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = Field(None, description="filterable values: strings, numbers, booleans, or lists of "
+                                                        "strings or of numbers; a key keeps one kind in an index",
+                                      examples=[{"lang": "en", "year": 2021, "tags": ["a", "b"]}])
 
 
 class WriteResponse(BaseModel):
@@ -106,6 +121,7 @@ class DocumentOut(BaseModel):
     id: str
     title: str
     text: str
+    metadata: dict[str, Any] | None = None
 
 
 class Problem(BaseModel):
