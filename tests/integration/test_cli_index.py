@@ -92,14 +92,19 @@ def test_method_parameters_from_the_command_line_are_checked(tmp_path):
     assert not (tmp_path / "i2").exists()
 
 
+def vector_files(folder, n_docs: int, n_queries: int) -> list[str]:
+    """Toy document and query vector files in ``folder``: the --docs and --queries options of a benchmark."""
+    docs, queries = random_batch(n_docs, 30, seed=3, vocab=300), random_batch(n_queries, 8, seed=4, vocab=300)
+    save_vectors(folder / "d.npz", docs, [f"d{i}" for i in range(len(docs))])
+    save_vectors(folder / "q.npz", queries, [f"q{i}" for i in range(len(queries))])
+    return ["--docs", str(folder / "d.npz"), "--queries", str(folder / "q.npz")]
+
+
 @pytest.mark.slow
 def test_bench_index_report_layout(tmp_path):
-    docs, queries = random_batch(400, 30, seed=3, vocab=300), random_batch(25, 8, seed=4, vocab=300)
-    save_vectors(tmp_path / "d.npz", docs, [f"d{i}" for i in range(len(docs))])
-    save_vectors(tmp_path / "q.npz", queries, [f"q{i}" for i in range(len(queries))])
     out = tmp_path / "report.json"
-    r = runner.invoke(app, ["bench", "index", "--docs", str(tmp_path / "d.npz"), "--queries", str(tmp_path / "q.npz"),
-                            "--output", str(out), "--rounds", "1", "--block-size", "8", "--alpha", "1.0",
+    r = runner.invoke(app, ["bench", "index", *vector_files(tmp_path, 400, 25), "--output", str(out),
+                            "--rounds", "1", "--block-size", "8", "--alpha", "1.0",
                             "--alpha", "0.8", "--beta", "1.0", "--quantization", "uint8", "--quantization",
                             "float32", "--suite", "ours", "--suite", "scipy", "--suite", "bmp_peer"])
     assert r.exit_code == 0, r.output
@@ -153,12 +158,9 @@ def test_search_with_a_filter_and_pages_from_a_corpus_with_metadata(tmp_path):
 
 @pytest.mark.slow
 def test_bench_filter_report_layout(tmp_path):
-    docs, queries = random_batch(600, 30, seed=3, vocab=300), random_batch(12, 8, seed=4, vocab=300)
-    save_vectors(tmp_path / "d.npz", docs, [f"d{i}" for i in range(len(docs))])
-    save_vectors(tmp_path / "q.npz", queries, [f"q{i}" for i in range(len(queries))])
     out = tmp_path / "filter.json"
-    r = runner.invoke(app, ["bench", "filter", "--docs", str(tmp_path / "d.npz"), "--queries", str(tmp_path / "q.npz"),
-                            "--output", str(out), "--rounds", "1", "--share", "0.5", "--share", "0.01"])
+    r = runner.invoke(app, ["bench", "filter", *vector_files(tmp_path, 600, 12), "--output", str(out), "--rounds", "1",
+                            "--share", "0.5", "--share", "0.01"])
     assert r.exit_code == 0, r.output
     report = json.loads(out.read_text())
     filtered = report["filtered"]
