@@ -96,6 +96,27 @@ def bench_index(
         recall_latency(report, plot, title=docs.stem)
 
 
+@app.command("filter")
+def bench_filter(
+    docs: Path = typer.Option(Path("data/windows.npz"), help="document vectors (.npz; lsr bench data windows)"),
+    queries: Path = typer.Option(Path("data/queries.npz"), help="query vectors (.npz; lsr bench data queries)"),
+    output: Path = typer.Option(Path("bench/results/filter.json")),
+    n_queries: int = typer.Option(300, min=1, help="first N queries"),
+    rounds: int = typer.Option(2, min=1, help="timed passes over the queries (interleaved across settings)"),
+    share: list[float] = typer.Option(list((0.5, 0.1, 0.01, 0.001)), "--share", help="shares of documents the "
+                                                                                     "filters keep (repeat)"),
+    seed: int = typer.Option(0, help="seed of the synthetic metadata"),
+) -> None:
+    """Filtered search in exact, bmp and seismic against post-filtering (k' = 10, 100, 1000) at several shares of
+    allowed documents, uncorrelated and correlated with content: recall@10 against filtered exact, mean and p99."""
+    from bench.filter import run
+
+    _need(docs, queries)
+    if any(not 0 < s <= 1 for s in share):
+        fail(f"--share takes shares in (0, 1], got {share}")
+    run(docs, queries, output, n_queries=n_queries, rounds=rounds, shares=tuple(share), seed=seed)
+
+
 @app.command("ingest")
 def bench_ingest(
     docs: Path = typer.Option(Path("data/windows.npz"), help="document vectors (.npz; lsr bench data windows)"),

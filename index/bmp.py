@@ -10,7 +10,12 @@ blocks could still hold a better document, the bounds are too loose for block-at
 term-at-a-time pass): the kept terms are then scored over all documents by exact search, which gives the alpha = 1
 result. ``exhaustive = 1`` never does this.
 The starting threshold comes from each term's 10th, 100th and 1000th largest impact (k documents score at least
-``weight * kth impact``), as in the paper.
+``weight * kth impact``), as in the paper; with D documents disallowed (a filter, deletes) the rank taken is one of at
+least k + D, and none when D is larger.
+
+Filters (index/allowed.py): blocks holding no allowed document get no place in the visiting order, a disallowed
+document never enters the heap, and the exhaustive pass skips them too, so alpha = 1 stays safe against a filtered
+exact search.
 
 A block is scored from the segment's postings (index/postings.py): a common term's dense row gives the block's
 impacts as one vectorized slice; a listed term's postings in the block start at the offset its block list records
@@ -33,8 +38,9 @@ import numpy as np
 from lsr.core import validate
 from lsr.index import topk
 from lsr.index.errors import IndexCorrupt
-from lsr.index.exact import exact_one
-from lsr.index.methods import Method, register
+from lsr.index.bundles import Bundle, register
+from lsr.index.exact import ExactArrays, ExactWork, exact_one
+from lsr.index.methods import Method, register as register_method
 from lsr.index.quantize import dequantize, impact
 from lsr.index.segment import array, offsets, within
 
@@ -165,9 +171,40 @@ def build(fwd, postings, params: BmpBuildParams) -> dict[str, np.ndarray]:
             "block_size": np.array([bs], dtype=np.int64)}
 
 
+class BmpArrays(Bundle):
+    """A segment's bmp arrays (see the module's docstring), with its postings (``exact``: ExactArrays); ``unit``
+    float32, ``block_size`` and ``n_docs`` int64."""
+
+    FIELDS = ("exact", "term_ptr", "blocks", "offsets", "maxes", "max_row", "max_dense", "kth", "unit", "block_size",
+              "n_docs")
+
+
+class BmpWork(Bundle):
+    """One thread's scratch: ``exact`` (ExactWork: score array and heap), block bounds ``ub``, one block's scores
+    ``local``, the bucket order (``bucket_count``, ``bucket_start``, ``order``) and the query's block lookup table
+    ``entry`` (terms x blocks)."""
+
+    FIELDS = ("exact", "ub", "local", "bucket_count", "bucket_start", "order", "entry")
+
+
+@nb.njit(cache=True)
+def _new_bmp_arrays(*args):
+    return BmpArrays(*args)
+
+
+@nb.njit(cache=True)
+def _new_bmp_work(*args):
+    return BmpWork(*args)
+
+
+register(BmpArrays, _new_bmp_arrays)
+register(BmpWork, _new_bmp_work)
+
+
 @nb.njit(cache=True, nogil=True)
-def _bounds(terms, wq, term_ptr, blocks, maxes, max_row, max_dense, unit, ub):
+def _bounds(a, terms, wq, ub):
     """ub[b] = sum over query terms of weight * block max (then a hair more, for float rounding)."""
+    term_ptr, blocks, maxes, max_row, max_dense, unit = a.term_ptr, a.blocks, a.maxes, a.max_row, a.max_dense, a.unit
     ub[:] = 0.0
     for i in range(len(terms)):
         t = terms[i]
@@ -186,10 +223,15 @@ def _bounds(terms, wq, term_ptr, blocks, maxes, max_row, max_dense, unit, ub):
 
 
 @nb.njit(cache=True, nogil=True)
-def _order_blocks(ub, floor, bucket_count, bucket_start, order):
-    """Blocks with a bound >= floor, bucket by bucket from the highest; returns (count, bucket width)."""
+def _order_blocks(w, floor, block_ok):
+    """Into ``w.order``: the blocks with a bound >= floor (and, unless ``block_ok`` is empty, an allowed document),
+    bucket by bucket from the highest; returns (count, bucket width)."""
+    ub, bucket_count, bucket_start, order = w.ub, w.bucket_count, w.bucket_start, w.order
+    filtered = len(block_ok) > 0
     hi_ub = np.float32(0.0)
     for b in range(len(ub)):
+        if filtered and not block_ok[b]:
+            ub[b] = 0.0
         hi_ub = max(hi_ub, ub[b])
     floor = min(floor, hi_ub)
     width = (hi_ub - floor) / (BUCKETS - 1) if hi_ub > floor else np.float32(1.0)
@@ -224,9 +266,10 @@ def _find(blocks, lo, hi, b):
 
 
 @nb.njit(cache=True, nogil=True)
-def _locate(terms, dense_row, term_ptr, blocks, entry):
+def _locate(a, terms, entry):
     """entry[i, b]: index of block b in listed query term i's block list, or -1 (one walk per list per query
     instead of a binary search per scored block)."""
+    dense_row, term_ptr, blocks = a.exact.dense_row, a.term_ptr, a.blocks
     for i in range(len(terms)):
         t = terms[i]
         if dense_row[t] >= 0:
@@ -238,13 +281,17 @@ def _locate(terms, dense_row, term_ptr, blocks, entry):
 
 
 @nb.njit(cache=True, nogil=True)
-def _score_block(b, block_size, n_docs, terms, wq, post_indptr, post_docs, post_values, dense_row, dense, term_ptr,
-                 blocks, offsets, max_row, max_dense, entry, located, local) -> int:
+def _score_block(a, b, terms, wq, entry, located, local) -> int:
     """Exact scores of block b's documents into local[:count]; returns count. Listed terms are found in ``entry``
     once ``located``, by binary search before. Indices are unsigned so that Numba emits no negative-index fix-up
     (and vectorizes the dense rows)."""
+    ex = a.exact
+    post_indptr, post_docs, post_values, dense_row, dense = (ex.post_indptr, ex.post_docs, ex.post_values,
+                                                             ex.dense_row, ex.dense)
+    term_ptr, blocks, offsets, max_row, max_dense, block_size = (a.term_ptr, a.blocks, a.offsets, a.max_row,
+                                                                 a.max_dense, a.block_size)
     base = np.uint64(b * block_size)
-    count = min(block_size, n_docs - b * block_size)
+    count = min(block_size, a.n_docs - b * block_size)
     for i in range(len(terms)):
         t = terms[i]
         w = wq[i]
@@ -267,11 +314,15 @@ def _score_block(b, block_size, n_docs, terms, wq, post_indptr, post_docs, post_
 
 
 @nb.njit(cache=True, nogil=True)
-def bmp_one(post_indptr, post_docs, post_values, dense_row, dense, term_ptr, blocks, offsets, maxes, max_row,
-            max_dense, kth, unit, block_size, n_docs, q_terms, q_weights, scale, alpha, beta, exhaustive, ub, local,
-            bucket_count, bucket_start, order, entry, acc, hs, hd, out_scores, out_docs):
+def bmp_one(a, w, q_terms, q_weights, alpha, beta, exhaustive, allowed, block_ok, n_disallowed, out_scores,
+            out_docs):
+    """Top-k of one query (``a`` BmpArrays, ``w`` BmpWork) among the documents ``allowed`` (bool per document;
+    empty: all; ``block_ok``: bool per block, an allowed document in it; ``n_disallowed``: how many are not)."""
     k = len(out_scores)
     m = len(q_terms)
+    scale, block_size, local, ub, order = a.exact.scale, a.block_size, w.local, w.ub, w.order
+    hs, hd = w.exact.hs, w.exact.hd
+    filtered = len(allowed) > 0
     keep = m if beta >= 1.0 else min(m, int(math.ceil(beta * m)))
     if keep < m:   # the heaviest terms, kept in id order
         chosen = np.sort(np.argsort(-q_weights)[:keep])
@@ -281,17 +332,16 @@ def bmp_one(post_indptr, post_docs, post_values, dense_row, dense, term_ptr, blo
     wq = np.empty(keep, dtype=np.float32)
     rank = -1
     for x in range(len(KTH)):
-        if KTH[x] >= k:
+        if KTH[x] - n_disallowed >= k:   # at least k allowed documents reach this rank's impact
             rank = x
             break
-    theta0 = np.float32(0.0)   # k documents score at least this: a safe starting threshold
+    theta0 = np.float32(0.0)   # k allowed documents score at least this: a safe starting threshold
     for i in range(keep):
         wq[i] = weights[i] * scale
         if rank >= 0:
-            theta0 = max(theta0, wq[i] * impact(kth[terms[i], rank]))
-    _bounds(terms, wq, term_ptr, blocks, maxes, max_row, max_dense, unit, ub)
-    total, width = _order_blocks(ub, theta0 / alpha, bucket_count, bucket_start, order)
-    located = False
+            theta0 = max(theta0, wq[i] * impact(a.kth[terms[i], rank]))
+    _bounds(a, terms, wq, ub)
+    total, width = _order_blocks(w, theta0 / alpha, block_ok)
     size = 0
     thr = theta0
     located = False
@@ -307,19 +357,17 @@ def bmp_one(post_indptr, post_docs, post_values, dense_row, dense, term_ptr, blo
             for c2 in range(c, total):
                 alive += alpha * ub[order[c2]] >= thr
             if alive > exhaustive * len(ub):   # too loose: one term-at-a-time pass costs less
-                exact_one(post_indptr, post_docs, post_values, dense_row, dense, terms, weights, scale, acc, hs, hd,
-                          out_scores, out_docs)
+                exact_one(a.exact, w.exact, terms, weights, allowed, out_scores, out_docs)
                 return
-            _locate(terms, dense_row, term_ptr, blocks, entry)
+            _locate(a, terms, w.entry)
             located = True
-        count = _score_block(b, block_size, n_docs, terms, wq, post_indptr, post_docs, post_values, dense_row, dense,
-                             term_ptr, blocks, offsets, max_row, max_dense, entry, located, local)
+        count = _score_block(a, b, terms, wq, w.entry, located, local)
         base = b * block_size
         for x in range(count):
             s = local[x]
             if s > 0.0:
                 local[x] = 0.0
-                if s >= thr:
+                if s >= thr and (not filtered or allowed[base + x]):
                     size = topk.push(hs, hd, size, k, s, base + x)
                     if size == k:
                         thr = max(thr, hs[0])
@@ -327,21 +375,33 @@ def bmp_one(post_indptr, post_docs, post_values, dense_row, dense, term_ptr, blo
 
 
 @nb.njit(cache=True, nogil=True)
-def bmp_batch(post_indptr, post_docs, post_values, dense_row, dense, term_ptr, blocks, offsets, maxes, max_row,
-              max_dense, kth, unit, block_size, n_docs, q_indptr, q_terms, q_weights, scale, alpha, beta, exhaustive,
-              ub, local, bucket_count, bucket_start, order, entry, acc, hs, hd, out_scores, out_docs):
+def bmp_batch(a, w, q_indptr, q_terms, q_weights, alpha, beta, exhaustive, allowed, block_ok, n_disallowed,
+              out_scores, out_docs):
     for r in range(len(q_indptr) - 1):
         lo, hi = q_indptr[r], q_indptr[r + 1]
-        bmp_one(post_indptr, post_docs, post_values, dense_row, dense, term_ptr, blocks, offsets, maxes, max_row,
-                max_dense, kth, unit, block_size, n_docs, q_terms[lo:hi], q_weights[lo:hi], scale, alpha, beta,
-                exhaustive, ub, local, bucket_count, bucket_start, order, entry, acc, hs, hd, out_scores[r],
-                out_docs[r])
+        bmp_one(a, w, q_terms[lo:hi], q_weights[lo:hi], alpha, beta, exhaustive, allowed, block_ok, n_disallowed,
+                out_scores[r], out_docs[r])
+
+
+def _blocks_holding(block_size: int):
+    """bool per block: whether it holds an allowed document (from the bool per document)."""
+    def make(mask: np.ndarray) -> np.ndarray:
+        padded = np.zeros(-(-len(mask) // block_size) * block_size, dtype=bool)
+        padded[:len(mask)] = mask
+        return padded.reshape(-1, block_size).any(axis=1)
+    return make
 
 
 class Scratch:
     def __init__(self, seg):
         block_size = int(seg["bmp.block_size"][0])
         n_blocks = -(-seg.num_docs // block_size)
+        self.block_size = block_size
+        self.arrays = BmpArrays.of(
+            exact=ExactArrays.of_segment(seg), term_ptr=seg["bmp.term_ptr"], blocks=seg["bmp.blocks"],
+            offsets=seg["bmp.offsets"], maxes=seg["bmp.maxes"], max_row=seg["bmp.max_row"],
+            max_dense=seg["bmp.max_dense"], kth=seg["bmp.kth"], unit=np.float32(seg["bmp.unit"][0]),
+            block_size=np.int64(block_size), n_docs=np.int64(seg.num_docs))
         self.ub = np.zeros(n_blocks, dtype=np.float32)
         self.local = np.zeros(block_size, dtype=np.float32)
         self.bucket_count = np.zeros(BUCKETS, dtype=np.int64)
@@ -350,26 +410,28 @@ class Scratch:
         self.entry = np.zeros((0, n_blocks), dtype=np.int32)
         self.acc = np.zeros(seg.num_docs, dtype=np.float32)
         self.heap = topk.Heap()
-        self.consts = (np.float32(seg["bmp.unit"][0]), block_size, seg.num_docs, np.float32(seg.scale))
+        self._work: tuple[int, int, BmpWork] | None = None
 
-    def entries(self, q_indptr: np.ndarray) -> np.ndarray:
-        """A (terms x blocks) table with a row for every term of the longest query."""
+    def work(self, k: int, q_indptr: np.ndarray) -> BmpWork:
+        """The scratch bundle, with a heap of k entries and a (terms x blocks) table with a row for every term of the
+        longest query (made again only when either grows or k changes)."""
         longest = int(np.max(np.diff(q_indptr))) if len(q_indptr) > 1 else 0
         if len(self.entry) < longest:
             self.entry = np.zeros((longest, self.entry.shape[1]), dtype=np.int32)
-        return self.entry
+        if self._work is None or self._work[:2] != (k, len(self.entry)):
+            hs, hd = self.heap.arrays(k)
+            self._work = k, len(self.entry), BmpWork.of(
+                exact=ExactWork.of(acc=self.acc, hs=hs, hd=hd), ub=self.ub, local=self.local,
+                bucket_count=self.bucket_count, bucket_start=self.bucket_start, order=self.order, entry=self.entry)
+        return self._work[2]
 
 
-def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, out_docs,
-           params: BmpSearchParams) -> None:
-    hs, hd = scratch.heap.arrays(k)
-    unit, block_size, n_docs, scale = scratch.consts
-    bmp_batch(seg["post_indptr"], seg["post_docs"], seg["post_values"], seg["dense_row"], seg["dense"],
-              seg["bmp.term_ptr"], seg["bmp.blocks"], seg["bmp.offsets"], seg["bmp.maxes"], seg["bmp.max_row"],
-              seg["bmp.max_dense"], seg["bmp.kth"], unit, block_size, n_docs, q_indptr, q_terms, q_weights, scale,
-              np.float32(params.alpha), np.float32(params.beta), np.float32(params.exhaustive), scratch.ub,
-              scratch.local, scratch.bucket_count, scratch.bucket_start, scratch.order, scratch.entries(q_indptr),
-              scratch.acc, hs, hd, out_scores, out_docs)
+def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, out_docs, params: BmpSearchParams,
+           allowed) -> None:
+    block_ok = allowed.mask if allowed.every else allowed.derived("bmp.blocks", _blocks_holding(scratch.block_size))
+    bmp_batch(scratch.arrays, scratch.work(k, q_indptr), q_indptr, q_terms, q_weights, np.float32(params.alpha),
+              np.float32(params.beta), np.float32(params.exhaustive), allowed.mask, block_ok,
+              np.int64(allowed.disallowed), out_scores, out_docs)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -429,5 +491,5 @@ def check_arrays(seg) -> None:
         raise IndexCorrupt(f"segment {seg.name}: bmp block lists do not match the postings ({_LIST_RULES[rule]})")
 
 
-register(Method("bmp", search=search, scratch=Scratch, build=build, build_params=BmpBuildParams,
-                search_params=BmpSearchParams, check_arrays=check_arrays))
+register_method(Method("bmp", search=search, scratch=Scratch, build=build, build_params=BmpBuildParams,
+                       search_params=BmpSearchParams, check_arrays=check_arrays))

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from lsr.index.docstore import DocStore, doc_table
+from lsr.index.docstore import DocStore, doc_table, metadata_of
+from lsr.index.fields import FieldIndex, build_fields
 from lsr.index.forward import ForwardIndex
 from lsr.index.manifest import SegmentInfo
 from lsr.index.postings import Postings
@@ -91,4 +92,5 @@ def memory_segment(buffers: list[Buffer], name: str, quantization: str, scale: f
     fwd, docs = _forward(buffers, quantization, scale)
     postings = Postings.from_forward(fwd)
     info = SegmentInfo(name, fwd.num_docs, int(fwd.indptr[-1]), scale, files={}, methods=["exact"])
-    return Segment(info, {**fwd.arrays(), **postings.arrays()}, DocStore(None, docs))
+    return Segment(info, {**fwd.arrays(), **postings.arrays()}, DocStore(None, docs),
+                   FieldIndex(build_fields(metadata_of(docs))))

@@ -16,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 
 from lsr.index import methods as registry
+from lsr.index.docstore import metadata_of
+from lsr.index.fields import build_fields
 from lsr.index.forward import ForwardIndex
 from lsr.index.manifest import SegmentInfo
 from lsr.index.postings import Postings
@@ -31,7 +33,8 @@ _PARALLEL = threading.Lock()
 def build_segment(folder: Path, name: str, fwd: ForwardIndex, docs: pa.Table, *, reorder: bool,
                   configs: Mapping[str, Any], threads: int | None = None,
                   progress: Progress | None = None) -> tuple[SegmentInfo, np.ndarray]:
-    """Writes ``folder/name`` from ``fwd`` and its stored rows ``docs`` (an ``lsr.index.docstore.doc_table``).
+    """Writes ``folder/name`` from ``fwd`` and its stored rows ``docs`` (an ``lsr.index.docstore.doc_table``; their
+    metadata becomes the segment's field index, index/fields.py).
 
     Returns the segment's manifest entry and the document order: segment document i is input row order[i].
     ``configs`` maps each method to its build parameters: its build-params dataclass, or their fields as the
@@ -72,6 +75,6 @@ def _build(folder: Path, name: str, fwd: ForwardIndex, docs: pa.Table, reorder: 
             arrays[f"{method_name}.{key}"] = array
         done += 1
     progress("write", done, total)
-    files = write_segment(folder, name, arrays, docs)
+    files = write_segment(folder, name, arrays, docs, build_fields(metadata_of(docs)))
     progress("done", total, total)
     return SegmentInfo(name, fwd.num_docs, int(fwd.indptr[-1]), fwd.scale, files, list(configs)), order

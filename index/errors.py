@@ -21,3 +21,8 @@ class ReadOnlyIndex(RuntimeError):
 
 class InvalidQuery(ValueError):
     """A query vector no index can search: ids outside the vocabulary, negative or non-finite weights, repeats."""
+
+
+class InvalidFilter(ValueError):
+    """A filter no index can apply: malformed, an unknown condition, a value of the wrong type, a range on a keyword
+    field. The message names the path of the bad clause (``filter.must[0].range``)."""

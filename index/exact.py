@@ -3,7 +3,8 @@
 Term-at-a-time into a dense float32 score array owned by the thread (no allocation per query). Common terms are
 dense rows (index/postings.py): they are added first, chunk by chunk of documents so that the slice of the score
 array stays in L1 while every dense query term streams its row over it in vectorized passes. Rare terms then add
-their postings one by one. One final pass over the score array feeds the top-k heap and zeroes it again.
+their postings one by one. One final pass over the score array feeds the top-k heap and zeroes it again; with a
+filter (``allowed``, a bool per document), a disallowed document's sum is zeroed there and never reaches the heap.
 """
 
 from __future__ import annotations
@@ -12,10 +13,42 @@ import numba as nb
 import numpy as np
 
 from lsr.index import topk
-from lsr.index.methods import Method, NoParams, register
+from lsr.index.bundles import Bundle, register
+from lsr.index.methods import Method, NoParams, register as register_method
 from lsr.index.quantize import impact
 
 CHUNK = 4096   # documents per pass of the dense rows: 16 KiB of scores
+
+
+class ExactArrays(Bundle):
+    """A segment's postings as exact search reads them (index/postings.py); ``scale`` float32."""
+
+    FIELDS = ("post_indptr", "post_docs", "post_values", "dense_row", "dense", "scale")
+
+    @classmethod
+    def of_segment(cls, seg) -> "ExactArrays":
+        return cls.of(post_indptr=seg["post_indptr"], post_docs=seg["post_docs"], post_values=seg["post_values"],
+                      dense_row=seg["dense_row"], dense=seg["dense"], scale=np.float32(seg.scale))
+
+
+class ExactWork(Bundle):
+    """One thread's scratch: ``acc`` a zeroed score per document, ``hs``/``hd`` the top-k heap (index/topk.py)."""
+
+    FIELDS = ("acc", "hs", "hd")
+
+
+@nb.njit(cache=True)
+def _new_exact_arrays(*args):
+    return ExactArrays(*args)
+
+
+@nb.njit(cache=True)
+def _new_exact_work(*args):
+    return ExactWork(*args)
+
+
+register(ExactArrays, _new_exact_arrays)
+register(ExactWork, _new_exact_work)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -41,10 +74,14 @@ def add_dense(dense, dense_row, q_terms, q_weights, scale, acc, lo, hi):
 
 
 @nb.njit(cache=True, nogil=True)
-def exact_one(post_indptr, post_docs, post_values, dense_row, dense, q_terms, q_weights, scale, acc, hs, hd,
-              out_scores, out_docs):
+def exact_one(a, work, q_terms, q_weights, allowed, out_scores, out_docs):
+    """Top-k of one query (``a`` ExactArrays, ``work`` ExactWork) among the documents ``allowed`` (bool per
+    document; empty: all)."""
+    post_indptr, post_docs, post_values, scale = a.post_indptr, a.post_docs, a.post_values, a.scale
+    acc, hs, hd = work.acc, work.hs, work.hd
     k = len(out_scores)
-    add_dense(dense, dense_row, q_terms, q_weights, scale, acc, 0, len(acc))
+    filtered = len(allowed) > 0
+    add_dense(a.dense, a.dense_row, q_terms, q_weights, scale, acc, 0, len(acc))
     for i in range(len(q_terms)):
         t = q_terms[i]
         w = np.float32(q_weights[i] * scale)
@@ -58,34 +95,40 @@ def exact_one(post_indptr, post_docs, post_values, dense_row, dense, q_terms, q_
         s = acc[d]
         if s != 0.0:
             acc[d] = 0.0
-            if s > thr:   # docs come in increasing order, so a tie never displaces the heap's root
-                size = topk.push(hs, hd, size, k, s, d)
+            if s > thr and (not filtered or allowed[d]):   # docs come in increasing order: a tie never displaces
+                size = topk.push(hs, hd, size, k, s, d)     # the heap's root
                 if size == k:
                     thr = hs[0]
     topk.drain(hs, hd, size, out_scores, out_docs, 0)
 
 
 @nb.njit(cache=True, nogil=True)
-def exact_batch(post_indptr, post_docs, post_values, dense_row, dense, q_indptr, q_terms, q_weights, scale, acc, hs,
-                hd, out_scores, out_docs):
+def exact_batch(a, work, q_indptr, q_terms, q_weights, allowed, out_scores, out_docs):
     for r in range(len(q_indptr) - 1):
         lo, hi = q_indptr[r], q_indptr[r + 1]
-        exact_one(post_indptr, post_docs, post_values, dense_row, dense, q_terms[lo:hi], q_weights[lo:hi], scale,
-                  acc, hs, hd, out_scores[r], out_docs[r])
+        exact_one(a, work, q_terms[lo:hi], q_weights[lo:hi], allowed, out_scores[r], out_docs[r])
 
 
 class Scratch:
-    """A zeroed score array for one segment and a heap, reused by every query of one thread."""
+    """The segment's arrays, a zeroed score array and a heap, reused by every query of one thread."""
 
     def __init__(self, seg):
+        self.arrays = ExactArrays.of_segment(seg)
         self.acc = np.zeros(seg.num_docs, dtype=np.float32)
         self.heap = topk.Heap()
+        self._work: tuple[int, ExactWork] | None = None
+
+    def work(self, k: int) -> ExactWork:
+        """The scratch bundle with a heap of k entries (made again only when k changes)."""
+        if self._work is None or self._work[0] != k:
+            hs, hd = self.heap.arrays(k)
+            self._work = k, ExactWork.of(acc=self.acc, hs=hs, hd=hd)
+        return self._work[1]
 
 
-def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, out_docs, params: NoParams) -> None:
-    hs, hd = scratch.heap.arrays(k)
-    exact_batch(seg["post_indptr"], seg["post_docs"], seg["post_values"], seg["dense_row"], seg["dense"], q_indptr,
-                q_terms, q_weights, np.float32(seg.scale), scratch.acc, hs, hd, out_scores, out_docs)
+def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, out_docs, params: NoParams,
+           allowed) -> None:
+    exact_batch(scratch.arrays, scratch.work(k), q_indptr, q_terms, q_weights, allowed.mask, out_scores, out_docs)
 
 
-register(Method("exact", search=search, scratch=Scratch))
+register_method(Method("exact", search=search, scratch=Scratch))

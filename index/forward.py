@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
-from lsr.index.quantize import quantize, scale_for
+from lsr.index.bundles import Bundle, register
+from lsr.index.quantize import impact, quantize, scale_for
 from lsr.core.sparse import SparseBatch
 
 
@@ -46,3 +48,42 @@ class ForwardIndex:
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"fwd_indptr": self.indptr, "fwd_terms": self.terms, "fwd_values": self.values}
+
+
+class ForwardArrays(Bundle):
+    """A segment's forward index as kernels read it: ``indptr`` as uint64 (row offsets index without negative-index
+    checks), ``terms``, ``values`` (stored impacts) and ``scale`` (float32, the weight of one impact level)."""
+
+    FIELDS = ("indptr", "terms", "values", "scale")
+
+    @classmethod
+    def of_segment(cls, seg) -> "ForwardArrays":
+        return cls.of(indptr=seg["fwd_indptr"].view(np.uint64), terms=seg["fwd_terms"], values=seg["fwd_values"],
+                      scale=np.float32(seg.scale))
+
+
+@njit(cache=True)
+def _new_forward_arrays(*args):
+    return ForwardArrays(*args)
+
+
+register(ForwardArrays, _new_forward_arrays)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def dot(lo, hi, fwd_terms, fwd_values, q_dense):
+    """Dot product of forward-index entries lo:hi (uint64: no negative-index checks) with a dense query (weights by
+    term id); four partial sums hide the add latency."""
+    one, two, three, four = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
+    s0 = s1 = s2 = s3 = np.float32(0.0)
+    j = lo
+    while j + four <= hi:
+        s0 += q_dense[fwd_terms[j]] * impact(fwd_values[j])
+        s1 += q_dense[fwd_terms[j + one]] * impact(fwd_values[j + one])
+        s2 += q_dense[fwd_terms[j + two]] * impact(fwd_values[j + two])
+        s3 += q_dense[fwd_terms[j + three]] * impact(fwd_values[j + three])
+        j += four
+    while j < hi:
+        s0 += q_dense[fwd_terms[j]] * impact(fwd_values[j])
+        j += one
+    return (s0 + s1) + (s2 + s3)

@@ -33,6 +33,7 @@ from lsr.index import methods as registry
 from lsr.index.builder import Progress, build_segment
 from lsr.index.docstore import doc_table
 from lsr.index.errors import IndexCorrupt, ReadOnlyIndex, VocabularyMismatch
+from lsr.index.filters import Filter, parse_filter
 from lsr.index.forward import ForwardIndex
 from lsr.index.lock import WriterLock
 from lsr.index.manifest import MANIFEST, OWNED, Manifest
@@ -44,6 +45,7 @@ from lsr.index.wal import log_files, scan_log
 from lsr.index.writer import Writer
 from lsr.core import validate
 from lsr.core.documents import Document, as_document
+from lsr.core.metadata import merge_kinds
 from lsr.core.sparse import SparseBatch
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,9 @@ def _check_documents(vectors: SparseBatch, doc_ids: Sequence[str],
     docs = [as_document(t, f"texts[{i}]") for i, t in enumerate(texts)]
     if len(docs) != len(ids):
         raise ValueError(f"{len(docs)} texts for {len(ids)} documents")
+    kinds: dict[str, str] = {}
+    for i, d in enumerate(docs):   # a key holds one kind of value (lsr.core.metadata)
+        merge_kinds(kinds, d.metadata, f"texts[{i}]")
     mismatch = next((i for i, (t, d) in enumerate(zip(docs, ids)) if t.id != d), None)
     if mismatch is not None:
         raise ValueError(f"texts[{mismatch}] has id {docs[mismatch].id!r}, doc_ids[{mismatch}] is {ids[mismatch]!r}")
@@ -167,7 +172,7 @@ class Index:
         """Builds a one-segment index at ``path`` (a new or empty folder, or an index to replace with overwrite).
 
         ``texts``: the stored documents, one per id in the same order (``Document`` or dict records {"id", "text",
-        "title"}). Method parameters: ``params`` maps a method to its build-params dataclass or a mapping (e.g.
+        "title", "metadata"}; metadata: lsr.core.metadata, filtered by ``search(..., filter=...)``). Method parameters: ``params`` maps a method to its build-params dataclass or a mapping (e.g.
         ``{"bmp": BmpBuildParams(block_size=32)}``, see ``lsr.index.methods.build_configs``); keywords
         (``method_params``) go to every chosen method that declares them (e.g. ``block_size`` for bmp). ``scale``
         fixes the weight of one uint8 level (default: the largest weight / 255); documents added later share it. The
@@ -442,7 +447,8 @@ class Index:
         return self.snapshot().doc_id(number)
 
     def document(self, key: int | str) -> dict:
-        """{"id", "title", "text"} of an internal number or an external id; KeyError when there is none."""
+        """{"id", "title", "text", "metadata"} of an internal number or an external id; KeyError when there is
+        none."""
         return self.snapshot().document(key)
 
     def vector(self, key: int | str) -> tuple[np.ndarray, np.ndarray]:
@@ -472,33 +478,42 @@ class Index:
         self._resolve(method, params, keywords)
 
     def search_one(self, q_indices: np.ndarray, q_values: np.ndarray, k: int = 10, method: str = "exact",
-                   snapshot: Snapshot | None = None, params: Any = None, **keywords) -> tuple[np.ndarray, np.ndarray]:
-        """One query (term ids, weights) on the calling thread: (scores, internal doc numbers), each of length
-        min(k, num_docs), best first, padded with (0.0, -1). Zero weights are ignored; a bad query raises
-        ``InvalidQuery`` (a ValueError; ``lsr.index.query.check_query``). The method's search parameters come as
-        its dataclass (``params=BmpSearchParams(alpha=0.9)``), a mapping (``params={"alpha": 0.9}``: what a
-        caller passing user input should use, as no name of it can collide with this method's arguments) or
-        keywords (``alpha=0.9``).
+                   snapshot: Snapshot | None = None, params: Any = None, filter: Filter | Mapping | str | None = None,
+                   offset: int = 0, **keywords) -> tuple[np.ndarray, np.ndarray]:
+        """One query (term ids, weights) on the calling thread: (scores, internal doc numbers) of ranks offset + 1
+        to offset + k, best first (ties: lower number first), each of length min(k, num_docs - offset), padded
+        with (0.0, -1). Zero weights are ignored; a bad query raises ``InvalidQuery`` (a ValueError;
+        ``lsr.index.query.check_query``). The method's search parameters come as its dataclass
+        (``params=BmpSearchParams(alpha=0.9)``), a mapping (``params={"alpha": 0.9}``: what a caller passing user
+        input should use, as no name of it can collide with this method's arguments) or keywords (``alpha=0.9``).
+        ``filter``: only documents whose metadata it allows (lsr.index.filters: a dict, JSON text or a ``Filter``;
+        a bad one raises ``InvalidFilter``, a ValueError naming the clause). ``offset``: pages; with an exact
+        method, the page at offset k is exactly ranks k + 1 to 2k of the unpaged ranking.
         The numbers belong to the snapshot searched: to resolve them safely while the index may refresh, pin one
         (``snap = idx.snapshot()``), pass it here and ask it (``snap.document(number)``)."""
         k = validate.integer("k", k, 1)
+        offset = validate.integer("offset", offset, 0)
         m, p = self._resolve(method, params, keywords)
+        flt = parse_filter(filter)
         terms, weights = check_query(q_indices, q_values, self.vocab_size)
         snap = snapshot or self.snapshot()
-        width = min(k, snap.num_docs)
-        scores, docs = np.zeros((1, width), np.float32), np.full((1, width), -1, np.int64)
-        snap.run(m, p, np.array([0, len(terms)], dtype=np.int64), terms, weights, scores, docs)
-        return scores[0], docs[0]
+        total = min(offset + k, snap.num_docs)
+        scores, docs = np.zeros((1, total), np.float32), np.full((1, total), -1, np.int64)
+        snap.run(m, p, np.array([0, len(terms)], dtype=np.int64), terms, weights, scores, docs, flt)
+        return scores[0, offset:], docs[0, offset:]
 
     def search(self, queries: SparseBatch, k: int = 10, method: str = "exact", threads: int | None = None,
-               snapshot: Snapshot | None = None, params: Any = None, **keywords) -> SearchResult:
+               snapshot: Snapshot | None = None, params: Any = None, filter: Filter | Mapping | str | None = None,
+               offset: int = 0, **keywords) -> SearchResult:
         """Top-k of every query; ``threads`` (default: all cores) run queries side by side. The result keeps the
         snapshot it searched (the current one, or ``snapshot``), so its ids resolve after any refresh. Search
-        parameters as in ``search_one``."""
+        parameters, ``filter`` and ``offset`` as in ``search_one`` (one filter for every query)."""
         k = validate.integer("k", k, 1)
+        offset = validate.integer("offset", offset, 0)
         if threads is not None:
             threads = validate.integer("threads", threads, 1)
         m, params = self._resolve(method, params, keywords)
+        flt = parse_filter(filter)
         if not isinstance(queries, SparseBatch):
             raise TypeError(f"queries must be an lsr.sparse.SparseBatch, got {type(queries).__name__}")
         if queries.vocab_size != self.vocab_size:
@@ -509,13 +524,14 @@ class Index:
         except ValueError as e:
             raise ValueError(f"queries: {e}") from e
         snap = snapshot or self.snapshot()
-        n, width = len(queries), min(k, snap.num_docs)
-        scores = np.zeros((n, width), dtype=np.float32)
-        docs = np.full((n, width), -1, dtype=np.int64)
+        snap.allowed(flt)   # checks the filter (and evaluates it once) before any thread starts
+        n, total = len(queries), min(offset + k, snap.num_docs)
+        scores = np.zeros((n, total), dtype=np.float32)
+        docs = np.full((n, total), -1, dtype=np.int64)
 
         def run(lo: int, hi: int) -> None:
             snap.run(m, params, queries.indptr[lo:hi + 1], queries.indices, queries.values, scores[lo:hi],
-                     docs[lo:hi])
+                     docs[lo:hi], flt)
 
         threads = min(threads or os.cpu_count() or 1, max(n, 1))
         if threads <= 1:
@@ -525,7 +541,7 @@ class Index:
             pool = self._thread_pool(threads)
             for f in [pool.submit(run, lo, min(lo + step, n)) for lo in range(0, n, step)]:
                 f.result()
-        return SearchResult(scores, docs, snap)
+        return SearchResult(np.ascontiguousarray(scores[:, offset:]), np.ascontiguousarray(docs[:, offset:]), snap)
 
     def _thread_pool(self, threads: int) -> ThreadPoolExecutor:
         with self._pool_lock:

@@ -15,13 +15,17 @@ A method is a ``Method`` registered under its name:
   forward index and postings (documents already reordered and quantized) with the method's build parameters. They
   are saved as ``<name>.<key>.npy`` in the segment folder and come back memory-mapped as ``seg["<name>.<key>"]``.
   ``None``: the core arrays suffice.
-- ``search(seg, q_indptr, q_terms, q_weights, k, scratch, out_scores, out_docs, params) -> None``: the top-k of
-  queries ``r = 0 .. len(q_indptr) - 2`` (terms ``q_terms[q_indptr[r]:q_indptr[r + 1]]``, int32 ascending unique ids
-  < vocab size; weights float32 > 0) in one segment, written to ``out_scores[r]`` (float32, dequantized: stored
-  impact * ``seg.scale`` * query weight, summed) and ``out_docs[r]`` (int64 segment-local numbers), k columns, best
-  first (ties: lower doc first), padded with (0.0, -1). ``params`` is the method's search-params instance. Run the
-  whole loop in one Numba ``nogil`` call: batches are split into row ranges run side by side on a thread pool, and a
-  single query is a batch of one.
+- ``search(seg, q_indptr, q_terms, q_weights, k, scratch, out_scores, out_docs, params, allowed) -> None``: the
+  top-k of queries ``r = 0 .. len(q_indptr) - 2`` (terms ``q_terms[q_indptr[r]:q_indptr[r + 1]]``, int32 ascending
+  unique ids < vocab size; weights float32 > 0) in one segment, among the documents ``allowed`` lets through
+  (``index.allowed.Allowed``: ``mask``, a bool per document, empty when every one is allowed; a filter's documents
+  less the deleted), written to ``out_scores[r]`` (float32, dequantized: stored impact * ``seg.scale`` * query
+  weight, summed) and ``out_docs[r]`` (int64 segment-local numbers), k columns, best first (ties: lower doc first),
+  padded with (0.0, -1). A disallowed document must never reach the output. ``params`` is the method's
+  search-params instance. Run the whole loop in one Numba ``nogil`` call, the segment's arrays handed over as a
+  bundle (index/bundles.py): batches are split into row ranges run side by side on a thread pool, and a single
+  query is a batch of one. When few documents are allowed the snapshot scores them directly instead
+  (index/allowed.py), so a method only sees sets above ``DIRECT_SHARE``.
 - ``scratch(seg)``: working memory for one thread on one segment (score arrays, heaps), made once per thread and
   passed back to every ``search`` call, so queries allocate nothing large.
 - ``check_arrays(seg)``: raises IndexCorrupt unless the method's arrays in ``seg`` have the dtypes and shapes, and

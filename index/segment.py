@@ -1,4 +1,5 @@
-"""A segment on disk: a folder of .npy arrays (plus stored documents), written once, opened memory-mapped.
+"""A segment on disk: a folder of .npy arrays (plus stored documents and their metadata fields), written once, opened
+memory-mapped.
 
 Writing goes to ``NAME.tmp/``; every file is fsynced, the folder is renamed to ``NAME`` and the parent fsynced, so a
 segment folder without the ``.tmp`` suffix is always complete. It only becomes part of the index when a manifest
@@ -26,6 +27,7 @@ import pyarrow as pa
 
 from lsr.index.docstore import DocStore, write_docs
 from lsr.index.errors import IndexCorrupt
+from lsr.index.fields import FIELDS_FILE, FieldIndex, write_fields
 from lsr.index.manifest import SegmentInfo
 from lsr.index.quantize import DTYPES
 from lsr.core.atomic import fsync_dir
@@ -38,8 +40,10 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def write_segment(folder: Path, name: str, arrays: dict[str, np.ndarray], docs: pa.Table) -> dict[str, dict]:
-    """Writes ``folder/name/`` atomically; returns the file table for the manifest (name -> sha256, bytes)."""
+def write_segment(folder: Path, name: str, arrays: dict[str, np.ndarray], docs: pa.Table,
+                  fields: pa.Table) -> dict[str, dict]:
+    """Writes ``folder/name/`` atomically: the arrays, the stored documents and the field index
+    (``lsr.index.fields.build_fields``); returns the file table for the manifest (name -> sha256, bytes)."""
     tmp = folder / f"{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -49,6 +53,7 @@ def write_segment(folder: Path, name: str, arrays: dict[str, np.ndarray], docs: 
             f.flush()
             os.fsync(f.fileno())
     write_docs(tmp / DOCS_FILE, docs)
+    write_fields(tmp / FIELDS_FILE, fields)
     files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in sorted(tmp.iterdir())}
     fsync_dir(tmp)
     final = folder / name
@@ -61,10 +66,11 @@ def write_segment(folder: Path, name: str, arrays: dict[str, np.ndarray], docs: 
 class Segment:
     """The arrays of one segment, memory-mapped read-only; ``seg["post_docs"]`` is what kernels read."""
 
-    def __init__(self, info: SegmentInfo, arrays: dict[str, np.ndarray], docs: DocStore):
+    def __init__(self, info: SegmentInfo, arrays: dict[str, np.ndarray], docs: DocStore, fields: FieldIndex):
         self.info = info
         self.arrays = arrays
         self.docs = docs
+        self.fields = fields
         self._local = threading.local()
         self._numbers: dict[str, int] | None = None
         self._numbers_lock = threading.Lock()
@@ -127,7 +133,8 @@ class Segment:
                     raise IndexCorrupt(f"{path / fname}: unreadable array ({e})") from e
         if DOCS_FILE not in info.files:
             raise IndexCorrupt(f"{path}: the manifest lists no {DOCS_FILE}")
-        seg = cls(info, arrays, DocStore.open(path / DOCS_FILE, info.num_docs))
+        fields = FieldIndex.open(path / FIELDS_FILE, info.num_docs) if FIELDS_FILE in info.files else FieldIndex()
+        seg = cls(info, arrays, DocStore.open(path / DOCS_FILE, info.num_docs), fields)
         check_core_arrays(seg, vocab_size, quantization)
         for name in info.methods:
             try:

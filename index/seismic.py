@@ -22,7 +22,9 @@ summaries against the whole query; a block's documents are scored exactly throug
 summary score reaches ``heap_factor`` x the current k-th best score. That is pyseismic-lsr's convention (heap_factor
 <= 1, lower is more accurate); the issue's "heap minimum / heap_factor" is the same rule with the inverse factor.
 The first list's blocks go best first so the heap fills with good documents early; a visited bitset scores each
-document once. Kernels are ``nogil``: the Index runs batches one query per call on its thread pool.
+document once. With a filter (index/allowed.py), a disallowed document is skipped before it is scored, so it never
+enters the heap nor raises the bar. Kernels are ``nogil``: the Index runs batches one query per call on its thread
+pool.
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ from numba import njit
 
 from lsr.core import validate
 from lsr.index import topk
+from lsr.index.bundles import Bundle, register
 from lsr.index.errors import IndexCorrupt
 from lsr.index.clustering import cluster_list, top_terms
-from lsr.index.methods import Method, register
+from lsr.index.forward import ForwardArrays, dot
+from lsr.index.methods import Method, register as register_method
 from lsr.index.postings import Postings
 from lsr.index.prefetch import prefetch
 from lsr.index.quantize import impact
@@ -309,35 +313,45 @@ def build_arrays(fwd_indptr: np.ndarray, fwd_terms: np.ndarray, fwd_values: np.n
 
 # ---------------------------------------------------------------------------------------------------------- search
 
-@njit(cache=True, nogil=True, inline="always")
-def _dot(lo, hi, fwd_terms, fwd_values, q_dense):
-    """Dot product of forward-index entries lo:hi (uint64: no negative-index checks) with the dense query; four
-    partial sums hide the add latency."""
-    one, two, three, four = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
-    s0 = s1 = s2 = s3 = np.float32(0.0)
-    j = lo
-    while j + four <= hi:
-        s0 += q_dense[fwd_terms[j]] * impact(fwd_values[j])
-        s1 += q_dense[fwd_terms[j + one]] * impact(fwd_values[j + one])
-        s2 += q_dense[fwd_terms[j + two]] * impact(fwd_values[j + two])
-        s3 += q_dense[fwd_terms[j + three]] * impact(fwd_values[j + three])
-        j += four
-    while j < hi:
-        s0 += q_dense[fwd_terms[j]] * impact(fwd_values[j])
-        j += one
-    return (s0 + s1) + (s2 + s3)
+class SeismicArrays(Bundle):
+    """A segment's Seismic arrays (the ``seismic.*`` files, by their names) and its forward index (``forward``:
+    ForwardArrays)."""
+
+    FIELDS = ("list_blocks", "block_docs_ptr", "docs", "block_scale", "list_records", "list_entries", "list_samples",
+              "record_terms", "record_sizes", "entries", "samples", "fence", "forward")
+
+
+class SeismicWork(Bundle):
+    """One thread's scratch, left as found: ``q_dense`` (vocabulary, zeros), ``visited`` (bitset over documents,
+    zeros), ``acc`` (most blocks in a list), ``hs``/``hd`` (the heap, k entries)."""
+
+    FIELDS = ("q_dense", "visited", "acc", "hs", "hd")
+
+
+@njit(cache=True)
+def _new_seismic_arrays(*args):
+    return SeismicArrays(*args)
+
+
+@njit(cache=True)
+def _new_seismic_work(*args):
+    return SeismicWork(*args)
+
+
+register(SeismicArrays, _new_seismic_arrays)
+register(SeismicWork, _new_seismic_work)
 
 
 @njit(cache=True, nogil=True)
-def seismic_topk(q_terms, q_weights, query_cut, heap_factor, list_blocks, block_docs_ptr, docs, block_scale,
-                 list_records, list_entries, list_samples, record_terms, record_sizes, entries, samples, fence,
-                 fwd_indptr, fwd_terms, fwd_values, scale, q_dense, visited, acc, hs, hd, out_scores, out_docs):
-    """Top-k of one query (``q_terms`` ascending) into out_scores/out_docs, best first, padded with (0, -1).
-
-    ``fwd_indptr`` comes as uint64 (a view), so row offsets index without negative-index checks. Scratch, left as
-    found: q_dense (vocabulary, zeros), visited (bitset over documents, zeros), acc (most blocks
-    in a list), hs/hd (heap, at least k).
-    """
+def seismic_topk(a, w, q_terms, q_weights, query_cut, heap_factor, allowed, out_scores, out_docs):
+    """Top-k of one query (``q_terms`` ascending; ``a`` SeismicArrays, ``w`` SeismicWork) among the documents
+    ``allowed`` (bool per document; empty: all) into out_scores/out_docs, best first, padded with (0, -1). A
+    disallowed document is never scored nor let into the heap, so a block without an allowed document costs only
+    the reading of its document numbers."""
+    list_blocks, block_docs_ptr, docs, block_scale = a.list_blocks, a.block_docs_ptr, a.docs, a.block_scale
+    fwd_indptr, fwd_terms, fwd_values = a.forward.indptr, a.forward.terms, a.forward.values
+    q_dense, visited, acc, hs, hd = w.q_dense, w.visited, w.acc, w.hs, w.hd
+    filtered = len(allowed) > 0
     k = len(out_scores)
     size = 0
     nq = len(q_terms)
@@ -351,8 +365,8 @@ def seismic_topk(q_terms, q_weights, query_cut, heap_factor, list_blocks, block_
         if nb == 0:
             continue
         acc[:nb] = 0.0
-        score_list(q_terms, q_weights, list_records[t], list_records[t + 1], list_entries[t], list_samples[t],
-                   record_terms, record_sizes, entries, samples, fence, acc)
+        score_list(q_terms, q_weights, a.list_records[t], a.list_records[t + 1], a.list_entries[t],
+                   a.list_samples[t], a.record_terms, a.record_sizes, a.entries, a.samples, a.fence, acc)
         for b in range(nb):
             acc[b] *= block_scale[b0 + b]
         # the first list best block first: the heap fills with good documents before the others are filtered
@@ -374,34 +388,31 @@ def seismic_topk(q_terms, q_weights, query_cut, heap_factor, list_blocks, block_
                     prefetch(fwd_terms, nxt)
                     prefetch(fwd_values, nxt)
                 d = docs[p]
+                if filtered and not allowed[d]:
+                    continue
                 word, bit = d >> 6, np.uint64(1) << np.uint64(d & 63)
                 if visited[word] & bit:
                     continue
                 visited[word] |= bit
-                s = _dot(fwd_indptr[d], fwd_indptr[d + 1], fwd_terms, fwd_values, q_dense)
+                s = dot(fwd_indptr[d], fwd_indptr[d + 1], fwd_terms, fwd_values, q_dense)
                 size = topk.push(hs, hd, size, k, s, d)
     for i in range(nq):
         q_dense[q_terms[i]] = 0.0
     visited[:] = 0
     for i in range(size):
-        hs[i] *= scale
+        hs[i] *= a.forward.scale
     topk.drain(hs, hd, size, out_scores, out_docs, 0)
 
 
 @njit(cache=True, nogil=True)
-def seismic_batch(q_indptr, q_terms, q_weights, query_cut, heap_factor, list_blocks, block_docs_ptr, docs,
-                  block_scale, list_records, list_entries, list_samples, record_terms, record_sizes, entries, samples,
-                  fence, fwd_indptr, fwd_terms, fwd_values, scale, q_dense, visited, acc, hs, hd, out_scores, out_docs):
+def seismic_batch(a, w, q_indptr, q_terms, q_weights, query_cut, heap_factor, allowed, out_scores, out_docs):
     for r in range(len(q_indptr) - 1):
         lo, hi = q_indptr[r], q_indptr[r + 1]
-        seismic_topk(q_terms[lo:hi], q_weights[lo:hi], query_cut, heap_factor, list_blocks, block_docs_ptr, docs,
-                     block_scale, list_records, list_entries, list_samples, record_terms, record_sizes, entries,
-                     samples, fence, fwd_indptr, fwd_terms, fwd_values, scale, q_dense, visited, acc, hs, hd,
-                     out_scores[r], out_docs[r])
+        seismic_topk(a, w, q_terms[lo:hi], q_weights[lo:hi], query_cut, heap_factor, allowed, out_scores[r],
+                     out_docs[r])
 
 
-_INDEX_ARRAYS = ("list_blocks", "block_docs_ptr", "docs", "block_scale", "list_records", "list_entries",
-                 "list_samples", "record_terms", "record_sizes", "entries", "samples", "fence")
+_INDEX_ARRAYS = SeismicArrays.FIELDS[:-1]
 
 
 class Scratch:
@@ -409,20 +420,27 @@ class Scratch:
     arrays the kernel reads, gathered once."""
 
     def __init__(self, seg):   # its arrays passed check_arrays when the segment opened
-        self.arrays = tuple(seg[f"seismic.{name}"] for name in _INDEX_ARRAYS) + (
-            seg["fwd_indptr"].view(np.uint64), seg["fwd_terms"], seg["fwd_values"], np.float32(seg.scale))
-        list_blocks = self.arrays[0]
+        self.arrays = SeismicArrays.of(**{name: seg[f"seismic.{name}"] for name in _INDEX_ARRAYS},
+                                       forward=ForwardArrays.of_segment(seg))
+        list_blocks = seg["seismic.list_blocks"]
         self.q_dense = np.zeros(len(list_blocks) - 1, dtype=np.float32)
         self.visited = np.zeros((seg.num_docs + 63) >> 6, dtype=np.uint64)
         self.acc = np.zeros(max(1, int(np.diff(list_blocks).max(initial=0))), dtype=np.float32)
         self.heap = topk.Heap()
+        self._work: tuple[int, SeismicWork] | None = None
+
+    def work(self, k: int) -> SeismicWork:
+        """The scratch bundle with a heap of k entries (made again only when k changes)."""
+        if self._work is None or self._work[0] != k:
+            hs, hd = self.heap.arrays(k)
+            self._work = k, SeismicWork.of(q_dense=self.q_dense, visited=self.visited, acc=self.acc, hs=hs, hd=hd)
+        return self._work[1]
 
 
 def search(seg, q_indptr, q_terms, q_weights, k, scratch: Scratch, out_scores, out_docs,
-           params: SeismicSearchParams) -> None:
-    hs, hd = scratch.heap.arrays(k)
-    seismic_batch(q_indptr, q_terms, q_weights, params.query_cut, np.float32(params.heap_factor), *scratch.arrays,
-                  scratch.q_dense, scratch.visited, scratch.acc, hs, hd, out_scores, out_docs)
+           params: SeismicSearchParams, allowed) -> None:
+    seismic_batch(scratch.arrays, scratch.work(k), q_indptr, q_terms, q_weights, params.query_cut,
+                  np.float32(params.heap_factor), allowed.mask, out_scores, out_docs)
 
 
 def check_arrays(seg) -> None:
@@ -459,5 +477,5 @@ def build(fwd, postings, params: SeismicBuildParams) -> dict[str, np.ndarray]:
     return build_arrays(fwd.indptr, fwd.terms, fwd.values, postings.indptr, postings.docs, postings.values, params)
 
 
-register(Method("seismic", search=search, scratch=Scratch, build=build, build_params=SeismicBuildParams,
-                search_params=SeismicSearchParams, check_arrays=check_arrays))
+register_method(Method("seismic", search=search, scratch=Scratch, build=build, build_params=SeismicBuildParams,
+                       search_params=SeismicSearchParams, check_arrays=check_arrays))

@@ -9,18 +9,24 @@ Internal document numbers are positions in the concatenation of the snapshot's s
 their numbers and are never returned; a number is only meaningful with the snapshot that produced it, which is why a
 ``SearchResult`` keeps its snapshot.
 
-Search over several segments: each segment returns its own top-k, and the lists are merged (ties: lower number
-first). A segment with D deleted documents is asked for k + min(D, k) hits and the deleted ones dropped; a query that
-still has fewer than k live hits from it while the segment has more is asked again for k + D, which is always enough.
-So deletes need nothing from the methods' kernels, and exact (and safe BMP) results equal those of an index built
-from the live documents alone: the same documents with the same scores, up to the order in which float32 sums add a
-document's terms (exact search adds the terms it stores as dense rows first, and which terms are dense depends on
-the segment), a few ulps at most; every segment shares the index's quantization scale, so the impacts are equal. The in-memory segment has no method arrays and is searched exactly whatever the
-method: it is small, and exact is the best any method can do.
+Search over several segments: each segment returns its own top-k among its allowed documents (index/allowed.py: a
+filter's, less the deleted ones; every method takes the set), and the lists are merged by (score, number): ties go
+to the lower number, so the order is total and stable, and page 2 of an exact search is exactly ranks k + 1 to 2k.
+Exact (and safe BMP) results equal those of an index built from the live documents alone: the same documents with
+the same scores, up to the order in which float32 sums add a document's terms (exact search adds the terms it stores
+as dense rows first, and which terms are dense depends on the segment; the direct path of selective filters adds
+them in term order), a few ulps at most; every segment shares the index's quantization scale, so the impacts are
+equal. The in-memory segment has no method arrays and is searched exactly whatever the method: it is small, and
+exact is the best any method can do.
+
+A filter is checked against the kinds of the snapshot's keys (every segment's), then evaluated once per segment;
+the sets of the last few filters are kept, so repeated filters (a tenant's, a language's) cost a dictionary lookup.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,8 +34,10 @@ from typing import Any
 import numba as nb
 import numpy as np
 
+from lsr.index import filters
 from lsr.index import methods as registry
 from lsr.index import topk
+from lsr.index.allowed import Allowed, search_direct
 from lsr.index.deletes import read_deletes
 from lsr.index.errors import IndexCorrupt
 from lsr.index.manifest import Manifest, SegmentInfo
@@ -37,6 +45,7 @@ from lsr.index.quantize import dequantize
 from lsr.index.segment import Segment
 
 _OPEN_ATTEMPTS = 10
+_FILTER_CACHE = 32   # allowed sets of this many filters kept per snapshot
 
 
 class Snapshot:
@@ -49,6 +58,11 @@ class Snapshot:
         self.offsets = np.cumsum([0] + [s.num_docs for s in self.segments])
         self.num_docs = int(self.offsets[-1]) - sum(self.dead_counts)   # live documents
         self.seq = manifest.wal_seq if seq is None else seq             # last write-ahead-log record it reflects
+        self._live = [Allowed(seg.num_docs, None if d is None or not d.any() else ~d)
+                      for seg, d in zip(self.segments, self.dead)]
+        self._filtered: OrderedDict[str, list[Allowed]] = OrderedDict()
+        self._filtered_lock = threading.Lock()
+        self._kinds: dict[str, str] | None = None
 
     @property
     def generation(self) -> int:
@@ -127,52 +141,80 @@ class Snapshot:
         return ids
 
     # ---- search -------------------------------------------------------------------------------------------------
+    @property
+    def kinds(self) -> dict[str, str]:
+        """The kind (keyword, number, bool) of every metadata key some segment holds."""
+        if self._kinds is None:
+            kinds: dict[str, str] = {}
+            for seg in self.segments:
+                kinds.update(seg.fields.kinds)
+            self._kinds = kinds
+        return self._kinds
+
+    def allowed(self, flt: filters.Filter | None) -> list[Allowed]:
+        """Per segment, the live documents ``flt`` allows (checked against ``kinds`` first: InvalidFilter)."""
+        if flt is None:
+            return self._live
+        key = flt.model_dump_json()
+        with self._filtered_lock:
+            found = self._filtered.get(key)
+            if found is not None:
+                self._filtered.move_to_end(key)
+                return found
+        filters.check_filter(flt, self.kinds)
+        sets = []
+        for seg, live in zip(self.segments, self._live):
+            mask = filters.allowed(flt, seg)
+            sets.append(Allowed(seg.num_docs, mask if live.every else mask & live.mask))
+        with self._filtered_lock:
+            self._filtered[key] = sets
+            if len(self._filtered) > _FILTER_CACHE:
+                self._filtered.popitem(last=False)
+        return sets
+
     def run(self, method: registry.Method, params: Any, q_indptr: np.ndarray, q_terms: np.ndarray,
-            q_weights: np.ndarray, out_scores: np.ndarray, out_docs: np.ndarray) -> None:
-        """Top-k (k = out width <= live documents) of validated queries into out_*, merged over segments."""
+            q_weights: np.ndarray, out_scores: np.ndarray, out_docs: np.ndarray,
+            flt: filters.Filter | None = None) -> None:
+        """Top-k (k = out width <= live documents) of validated queries among the documents ``flt`` allows (None:
+        all) into out_*, merged over segments; out_* come padded with (0, -1)."""
         k = out_scores.shape[1]
-        live = [s for s, seg in enumerate(self.segments) if seg.num_docs > self.dead_counts[s]]
-        if not live:
-            return
-        if len(live) == 1 and not self.dead_counts[live[0]]:
+        allowed = self.allowed(flt)
+        live = [s for s, a in enumerate(allowed) if a.count]
+        if len(live) == 1 and allowed[live[0]].count >= k:
             s = live[0]
-            m, p = self._method_for(self.segments[s], method, params)
-            m.search(self.segments[s], q_indptr, q_terms, q_weights, k, self.segments[s].scratch(m), out_scores,
-                     out_docs, p)
+            self._search_segment(s, method, params, allowed[s], q_indptr, q_terms, q_weights, out_scores, out_docs)
             if s:
                 out_docs[out_docs >= 0] += self.offsets[s]
             return
-        parts = [self._segment_topk(s, method, params, q_indptr, q_terms, q_weights, k) for s in live]
+        if not live:
+            return
+        n = len(q_indptr) - 1
+        parts = []
+        for s in live:
+            width = min(k, allowed[s].count)
+            scores, docs = np.zeros((n, width), np.float32), np.full((n, width), -1, np.int64)
+            self._search_segment(s, method, params, allowed[s], q_indptr, q_terms, q_weights, scores, docs)
+            parts.append((scores, docs))
         offsets = np.concatenate([np.full(p[1].shape[1], self.offsets[s], np.int64) for s, p in zip(live, parts)])
         heap = np.zeros(k, np.float32), np.zeros(k, np.int64)
         _merge(np.concatenate([p[0] for p in parts], axis=1), np.concatenate([p[1] for p in parts], axis=1), offsets,
                *heap, out_scores, out_docs)
 
-    @staticmethod
-    def _method_for(seg: Segment, method: registry.Method, params: Any) -> tuple[registry.Method, Any]:
-        if method.name in seg.info.methods:
-            return method, params
-        exact = registry.get("exact")
-        return exact, exact.search_config()
-
-    def _segment_topk(self, s: int, method: registry.Method, params: Any, q_indptr: np.ndarray,
-                      q_terms: np.ndarray, q_weights: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k live hits of segment s: (scores, local numbers), -1 padded, k columns at most."""
-        seg, dead, n_dead = self.segments[s], self.dead[s], self.dead_counts[s]
-        m, p = self._method_for(seg, method, params)
-        width = min(seg.num_docs, k + min(n_dead, k))
-        scores, docs = _call(m, p, seg, q_indptr, q_terms, q_weights, width)
-        if not n_dead:
-            return scores, docs
-        full = docs[:, -1] >= 0
-        scores, docs = _drop_dead(scores, docs, dead, k)
-        wider = min(seg.num_docs, k + n_dead)
-        retry = np.nonzero(full & (docs[:, -1] < 0))[0] if wider > width else []
-        for r in retry:
-            one_s, one_d = _call(m, p, seg, q_indptr[r:r + 2], q_terms, q_weights, wider)
-            one_s, one_d = _drop_dead(one_s, one_d, dead, k)
-            scores[r], docs[r] = one_s[0], one_d[0]
-        return scores, docs
+    def _search_segment(self, s: int, method: registry.Method, params: Any, allowed: Allowed, q_indptr: np.ndarray,
+                        q_terms: np.ndarray, q_weights: np.ndarray, out_scores: np.ndarray,
+                        out_docs: np.ndarray) -> None:
+        """Segment s's top-k (local numbers) among its allowed documents: by the method, or by the direct path
+        when few are allowed."""
+        seg = self.segments[s]
+        if allowed.direct:
+            search_direct(seg, allowed, q_indptr, q_terms, q_weights, out_scores, out_docs)
+            return
+        m, p = method, params
+        if method.name not in seg.info.methods:
+            m = registry.get("exact")
+            p = m.search_config()
+        m.search(seg, q_indptr, q_terms, q_weights, out_scores.shape[1], seg.scratch(m), out_scores, out_docs, p,
+                 allowed)
 
 
 def _reused(seg: Segment | None, info: SegmentInfo, manifest: Manifest) -> Segment | None:
@@ -192,21 +234,3 @@ def _merge(scores, docs, offsets, hs, hd, out_scores, out_docs):
             if docs[r, j] >= 0:
                 size = topk.push(hs, hd, size, k, scores[r, j], docs[r, j] + offsets[j])
         topk.drain(hs, hd, size, out_scores[r], out_docs[r], 0)
-
-
-def _call(m: registry.Method, params: Any, seg: Segment, q_indptr: np.ndarray, q_terms: np.ndarray,
-          q_weights: np.ndarray, width: int) -> tuple[Any, Any]:
-    n = len(q_indptr) - 1
-    scores, docs = np.zeros((n, width), np.float32), np.full((n, width), -1, np.int64)
-    m.search(seg, q_indptr, q_terms, q_weights, width, seg.scratch(m), scores, docs, params)
-    return scores, docs
-
-
-def _drop_dead(scores: np.ndarray, docs: np.ndarray, dead: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Removes deleted hits, keeping the order of the others; at most k columns, -1 padded."""
-    gone = (docs < 0) | dead[np.maximum(docs, 0)]
-    order = np.argsort(gone, axis=1, kind="stable")[:, :k]
-    scores, docs = np.take_along_axis(scores, order, 1), np.take_along_axis(docs, order, 1)
-    gone = np.take_along_axis(gone, order, 1)
-    scores[gone], docs[gone] = 0.0, -1
-    return scores, docs

@@ -3,7 +3,8 @@
 A write (add or replace documents, delete ids) becomes one record, so a batch is all or nothing:
 
     magic b"LSRW" | u32 body length | u32 crc32(body) | body
-    body = u64 seq | u8 op | u32 n | u32 meta length | meta (JSON: ids, and for PUT the stored title/text)
+    body = u64 seq | u8 op | u32 n | u32 meta length | meta (JSON: ids, and for PUT the stored documents as
+           [title, text] or, with metadata, [title, text, metadata]: logs written before metadata stay readable)
            [PUT only: indptr int64 (n + 1) | indices int32 (nnz) | values float32 (nnz)]
 
 Sequence numbers grow by one per record. The manifest records ``wal_seq``, the last record whose effects its segments
@@ -67,7 +68,8 @@ class Record:
     def encode(self) -> bytes:
         meta: dict = {"ids": self.ids}
         if self.docs is not None:
-            meta["docs"] = [None if d is None else [d.title, d.text] for d in self.docs]
+            meta["docs"] = [None if d is None else [d.title, d.text] + ([d.metadata] if d.metadata else [])
+                             for d in self.docs]
         if self.vectors is not None:
             meta["vocab_size"] = self.vectors.vocab_size
         raw = json.dumps(meta, ensure_ascii=False).encode()
@@ -90,10 +92,12 @@ class Record:
                 raise ValueError(f"op {op}, {n} ids")
             docs = None
             if meta.get("docs") is not None:
-                if len(meta["docs"]) != n or not all(d is None or (len(d) == 2 and all(
-                        isinstance(x, str) or x is None for x in d)) for d in meta["docs"]):
+                if len(meta["docs"]) != n or not all(d is None or (len(d) in (2, 3) and all(
+                        isinstance(x, str) or x is None for x in d[:2]) and (
+                        len(d) == 2 or d[2] is None or isinstance(d[2], dict))) for d in meta["docs"]):
                     raise ValueError("stored documents do not match the ids")
-                docs = [None if d is None else Document(i, d[1], d[0]) for i, d in zip(ids, meta["docs"])]
+                docs = [None if d is None else Document(i, d[1], d[0], d[2] if len(d) > 2 else None)
+                        for i, d in zip(ids, meta["docs"])]
             vectors = None
             if op == PUT:
                 indptr = np.frombuffer(body, np.int64, n + 1, at)

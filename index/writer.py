@@ -57,6 +57,7 @@ from lsr.index.snapshot import Snapshot
 from lsr.index.wal import DELETE, PUT, Record, WriteAheadLog, to_replay
 from lsr.core import validate
 from lsr.core.documents import Document
+from lsr.core.metadata import merge_kinds
 from lsr.core.sparse import SparseBatch
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class Writer:
         self._scale = m.scale if m.scale is not None else (committed.segments[0].scale if committed.segments else None)
         self._configs = {name: m.build_params.get(name, {}) for name in m.methods}
         self._reorder = bool(m.build_params.get("reorder", True))
+        self._kinds = dict(committed.kinds)   # metadata key -> kind, of every document written (lsr.core.metadata)
         self._wal = WriteAheadLog(path)
         self.flush_docs = flush_docs
         self.policy = merge_policy
@@ -168,6 +170,9 @@ class Writer:
                 if present:
                     raise ValueError(f"{len(present)} ids are already in the index (e.g. {present[:3]}); "
                                      "use upsert to replace documents")
+            kinds = dict(self._kinds)   # a key keeps its kind: refused before anything is logged
+            for i, d in enumerate(docs or ()):
+                merge_kinds(kinds, d.metadata if d is not None else None, f"texts[{i}]")
             self._log(Record(self._seq + 1, PUT, ids, vectors, docs))
             full = len(self._buffer) >= self.flush_docs
         if full:
@@ -191,6 +196,8 @@ class Writer:
         if record.op == PUT:
             if self._scale is None:   # an index created empty: its first documents fix the scale
                 self._scale = scale_for(record.vectors.values, self._manifest.quantization)
+            for d in record.docs or ():
+                merge_kinds(self._kinds, d.metadata if d is not None else None)
             self._buffer.put(record.ids, record.vectors, record.docs)
         self._seq = record.seq
         self._version += 1

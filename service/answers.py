@@ -52,14 +52,14 @@ def _hits(engine: Engine, a: Answer) -> Iterator[bytes]:
     """The hits of ``a`` as a JSON list's contents, a group of about PIECE_BYTES at a time."""
     group: list[Hit] = []
     size, first = 0, True
-    for rank, (doc_id, score, key) in enumerate(a.hits, 1):
+    for rank, (doc_id, score, key) in enumerate(a.hits, a.req.offset + 1):
         hit = Hit(id=doc_id, score=score, rank=rank)
         if a.req.fields:
             doc = a.snap.document(key)
             for name in STORED_FIELDS:
                 if name in a.req.fields:
                     setattr(hit, name, doc[name])
-                    size += len(doc[name])
+                    size += len(doc[name]) if isinstance(doc[name], str) else len(json.dumps(doc[name]))
         if a.req.explain:
             hit.explanation = engine.explain(a.snap, a.row, key)
             size += 96 * len(hit.explanation)

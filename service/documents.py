@@ -35,7 +35,7 @@ class Documents:
         self._lock = asyncio.Lock()  # one write at a time in this process; the writer lock orders processes
 
     async def get(self, doc_id: str) -> dict:
-        """{"id", "title", "text"}; KeyError when unknown."""
+        """{"id", "title", "text", "metadata"}; KeyError when unknown."""
         return await self.engine.pool.run(self._get, doc_id)
 
     def _get(self, doc_id: str) -> dict:
@@ -66,13 +66,16 @@ class Documents:
         encoder = self.engine.encoder
         if encoder is None:
             raise NotReady(self.engine.load_error or "the encoder is still loading")
-        texts = [Document(d.id, d.text, d.title) for d in docs]
+        texts = [Document(d.id, d.text, d.title, d.metadata) for d in docs]
         try:
             vectors = await self.engine.batcher.run(encoder.encode_documents, [t.full_text for t in texts])
         except (ValueError, TypeError, UnicodeError) as e:
             raise QueryError(f"the documents cannot be encoded: {type(e).__name__}: {e}") from e
         ids = [d.id for d in docs]
-        await self._write(lambda w: w.upsert(ids, vectors, texts))
+        try:
+            await self._write(lambda w: w.upsert(ids, vectors, texts))
+        except ValueError as e:   # a metadata key whose kind the index already holds otherwise; nothing written
+            raise QueryError(str(e).replace("texts[", "body[")) from e
         self.engine.metrics.documents.labels("upsert").inc(len(docs))
         return ids
 

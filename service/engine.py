@@ -215,12 +215,13 @@ class Engine:
             rows = [next(encoded) if row is None else row for row in rows]
         return rows
 
-    def _top(self, req: SearchRequest, row: Row, k: int, snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
+    def _top(self, req: SearchRequest, row: Row, k: int, snap: Snapshot,
+             offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
         start = time.perf_counter()
         try:
             scores, docs = self.index.search_one(row[0], row[1], k=k, method=req.method, params=req.params,
-                                                 snapshot=snap)
-        except (ValueError, TypeError) as e:  # parameters out of range, duplicate term ids, ...
+                                                 snapshot=snap, filter=req.filter, offset=offset)
+        except (ValueError, TypeError) as e:  # parameters out of range, duplicate term ids, a filter's clause, ...
             raise QueryError(str(e)) from e
         self.metrics.search.labels(req.method).observe(time.perf_counter() - start)
         return scores, docs
@@ -231,7 +232,7 @@ class Engine:
         if req.hybrid is not None:
             hits = self._hybrid(req, row, snap)
         else:
-            scores, docs = self._top(req, row, req.k, snap)
+            scores, docs = self._top(req, row, req.k, snap, req.offset)
             ids = self.doc_ids(snap)
             hits = [(ids[d], float(s), int(d)) for s, d in zip(scores, docs) if d >= 0]
         return Answer(req, row, snap, hits, (time.perf_counter() - start) * 1000)
@@ -241,7 +242,7 @@ class Engine:
 
         if self.bm25 is None:
             raise QueryError("hybrid search needs a BM25 side: start the service with lsr serve --bm25 DIR")
-        depth = max(req.hybrid.depth, req.k)
+        depth = max(req.hybrid.depth, req.k + req.offset)
         scores, docs = self._top(req, row, depth, snap)
         ids = self.doc_ids(snap)
         splade = [(ids[d], float(s)) for s, d in zip(scores, docs) if d >= 0]
@@ -249,7 +250,7 @@ class Engine:
         live = self._live_ids(snap)
         bm25 = [(d, s) for d, s in self.bm25.ranking(req.query, depth) if d in live]  # deleted since: dropped
         self.metrics.search.labels("bm25").observe(time.perf_counter() - start)
-        return [(d, s, d) for d, s in fuse(splade, bm25, req.hybrid, req.k)]
+        return [(d, s, d) for d, s in fuse(splade, bm25, req.hybrid, req.k + req.offset)[req.offset:]]
 
     def _snapshot(self) -> Snapshot:
         self.refresh()

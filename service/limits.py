@@ -20,7 +20,7 @@ from fastapi import HTTPException, status
 from lsr.service.models import DocumentIn, InvalidBatchQuery, SearchRequest
 from lsr.service.settings import Settings
 
-STORED_FIELDS = ("title", "text")
+STORED_FIELDS = ("title", "text", "metadata")
 
 
 class BodyLimit:
@@ -80,6 +80,8 @@ def search_problem(req: SearchRequest, s: Settings) -> str | None:
     """What makes one query exceed the limits, or None."""
     if req.k > s.max_k:
         return f"k may be at most {s.max_k}, got {req.k}"
+    if req.k + req.offset > s.max_k:
+        return f"k + offset may be at most {s.max_k} (pages reach that deep), got {req.k + req.offset}"
     if req.query is not None and len(req.query) > s.max_query_chars:
         return f"the query may hold at most {s.max_query_chars} characters, got {len(req.query)}"
     n_terms = len(req.indices if req.indices is not None else req.terms or {})
@@ -134,6 +136,3 @@ def check_documents(docs: list[DocumentIn], s: Settings) -> None:
     for d in docs:
         if len(d.text) + len(d.title) > s.max_document_chars:
             raise _unprocessable(f"document {d.id!r} is longer than {s.max_document_chars} characters")
-        if d.metadata:
-            raise _unprocessable(f"document {d.id!r}: metadata is not stored by this index format yet; "
-                                 "send id, title and text")

@@ -20,6 +20,9 @@ from typing import Annotated, Any, Literal
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationError,
                       model_validator)
 
+from lsr.core.metadata import Metadata
+from lsr.index.filters import Filter
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
@@ -44,6 +47,14 @@ def _doc_id(value: str) -> str:
 
 Text = Annotated[str, AfterValidator(_unicode)]
 DocId = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_unicode), AfterValidator(_doc_id)]
+
+
+def _unicode_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    for key, v in value.items():
+        for text in (key, *(v if isinstance(v, list) else [v])):
+            if isinstance(text, str):
+                _unicode(text)
+    return value
 Weight = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 TermId = Annotated[int, Field(ge=0, lt=2**31)]
 Param = Annotated[int, Field(ge=-2**31, lt=2**31)] | Annotated[float, Field(allow_inf_nan=False)]
@@ -72,12 +83,19 @@ class SearchRequest(Strict):
     terms: dict[Text, Weight] | None = Field(None, description="sparse query by token: {token: weight}")
     vocab_fingerprint: Text | None = Field(None, description="vocabulary the sparse query comes from (checked)")
     k: int = Field(10, ge=1, lt=2**31, description="number of hits")
+    offset: int = Field(0, ge=0, lt=2**31, description="hits to skip: the page of ranks offset + 1 to offset + k "
+                                                         "(ties broken by document, so exact pages never overlap)")
+    filter: Filter | None = Field(None, description="only documents whose metadata this allows (Qdrant's shape: "
+                                                    "must / should / must_not of key+match, key+range, has_id)",
+                                  examples=[{"must": [{"key": "lang", "match": {"value": "en"}},
+                                                      {"key": "year", "range": {"gte": 2020}}]}])
     method: Text = Field("exact", description="exact, bmp or seismic (as built into the index)")
     params: dict[Text, Param] = Field(default_factory=dict, description="the method's search parameters",
                                       examples=[{"alpha": 0.9}])
     explain: bool = Field(False, description="per hit, the query terms that contributed and how much (hits "
                                              "explained per request are limited: LSR_MAX_EXPLAIN_HITS)")
-    fields: list[Text] = Field(default_factory=list, description="stored fields to return: title, text (hits "
+    fields: list[Text] = Field(default_factory=list, description="stored fields to return: title, text, "
+                                                                  "metadata (hits "
                                                                   "with stored fields per request are limited: "
                                                                   "LSR_MAX_FIELD_HITS)")
     hybrid: Hybrid | None = None
@@ -93,6 +111,9 @@ class SearchRequest(Strict):
             raise ValueError("'indices' and 'values' must have the same length")
         if self.hybrid is not None and self.query is None:
             raise ValueError("hybrid search needs a text 'query' (BM25 analyses the text)")
+        if self.hybrid is not None and self.filter is not None:
+            raise ValueError("filters are not available with hybrid search (the BM25 side stores no metadata); ask "
+                             "without 'hybrid'")
         if self.hybrid is not None and self.explain:
             raise ValueError("explain is not available with hybrid search (BM25 scores are not per-term sums of "
                              "SPLADE weights); ask without 'hybrid' to see the SPLADE terms")
@@ -141,6 +162,7 @@ class Hit(BaseModel):
     rank: int
     title: str | None = None
     text: str | None = None
+    metadata: dict[str, Any] | None = None
     explanation: list[Contribution] | None = None
 
 
@@ -171,7 +193,9 @@ class DocumentIn(Strict):
                                        "and '..'; in a URL, percent-encode it ('/' may also stay as is)")
     text: Text
     title: Text = ""
-    metadata: dict[Text, Any] | None = None
+    metadata: Annotated[Metadata, AfterValidator(_unicode_metadata)] | None = Field(
+        None, description="filterable values: strings, numbers, booleans, or lists of strings or of numbers; a key "
+                          "keeps one kind in an index", examples=[{"lang": "en", "year": 2021, "tags": ["a", "b"]}])
 
 
 class WriteResponse(BaseModel):
@@ -183,6 +207,7 @@ class DocumentOut(BaseModel):
     id: str
     title: str
     text: str
+    metadata: dict[str, Any] | None = None
 
 
 class Problem(BaseModel):

@@ -20,6 +20,9 @@ def search(
     terms: Optional[str] = typer.Option(None, help='a sparse query of tokens, as JSON: \'{"file": 1.2, "read": 0.8}\''),
     vector: Optional[str] = typer.Option(None, help="a sparse query of term ids: ID:WEIGHT,ID:WEIGHT,..."),
     k: int = typer.Option(10, "-k", min=1),
+    offset: int = typer.Option(0, "--offset", min=0, help="hits to skip (the page of ranks offset+1 to offset+k)"),
+    filter_json: Optional[str] = typer.Option(None, "--filter", help='only documents whose metadata this allows, as '
+                                              'JSON: \'{"must": [{"key": "lang", "match": {"value": "en"}}]}\''),
     method: str = typer.Option("exact", help="exact, bmp, seismic (as built)"),
     param: list[str] = typer.Option([], "--param", help="method search parameter KEY=VALUE, e.g. alpha=0.9 (bmp), "
                                                         "query_cut=10, heap_factor=0.9 (seismic)"),
@@ -30,6 +33,7 @@ def search(
     import numpy as np
 
     from lsr.index import Index, IndexCorrupt, VocabularyMismatch
+    from lsr.index.filters import parse_filter
 
     if sum(x is not None for x in (query, terms, vector)) != 1:
         fail("give one query: a TEXT argument, --terms or --vector")
@@ -38,6 +42,8 @@ def search(
     params = parse_params(param)
     with reported(ValueError):
         idx.check_search(method, params)   # before a model loads
+        flt = parse_filter(filter_json)
+        idx.snapshot().allowed(flt)        # the filter checked against the index's keys, too
     if vector is not None:
         ids, weights = _parse_vector(vector)
     elif terms is not None:
@@ -53,9 +59,9 @@ def search(
             typer.echo(f"the query is longer than {encoder.stats.max_length} tokens and was truncated", err=True)
     with reported(ValueError):
         scores, docs = idx.search_one(np.asarray(ids), np.asarray(weights, np.float32), k=k, method=method,
-                                      params=params)
-    hits = [{"rank": r + 1, "score": round(float(s), 4), **idx.document(int(d))}
-            for r, (s, d) in enumerate(zip(scores, docs)) if d >= 0]
+                                      params=params, filter=flt, offset=offset)
+    hits = [{"rank": r, "score": round(float(s), 4), **idx.document(int(d))}
+            for r, (s, d) in enumerate(zip(scores, docs), offset + 1) if d >= 0]
     if as_json:
         echo_json({"query": query if query is not None else terms or vector, "method": method, "hits": hits})
         return

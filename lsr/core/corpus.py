@@ -1,7 +1,9 @@
 """Reading corpora: JSONL, Parquet, a BEIR folder, or an ir_datasets id, as a stream of documents.
 
-Every form yields ``Document(id, text, title)``; ``Document.full_text`` is the "title text" string that
-BEIR's conventions encode.
+Every form yields ``Document(id, text, title, metadata)``; ``Document.full_text`` is the "title text" string that
+BEIR's conventions encode. Metadata (lsr.core.metadata) is a ``metadata`` object per JSONL record; in Parquet a
+``metadata`` column of structs or maps (a null field is an absent key: Parquet cannot tell them apart) or of JSON
+object strings.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def _parquet(path: Path, start: int, stop: int | None) -> Iterator[Document]:
     id_col = next((c for c in ("id", "_id", "doc_id") if c in names), None)
     if id_col is None or "text" not in names:
         raise CorpusError(f"{path}: a Parquet corpus needs 'id' and 'text' columns, has {sorted(names)}")
-    cols = [id_col, "text"] + (["title"] if "title" in names else [])
+    cols = [id_col, "text"] + [c for c in ("title", "metadata") if c in names]
     meta = pf.metadata
     stop = meta.num_rows if stop is None else min(stop, meta.num_rows)
     groups, pos, first = [], None, 0   # the row groups that hold rows start:stop, and the first row they hold
@@ -76,10 +78,31 @@ def _parquet(path: Path, start: int, stop: int | None) -> Iterator[Document]:
             continue
         d = batch.slice(lo, hi - lo).to_pydict()
         titles = d.get("title") or [""] * (hi - lo)
-        for i, t, ti in zip(d[id_col], d["text"], titles):
-            yield Document(str(i), t or "", ti or "")
+        metas = d.get("metadata") or [None] * (hi - lo)
+        for row, (i, t, ti, m) in enumerate(zip(d[id_col], d["text"], titles, metas), pos - batch.num_rows + lo):
+            try:
+                yield Document(str(i), t or "", ti or "", _parquet_metadata(m))
+            except ValueError as e:
+                raise CorpusError(f"{path}: row {row}: {e}") from None
         if pos >= stop:
             return
+
+
+def _parquet_metadata(value):
+    """A Parquet ``metadata`` cell as a dict: a struct (dict) or map (key-value pairs) without its null fields, or a
+    JSON object string."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"metadata is not a JSON object ({e.msg})") from None
+    elif isinstance(value, list):   # a map column
+        value = dict(value)
+    if isinstance(value, dict):
+        value = {k: v for k, v in value.items() if v is not None}
+    return value
 
 
 def _ir_datasets(dataset_id: str, start: int, stop: int | None) -> Iterator[Document]:

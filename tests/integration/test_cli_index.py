@@ -92,14 +92,19 @@ def test_method_parameters_from_the_command_line_are_checked(tmp_path):
     assert not (tmp_path / "i2").exists()
 
 
+def vector_files(folder, n_docs: int, n_queries: int) -> list[str]:
+    """Toy document and query vector files in ``folder``: the --docs and --queries options of a benchmark."""
+    docs, queries = random_batch(n_docs, 30, seed=3, vocab=300), random_batch(n_queries, 8, seed=4, vocab=300)
+    save_vectors(folder / "d.npz", docs, [f"d{i}" for i in range(len(docs))])
+    save_vectors(folder / "q.npz", queries, [f"q{i}" for i in range(len(queries))])
+    return ["--docs", str(folder / "d.npz"), "--queries", str(folder / "q.npz")]
+
+
 @pytest.mark.slow
 def test_bench_index_report_layout(tmp_path):
-    docs, queries = random_batch(400, 30, seed=3, vocab=300), random_batch(25, 8, seed=4, vocab=300)
-    save_vectors(tmp_path / "d.npz", docs, [f"d{i}" for i in range(len(docs))])
-    save_vectors(tmp_path / "q.npz", queries, [f"q{i}" for i in range(len(queries))])
     out = tmp_path / "report.json"
-    r = runner.invoke(app, ["bench", "index", "--docs", str(tmp_path / "d.npz"), "--queries", str(tmp_path / "q.npz"),
-                            "--output", str(out), "--rounds", "1", "--block-size", "8", "--alpha", "1.0",
+    r = runner.invoke(app, ["bench", "index", *vector_files(tmp_path, 400, 25), "--output", str(out),
+                            "--rounds", "1", "--block-size", "8", "--alpha", "1.0",
                             "--alpha", "0.8", "--beta", "1.0", "--quantization", "uint8", "--quantization",
                             "float32", "--suite", "ours", "--suite", "scipy", "--suite", "bmp_peer"])
     assert r.exit_code == 0, r.output
@@ -122,3 +127,46 @@ def test_bench_index_report_layout(tmp_path):
     assert {b["name"] for b in report["batch"]} == {"exact", "ceiling"}   # the machine's speed-up beside ours
     assert all(b["cpu_per_wall"] > 0 and b["qps_per_cpu_s"] > 0 for b in report["batch"])
     assert np.isfinite(report["targets"]["exact_speedup_vs_scipy"])
+
+
+def test_search_with_a_filter_and_pages_from_a_corpus_with_metadata(tmp_path):
+    """Metadata comes from the corpus (JSONL ``metadata`` objects) through ``lsr index --texts``; ``lsr search``
+    filters and pages, and a bad filter is a one-line error naming its clause."""
+    docs = random_batch(120, 20, seed=6, vocab=300)
+    ids = [f"d{i}" for i in range(len(docs))]
+    save_vectors(tmp_path / "v.npz", docs, ids)
+    (tmp_path / "c.jsonl").write_text("\n".join(json.dumps(
+        {"id": d, "text": f"text {d}", "metadata": {"group": ["a", "b", "c"][i % 3], "n": i}})
+        for i, d in enumerate(ids)))
+    r = runner.invoke(app, ["index", str(tmp_path / "v.npz"), "-o", str(tmp_path / "idx"), "--texts",
+                            str(tmp_path / "c.jsonl")])
+    assert r.exit_code == 0, r.output
+    query = ["search", "--index", str(tmp_path / "idx"), "--vector", "3:1.0,5:0.5,7:0.3,11:0.2", "--json"]
+    flt = json.dumps({"must": [{"key": "group", "match": {"value": "b"}}], "must_not": [{"key": "n", "range": {"gt": 90}}]})
+    whole = json.loads(runner.invoke(app, [*query, "-k", "6", "--filter", flt]).stdout)["hits"]
+    assert whole and all(h["metadata"]["group"] == "b" and h["metadata"]["n"] <= 90 for h in whole)
+    page = json.loads(runner.invoke(app, [*query, "-k", "3", "--offset", "3", "--filter", flt]).stdout)["hits"]
+    assert [(h["rank"], h["id"]) for h in page] == [(h["rank"], h["id"]) for h in whole[3:6]]
+    for bad, message in [('{"must": [', "filter: Invalid JSON"),
+                         ('{"must": [{"key": "group", "range": {"gt": 1}}]}', "filter.must[0].range: 'group' is a "
+                                                                             "keyword field"),
+                         ('{"must": [{"key": "n", "match": {"value": "3"}}]}', "'n' holds number values"),
+                         ('{"must": [{"near": 1}]}', "filter.must[0]: a condition is")]:
+        r = runner.invoke(app, [*query, "--filter", bad])
+        assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, (bad, r.output)
+
+
+@pytest.mark.slow
+def test_bench_filter_report_layout(tmp_path):
+    out = tmp_path / "filter.json"
+    r = runner.invoke(app, ["bench", "filter", *vector_files(tmp_path, 600, 12), "--output", str(out), "--rounds", "1",
+                            "--share", "0.5", "--share", "0.01"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(out.read_text())
+    filtered = report["filtered"]
+    assert {(e["method"], e["correlated"], e["target"]) for e in filtered} == {
+        (m, c, s) for m in ("exact", "bmp-safe", "bmp-approx", "seismic") for c in (False, True) for s in (0.5, 0.01)}
+    assert all(e["recall@10"] == 1.0 for e in filtered if e["method"] in ("exact", "bmp-safe"))
+    assert {p["k_prime"] for p in report["post_filter"]} == {10, 100, 1000}
+    assert {c["direct"] for c in report["crossover"]} == {True, False}
+    assert report["targets"]["exact_and_bmp_safe_identical"] is True

@@ -71,7 +71,7 @@ def test_metadata_and_documents(built, corpus):
     assert idx.num_docs == len(ids) and idx.vocab_size == VOCAB
     assert idx.model == "toy" and idx.vocab_fingerprint == "fp-toy"
     assert sorted(idx.doc_ids) == sorted(ids)
-    assert idx.document("d5") == {"id": "d5", "title": "title d5", "text": "text of d5"}
+    assert idx.document("d5") == {"id": "d5", "title": "title d5", "text": "text of d5", "metadata": None}
     number = list(idx.doc_ids).index("d5")
     assert idx.document(number)["id"] == "d5"
     with pytest.raises(KeyError):
@@ -245,8 +245,8 @@ def test_documents_as_dicts_or_a_clear_type_error(corpus, tmp_path):
     records = [{"id": t.id, "text": t.text, "title": t.title} for t in texts]
     records[1] = {"id": ids[1], "text": "untitled"}
     idx = Index.build(tmp_path / "d", docs, ids, texts=records)
-    assert idx.document(ids[0]) == {"id": ids[0], "title": texts[0].title, "text": texts[0].text}
-    assert idx.document(ids[1]) == {"id": ids[1], "title": "", "text": "untitled"}
+    assert idx.document(ids[0]) == {"id": ids[0], "title": texts[0].title, "text": texts[0].text, "metadata": None}
+    assert idx.document(ids[1]) == {"id": ids[1], "title": "", "text": "untitled", "metadata": None}
     for bad, message in [(docs, "texts must be a sequence of lsr Documents or dicts"),
                          ({"id": "d0", "text": "x"}, "texts must be a sequence"),
                          ("some text", "texts must be a sequence"),
@@ -267,7 +267,7 @@ def test_documents_as_dicts_or_a_clear_type_error(corpus, tmp_path):
         with pytest.raises(TypeError, match="texts must be a sequence"):
             live.add(["other"], one, one)
         live.flush()
-        assert live.document("new") == {"id": "new", "title": "n", "text": "added"}
+        assert live.document("new") == {"id": "new", "title": "n", "text": "added", "metadata": None}
         assert live.document(ids[0])["text"] == "replaced"
     finally:
         live.close()

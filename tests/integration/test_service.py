@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 
 from lsr.cli import app as cli
 from lsr.index import Index
+from lsr.core.documents import Document
 from lsr.index.wal import log_files
 from lsr.core.sample import stdlib_passages
 from lsr.service import Settings, create_app
@@ -39,7 +40,9 @@ QUERIES = ["how to parse command line arguments", "compress data with zlib", "fo
 
 @pytest.fixture(scope="module")
 def docs():
-    return list(stdlib_passages(limit=48))
+    """48 docstrings, with metadata: their top-level module (keyword), position (number), parity (bool)."""
+    return [Document(d.id, d.text, d.title, {"module": d.id.split(".")[0], "n": i, "even": i % 2 == 0})
+            for i, d in enumerate(stdlib_passages(limit=48))]
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +124,34 @@ def test_methods_and_parameters(client):
     assert seismic and {h["id"] for h in seismic} <= {h["id"] for h in post(client, {"query": QUERIES[2], "k": 48})["hits"]}
 
 
+def test_filters_pages_and_metadata_fields_equal_the_index(client, encoder, index, docs):
+    stored = {d.id: d.metadata for d in docs}
+    flt = {"must": [{"key": "even", "match": {"value": True}}], "must_not": [{"key": "n", "range": {"lt": 10}}]}
+    for q in QUERIES:
+        terms, weights = encoder.encode_queries([q]).row(0)
+        for method in ("exact", "bmp", "seismic"):
+            body = {"query": q, "k": 5, "offset": 3, "method": method, "filter": flt, "fields": ["metadata"]}
+            hits = post(client, body)["hits"]
+            scores, numbers = index.search_one(terms, weights, k=5, offset=3, method=method, filter=flt)
+            assert [h["id"] for h in hits] == [index.doc_id(n) for n in numbers if n >= 0]
+            assert [h["rank"] for h in hits] == list(range(4, 4 + len(hits)))
+            assert all(h["metadata"] == stored[h["id"]] and h["metadata"]["even"] and h["metadata"]["n"] >= 10
+                       for h in hits)
+        whole = post(client, {"query": q, "k": 12, "filter": flt})["hits"]
+        pages = [post(client, {"query": q, "k": 4, "offset": o, "filter": flt})["hits"] for o in (0, 4, 8)]
+        assert [h["id"] for p in pages for h in p] == [h["id"] for h in whole]
+        assert [h["rank"] for p in pages for h in p] == [h["rank"] for h in whole]
+    # a key no document has matches nothing; each query of a batch has its own filter
+    assert post(client, {"query": QUERIES[0], "filter": {"must": [{"key": "colour", "match": {"value": "red"}}]}})[
+        "hits"] == []
+    batch = post(client, {"queries": [{"query": QUERIES[0], "filter": flt},
+                                      {"query": QUERIES[0], "filter": {"must": [{"has_id": [docs[5].id]}]}}]},
+                 "/search/batch")["results"]
+    assert [h["id"] for h in batch[0]["hits"]] == [h["id"] for h in post(client, {"query": QUERIES[0],
+                                                                                  "filter": flt})["hits"]]
+    assert [h["id"] for h in batch[1]["hits"]] in ([docs[5].id], [])
+
+
 def test_batch_equals_single_queries(client, encoder):
     terms, weights = encoder.encode_queries(["sort a list"]).row(0)
     queries = [{"query": q, "k": 3} for q in QUERIES] + [{"indices": terms.tolist(), "values": weights.tolist()}]
@@ -195,6 +226,22 @@ BAD = {
     "seismic parameter type": ({"query": "x", "method": "seismic", "params": {"query_cut": 2.5}}, "query_cut"),
     "unknown stored field": ({"query": "x", "fields": ["body"]}, "unknown fields"),
     "hybrid without text": ({"indices": [5], "values": [1.0], "hybrid": {}}, "text"),
+    "filter of an unknown condition": ({"query": "x", "filter": {"must": [{"near": [1, 2]}]}}, "a condition is"),
+    "filter range on a keyword field": ({"query": "x", "filter": {"must": [{"key": "module", "range": {"gt": 1}}]}},
+                                        "filter.must[0].range: 'module' is a keyword field"),
+    "filter value of the wrong type": ({"query": "x", "filter": {"should": [{"key": "n", "match": {"value": "3"}}]}},
+                                       "filter.should[0].match.value: 'n' holds number values"),
+    "filter any of mixed values": ({"query": "x", "filter": {"must": [{"key": "n", "match": {"any": [1, "2"]}}]}},
+                                   "any"),
+    "filter range without bounds": ({"query": "x", "filter": {"must": [{"key": "n", "range": {}}]}},
+                                    "at least one of gt"),
+    "filter not an object": ({"query": "x", "filter": "module=json"}, "filter"),
+    "filter too deep": ({"query": "x", "filter": {"must": [{"must": [{"must": [{"must": [{"must": [{"must": [
+        {"must": [{"must": [{"must": [{"must": [{"must": [{"must": [{"must": [{"must": [{"must": [{"must": [
+            {"must": []}]}]}]}]}]}]}]}]}]}]}]}]}]}]}]}]}}, "nests at most 16"),
+    "filter with hybrid": ({"query": "x", "hybrid": {}, "filter": {}}, "filters are not available with hybrid"),
+    "offset negative": ({"query": "x", "offset": -1}, "greater than or equal"),
+    "pages too deep": ({"query": "x", "k": 50, "offset": 60}, "k + offset may be at most 100"),
 }
 
 
@@ -232,7 +279,8 @@ def test_bad_bodies(client):
 # ---- documents, auth, health --------------------------------------------------------------------------------------
 def test_get_document(client, docs):
     d = docs[3]
-    assert client.get(f"/documents/{d.id}").json() == {"id": d.id, "title": d.title, "text": d.text}
+    assert client.get(f"/documents/{d.id}").json() == {"id": d.id, "title": d.title, "text": d.text,
+                                                       "metadata": d.metadata}
     r = client.get("/documents/no-such-id")
     assert r.status_code == 404 and "no-such-id" in r.text
 
@@ -285,12 +333,19 @@ def test_document_writes(tmp_path, index_dir, encoder, docs):
     folder = tmp_path / "index"
     shutil.copytree(index_dir, folder)
     auth = {"Authorization": f"Bearer {KEY}"}
-    new = [{"id": "new-1", "title": "Tea", "text": "green tea and black tea are brewed from camellia leaves"},
+    new = [{"id": "new-1", "title": "Tea", "text": "green tea and black tea are brewed from camellia leaves",
+            "metadata": {"module": "tea", "n": 100, "even": True}},
            {"id": "new-2", "text": "a kettle boils water for tea"}]
     with make_client(folder, encoder, api_keys=[KEY]) as c:
         r = c.post("/documents", json=new, headers=auth)
         assert r.status_code == 200 and r.json()["ids"] == ["new-1", "new-2"]
-        assert c.get("/documents/new-1").json() == {"id": "new-1", "title": "Tea", "text": new[0]["text"]}
+        assert c.get("/documents/new-1").json() == {"id": "new-1", "title": "Tea", "text": new[0]["text"],
+                                                     "metadata": {"module": "tea", "n": 100, "even": True}}
+        hits = post(c, {"query": "tea", "k": 5, "filter": {"must": [{"key": "module", "match": {"value": "tea"}}]}})
+        assert [h["id"] for h in hits["hits"]] == ["new-1"]
+        clash = c.post("/documents", json=[{"id": "new-3", "text": "x", "metadata": {"n": "many"}}], headers=auth)
+        assert clash.status_code == 422 and "body[0].metadata.n: the index holds number values" in clash.text
+        assert c.get("/documents/new-3").status_code == 404
         hits = post(c, {"query": "brewing green tea leaves", "k": 3})["hits"]
         assert hits[0]["id"] == "new-1"
         assert c.get("/stats").json()["documents"] == 50
@@ -313,7 +368,8 @@ def test_document_writes(tmp_path, index_dir, encoder, docs):
 def test_document_write_limits(client):
     auth = {"Authorization": f"Bearer {KEY}"}
     for body, reason in [([], "at least one"), ([{"id": "a", "text": "x"}] * 2, "unique"),
-                         ([{"id": "a", "text": "x", "metadata": {"k": 1}}], "metadata"),
+                         ([{"id": "a", "text": "x", "metadata": {"k": {"nested": 1}}}], "a metadata value is"),
+                         ([{"id": "a", "text": "x", "metadata": {"k": [1, "x"]}}], "metadata"),
                          ([{"id": "", "text": "x"}], "at least 1 character"), ([{"id": "a"}], "text")]:
         r = client.post("/documents", json=body, headers=auth)
         assert r.status_code == 422 and reason in r.text, r.text
