@@ -192,9 +192,7 @@ def scale_run(
     from lsr.cli.common import reported
     from lsr.eval.datasets import DatasetError
 
-    for f in (docs, queries, *([seismic_grid] if seismic_grid else [])):
-        if not f.exists():
-            fail(f"{f}: no such file")
+    _need(docs, queries, *([seismic_grid] if seismic_grid else []))
     options = {"rounds": rounds, "block_sizes": tuple(block_size), "quantizations": tuple(quantization),
                "suites": tuple(suite) if suite else None,
                "seismic_grid": json.loads(seismic_grid.read_text()) if seismic_grid else None}
@@ -243,9 +241,7 @@ def scale_judged(
         if not found:
             fail("no report in bench/results/scale: run `lsr bench scale run` or pass --report")
         report = found[-1]
-    for f in (docs, queries, report):
-        if not f.exists():
-            fail(f"{f}: no such file")
+    _need(docs, queries, report)
     with reported(DatasetError, ValueError):
         out = judged(docs, queries, corpus, json.loads(report.read_text()), output)
     typer.echo(json.dumps(out["results"], indent=1))

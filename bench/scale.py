@@ -136,8 +136,8 @@ def chosen_settings(report: dict) -> dict[str, dict]:
         if e is None:
             continue
         m = methods.get(name)
-        out[name] = {"build": {k: v for k, v in e["params"].items() if k in m.build_params},
-                     "search": {k: v for k, v in e["params"].items() if k in m.search_params},
+        out[name] = {"build": {k: v for k, v in e["params"].items() if k in m.accepts("build")},
+                     "search": {k: v for k, v in e["params"].items() if k in m.accepts("search")},
                      "quantization": e["params"].get("quantization", "uint8"), "recall@10": e["recall@10"],
                      "mean_ms": e["mean_ms"]}
     return out
