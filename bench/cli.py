@@ -201,3 +201,116 @@ def _data_app() -> typer.Typer:
 
 
 app.add_typer(_data_app(), name="data", help="Benchmark inputs, rebuilt from what ships offline into data/.")
+
+
+corpus_app = typer.Typer(no_args_is_help=True)
+app.add_typer(corpus_app, name="corpus", help="The real-text scale corpus (Gutenberg + Wikipedia passages, judged "
+                                              "needles), built from public repositories into data/.")
+
+
+@corpus_app.command("build")
+def corpus_build(
+    gutenberg: Optional[Path] = typer.Option(None, help="folder of Author/Title.txt Project Gutenberg books"),
+    wikipedia: Optional[Path] = typer.Option(None, help="folder with Page/ (and Abstract/) Wikipedia markdown"),
+    output: Path = typer.Option(Path("data/realcorpus"), help="BEIR folder to write"),
+    needles: list[str] = typer.Option(["beir/scifact/test", "beir/nfcorpus/test"], "--needles",
+                                      help="judged collections mixed in whole (ir_datasets id or BEIR folder; "
+                                           "repeat); --needles '' for none"),
+    heldout: int = typer.Option(1000, min=0, help="passages removed from the corpus, their first sentence a query"),
+    seed: int = typer.Option(0),
+    min_words: int = typer.Option(50, min=1),
+    max_words: int = typer.Option(200, min=1),
+    overwrite: bool = typer.Option(False, help="replace OUTPUT if it exists"),
+) -> None:
+    """Cut books and articles into 50-200 word passages, drop duplicates, shuffle, hold out queries, add needles."""
+    from bench.passages import PassageBounds
+    from bench.realcorpus import BuildSettings, build
+    from lsr.cli.common import progress_bar, reported
+
+    for name, folder in (("--gutenberg", gutenberg), ("--wikipedia", wikipedia)):
+        if folder is not None and not folder.is_dir():
+            fail(f"{name} {folder}: no such folder")
+    with reported(ValueError, OSError):
+        settings = BuildSettings(gutenberg, wikipedia, tuple(n for n in needles if n), heldout, seed,
+                                 PassageBounds(min_words, max_words))
+        summary = build(settings, output, overwrite=overwrite, progress=progress_bar)
+    typer.echo(json.dumps(summary, indent=1))
+
+
+scale_app = typer.Typer(no_args_is_help=True)
+app.add_typer(scale_app, name="scale", help="`lsr bench index` at growing prefixes of one corpus, the growth plot, "
+                                            "and nDCG@10 of its judged queries over the whole corpus.")
+
+
+@scale_app.command("run")
+def scale_run(
+    docs: Path = typer.Option(..., help="vectors of the corpus, in its order (lsr encode CORPUS)"),
+    queries: Path = typer.Option(..., help="vectors of its queries.jsonl (lsr encode --queries)"),
+    corpus: Path = typer.Option(Path("data/realcorpus"), help="the BEIR folder (its qrels tell judged queries)"),
+    size: list[int] = typer.Option([100_000, 300_000, 1_000_000, 0], "--size", help="documents (repeat; 0: all)"),
+    output_dir: Path = typer.Option(Path("bench/results/scale")),
+    n_queries: int = typer.Option(1000, min=1, help="first N unjudged queries"),
+    rounds: int = typer.Option(2, min=1),
+    block_size: list[int] = typer.Option([16, 32, 64, 128], "--block-size", help="bmp block sizes (repeat)"),
+    quantization: list[str] = typer.Option(["uint8", "float16", "float32"], "--quantization"),
+    suite: Optional[list[str]] = typer.Option(None, "--suite", help="only these suites (see lsr bench index)"),
+    seismic_grid: Optional[Path] = typer.Option(None, help="JSON overriding bench.seismic.DEFAULT_GRID"),
+) -> None:
+    """One `lsr bench index` report per size, on the first N documents: OUTPUT_DIR/<documents>.json."""
+    from bench.scale import run_sizes
+    from lsr.cli.common import reported
+    from lsr.eval.datasets import DatasetError
+
+    _need(docs, queries, *([seismic_grid] if seismic_grid else []))
+    options = {"rounds": rounds, "block_sizes": tuple(block_size), "quantizations": tuple(quantization),
+               "suites": tuple(suite) if suite else None,
+               "seismic_grid": json.loads(seismic_grid.read_text()) if seismic_grid else None}
+    with reported(DatasetError, ValueError):
+        paths = run_sizes(docs, queries, corpus, output_dir, list(size), n_queries=n_queries, index_options=options)
+    typer.echo(json.dumps({"reports": [str(p) for p in paths]}))
+
+
+@scale_app.command("growth")
+def scale_growth(
+    reports: Path = typer.Option(Path("bench/results/scale"), help="folder of the <documents>.json reports"),
+    plot: Path = typer.Option(Path("bench/results/scale/growth.png")),
+) -> None:
+    """Latency against corpus size per method (fastest setting per size): growth.json beside the plot, and a PNG."""
+    from bench.plot import growth as growth_plot
+    from bench.scale import growth
+    from lsr.core.atomic import atomic_write_text
+
+    found = [json.loads(p.read_text()) for p in sorted(reports.glob("*.json")) if p.stem.isdigit()]
+    if not found:
+        fail(f"{reports}: no <documents>.json report (run `lsr bench scale run` first)")
+    series = growth(found)
+    name = found[0].get("corpus", {}).get("name", "")
+    growth_plot(series, plot, title=f"{name}: latency against corpus size".lstrip(": "))
+    atomic_write_text(plot.with_suffix(".json"), json.dumps(series, indent=1) + "\n")
+    typer.echo(json.dumps({label: [(p["docs"], p["mean_ms"]) for p in pts] for label, pts in series.items()}))
+
+
+@scale_app.command("judged")
+def scale_judged(
+    docs: Path = typer.Option(..., help="vectors of the whole corpus"),
+    queries: Path = typer.Option(..., help="vectors of its queries.jsonl"),
+    corpus: Path = typer.Option(Path("data/realcorpus")),
+    report: Optional[Path] = typer.Option(None, help="the report whose fastest settings at recall >= 0.95 are used "
+                                                     "(default: the largest in bench/results/scale)"),
+    output: Path = typer.Option(Path("bench/results/scale/judged.json")),
+) -> None:
+    """nDCG@10 of the needles' test queries over the whole corpus: exact, BMP and Seismic at the chosen settings."""
+    from bench.scale import judged
+    from lsr.cli.common import reported
+    from lsr.eval.datasets import DatasetError
+
+    if report is None:
+        found = sorted((p for p in Path("bench/results/scale").glob("*.json") if p.stem.isdigit()),
+                       key=lambda p: int(p.stem))
+        if not found:
+            fail("no report in bench/results/scale: run `lsr bench scale run` or pass --report")
+        report = found[-1]
+    _need(docs, queries, report)
+    with reported(DatasetError, ValueError):
+        out = judged(docs, queries, corpus, json.loads(report.read_text()), output)
+    typer.echo(json.dumps(out["results"], indent=1))

@@ -7,6 +7,8 @@ An uncompressed ``.npz`` (numpy's zip of ``.npy`` arrays, readable from any lang
   ids     str (n)         external document ids (optional for benchmark files)
   meta    str (0-d)       JSON: {"format": "lsr-vectors", "version": 1, "model", "vocab_size", "vocab_fingerprint",
                           "max_length", "pooling", ...}
+A compressed file (``compress=True``, for large corpora kept on disk or shipped) deflates every array and stores the
+term ids as uint16 when the vocabulary fits: lossless, read back to the same int32 and float32 arrays.
 """
 
 from __future__ import annotations
@@ -32,21 +34,23 @@ class VectorsFile:
     meta: dict = field(default_factory=dict)
 
 
-def write_vectors(f: IO[bytes], vectors: SparseBatch, ids, meta: dict | None = None) -> None:
+def write_vectors(f: IO[bytes], vectors: SparseBatch, ids, meta: dict | None = None, compress: bool = False) -> None:
     """Writes a vectors file into an open binary file (or a BytesIO, to ship it elsewhere whole)."""
     ids = np.asarray([str(i) for i in ids])
     if len(ids) != len(vectors):
         raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
     meta = {"format": FORMAT, "version": VERSION, "vocab_size": vectors.vocab_size, **(meta or {})}
-    np.savez(f, indptr=vectors.indptr, indices=vectors.indices, values=vectors.values, ids=ids,
-             meta=np.array(json.dumps(meta)))
+    narrow = compress and vectors.vocab_size <= 2**16
+    (np.savez_compressed if compress else np.savez)(
+        f, indptr=vectors.indptr, indices=vectors.indices.astype(np.uint16) if narrow else vectors.indices,
+        values=vectors.values, ids=ids, meta=np.array(json.dumps(meta)))
 
 
-def save_vectors(path: str | Path, vectors: SparseBatch, ids, meta: dict | None = None) -> None:
+def save_vectors(path: str | Path, vectors: SparseBatch, ids, meta: dict | None = None, compress: bool = False) -> None:
     """Writes atomically (a crash leaves the old file or the complete new one), creating the folder."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path, "wb") as f:
-        write_vectors(f, vectors, ids, meta)
+        write_vectors(f, vectors, ids, meta, compress)
 
 
 def load_vectors(path: str | Path, validate: bool = True) -> VectorsFile:
