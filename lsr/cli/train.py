@@ -88,7 +88,8 @@ def train(
     dev_depth: int = typer.Option(_default("dev_depth"), min=1, help="BM25's top-k per dev query in the dev pool"),
     device: str = typer.Option(_default("device")),
     precision: str = typer.Option(_default("precision"), help="auto (bf16 autocast on CUDA), fp32, bf16"),
-    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads"),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads (default: all cores, or one when "
+                                         "the load average says they are busy; kept on resume)"),
     checkpoint_every: int = typer.Option(_default("checkpoint_every"), min=1, help="steps between checkpoints"),
     keep_checkpoints: bool = typer.Option(False, help="keep the checkpoint folder after a finished run"),
 ) -> None:
@@ -110,4 +111,4 @@ def train(
         with _display() as (stages, step):
             record = run(config, TrainCallbacks(stages=stages, step=step, dev=_dev_line))
     echo_json({"output": str(output), "chosen": record["chosen"], "dev_bm25": record["dev_bm25"],
-               "steps": record["steps"], "seconds": record["seconds_this_session"]})
+               "steps": record["steps"], "seconds": record["seconds_this_session"]["total"]})

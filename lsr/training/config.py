@@ -39,7 +39,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"           # auto: bfloat16 autocast on CUDA, float32 elsewhere; or fp32, bf16
     head: str = "fused"               # fused (splade_max_pool), textbook, compiled (for comparisons)
-    threads: Optional[int] = None     # torch CPU threads (None: torch's default)
+    threads: Optional[int] = None     # torch CPU threads (None: all cores, or one when they are busy)
     checkpoint_every: int = 20        # steps; and at the end of every epoch
     keep_checkpoints: bool = False
 

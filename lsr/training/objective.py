@@ -21,6 +21,12 @@ def flops(weights: torch.Tensor) -> torch.Tensor:
     return weights.mean(0).square().sum()
 
 
+def splade_loss(q: torch.Tensor, docs: torch.Tensor, lambda_q: float, lambda_d: float) -> torch.Tensor:
+    """The ranking loss plus the FLOPS terms of both sides (a weight of 0 leaves a side unregularised)."""
+    loss = contrastive(q, docs) + lambda_d * flops(docs)
+    return loss + lambda_q * flops(q) if lambda_q else loss
+
+
 def margin_mse(pos: torch.Tensor, neg: torch.Tensor, teacher_pos: torch.Tensor, teacher_neg: torch.Tensor,
                known: torch.Tensor) -> torch.Tensor:
     """MarginMSE (Hofstätter et al. 2020): the student's margin s(q, d+) - s(q, d-) regressed on the teacher's,

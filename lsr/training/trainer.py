@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -64,6 +65,17 @@ class Prepared:
     dev: DevSet
     candidates: list[np.ndarray]
     teacher: dict[tuple[int, int], float] = field(default_factory=dict)   # (query row, doc row) -> score
+
+
+def cpu_threads(threads: int | None, device: torch.device) -> int | None:
+    """torch's CPU threads for the run (None: leave torch's). Asked for none on a CPU: every core, but one alone
+    when the load average says the cores are already busy, where threads that wait on each other at every
+    parallel region ran slower than one (measured on the 2 shared cores, BENCHMARKS.md). Fixed at the start and
+    kept on resume, since the arithmetic's last bits depend on it."""
+    if threads is not None or device.type != "cpu":
+        return threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 1 if os.getloadavg()[0] > cores - 0.5 else cores
 
 
 def _device(config: TrainConfig) -> torch.device:
@@ -175,11 +187,9 @@ class Trainer:
         d = model.encode([texts[r] for r in doc_rows], c.doc_max_length)
         q_texts = [prep.train.query_texts[q] for q in queries]
         q = idf.dense(q_texts, c.query_max_length, d.device) if idf else model.encode(q_texts, c.query_max_length)
-        loss = objective.contrastive(q, d)
         reg_steps = int(c.flops_warmup * total)
-        loss = loss + objective.warmup(c.lambda_d, step, reg_steps) * objective.flops(d)
-        if idf is None:
-            loss = loss + objective.warmup(c.lambda_q, step, reg_steps) * objective.flops(q)
+        loss = objective.splade_loss(q, d, 0.0 if idf else objective.warmup(c.lambda_q, step, reg_steps),
+                                     objective.warmup(c.lambda_d, step, reg_steps))
         if prep.teacher and c.hard_negatives:
             B = len(queries)
             pos_s = (q * d[:B]).sum(1)
@@ -198,11 +208,10 @@ class Trainer:
     def run(self) -> dict:
         c = self.config
         resume = self._check_output()
-        if c.threads is not None:
-            torch.set_num_threads(c.threads)
         started = time.perf_counter()
-        prep = prepare(c, self.callbacks)
         model = SpladeModel.from_pretrained(c.model, head=c.head, half=self.half).to(self.device)
+        prep = prepare(c, self.callbacks)
+        seconds = {"prepare": time.perf_counter() - started, "dev": 0.0, "mining": 0.0}
         model.train()
         idf = IdfQueries(model.tokenizer, prep.train.doc_texts, int(model.decoder.weight.shape[0]),
                          c.dev_max_length) if c.inference_free else None
@@ -212,7 +221,8 @@ class Trainer:
         warm = max(1, int(c.warmup * total))
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
-        state = {"step": 0, "candidates": prep.candidates, "mined_epoch": 0, "history": [], "best": None}
+        state = {"step": 0, "candidates": prep.candidates, "mined_epoch": 0, "history": [], "best": None,
+                 "threads": cpu_threads(c.threads, self.device)}
         if resume is not None:
             model.load_state_dict(resume["model"])
             optimizer.load_state_dict(resume["optimizer"])
@@ -236,13 +246,17 @@ class Trainer:
         for step in range(state["step"], total):
             epoch = step // steps_per_epoch
             if c.model_negatives and epoch > state["mined_epoch"]:
+                t = time.perf_counter()
                 with self.callbacks.stages(f"mining with the model over {len(prep.train.doc_texts)} documents",
                                            None):
                     docs = encode_docs(prep.train.doc_texts)
                     ranked = search(docs, encode_queries(prep.train.query_texts), c.negative_depth)
+                seconds["mining"] += time.perf_counter() - t
                 state["candidates"] = [np.union1d(a, b) for a, b in
                                        zip(negative_pools(ranked, prep.train), prep.candidates)]
                 state["mined_epoch"] = epoch
+            if state["threads"]:  # each step: Numba's OpenMP start-up (index builds) resets the shared count
+                torch.set_num_threads(state["threads"])
             torch.manual_seed(c.seed * 1_000_003 + step)
             batch = self._batch(prep, step, steps_per_epoch, state["candidates"])
             loss, doc_nnz, query_nnz = self._loss(model, idf, prep, *batch, step, total)
@@ -254,10 +268,12 @@ class Trainer:
             self.callbacks.step(StepReport(step + 1, total, epoch, loss.item(), doc_nnz, query_nnz,
                                            schedule.get_last_lr()[0]))
             if state["step"] % steps_per_epoch == 0:
+                t = time.perf_counter()
                 with self.callbacks.stages(f"dev: {len(prep.dev.pool)} documents, {len(prep.dev.data)} queries",
                                            None):
                     result = {"epoch": epoch + 1, "step": step + 1,
                               **prep.dev.evaluate(encode_docs, encode_queries).as_dict()}
+                seconds["dev"] += time.perf_counter() - t
                 state["history"].append(result)
                 self.callbacks.dev(epoch + 1, result)
                 best = state["best"]
@@ -272,10 +288,12 @@ class Trainer:
                         shutil.rmtree(old)
             elif state["step"] % c.checkpoint_every == 0:
                 checkpoint()
-        return self._finish(model, idf, prep, state, bm25_dev, time.perf_counter() - started)
+        seconds["total"] = time.perf_counter() - started
+        seconds["steps"] = seconds["total"] - seconds["prepare"] - seconds["dev"] - seconds["mining"]
+        return self._finish(idf, prep, state, bm25_dev, seconds)
 
-    def _finish(self, model: SpladeModel, idf: IdfQueries | None, prep: Prepared, state: dict, bm25_dev: dict,
-                seconds: float) -> dict:
+    def _finish(self, idf: IdfQueries | None, prep: Prepared, state: dict, bm25_dev: dict,
+                seconds: dict[str, float]) -> dict:
         for f in (self.state_dir / state["best"]["folder"]).iterdir():  # copies: a kill here can finish again
             shutil.copy2(f, self.out / f.name)
         if idf is not None:
@@ -283,7 +301,8 @@ class Trainer:
         record = {"config": asdict(self.config), "train_queries": len(prep.train), "dev_queries": len(prep.dev.data),
                   "dev_pool": len(prep.dev.pool), "steps": state["step"], "dev": state["history"],
                   "dev_bm25": bm25_dev, "chosen": {k: v for k, v in state["best"].items() if k != "folder"},
-                  "seconds_this_session": round(seconds, 1), "device": str(self.device),
+                  "seconds_this_session": {k: round(v, 1) for k, v in seconds.items()}, "device": str(self.device),
+                  "threads": state["threads"],
                   "query_mode": "idf" if idf is not None else "model"}
         atomic_write_text(self.out / RECORD, json.dumps(record, indent=2) + "\n")
         if not self.config.keep_checkpoints:
