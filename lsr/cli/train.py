@@ -42,8 +42,10 @@ def _display() -> Iterator[tuple]:
             nonlocal bar
             if bar is None:  # a resumed run starts past 0
                 bar = p.add_task("training", total=r.total, completed=r.step - 1, info="")
-            p.update(bar, completed=r.step, description=f"training, epoch {r.epoch + 1}",
-                     info=f"loss {r.loss:.4f}  doc nnz {r.doc_nnz:.0f}  query nnz {r.query_nnz:.0f}")
+            info = f"loss {r.loss:.4f}  doc nnz {r.doc_nnz:.0f}  query nnz {r.query_nnz:.0f}"
+            p.update(bar, completed=r.step, description=f"training, epoch {r.epoch + 1}", info=info)
+            if p.disable and (r.step % max(1, r.total // 20) == 0 or r.step == r.total):   # a log, not a terminal
+                typer.echo(f"step {r.step}/{r.total} (epoch {r.epoch + 1}): {info}", err=True)
 
         yield stages, step
 

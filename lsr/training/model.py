@@ -8,6 +8,7 @@ the vocabulary happens inside the head, which never materialises the (batch, tok
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 from typing import Callable
 
@@ -26,9 +27,11 @@ def _passthrough(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+@functools.cache
 def _head(kind: str) -> Callable:
     """fused: ``splade_max_pool`` (Triton on CUDA, the chunked twin elsewhere, both with their own backward);
-    textbook: logits materialised, autograd through them; compiled: the textbook head through torch.compile."""
+    textbook: logits materialised, autograd through them; compiled: the textbook head through torch.compile
+    (one compiled function per process, so that models share its compiled graphs)."""
     if kind == "fused":
         return splade_max_pool
     if kind == "textbook":
