@@ -1,8 +1,7 @@
 """Training through the fused head equals training through the textbook head (materialised logits): a few AdamW
 steps from the same weights with the same dropout give the same losses and gradients, within the head's kernel
-tests' tolerances. On a CPU the fused head is the chunked twin; on CUDA the Triton kernels (run on the device:
-BENCHMARKS.md, issue 19), in float32 and under bfloat16 mixed precision. Imports nothing beyond torch and the
-model, so the device runs it as it is."""
+tests' tolerances. On a CPU the fused head is the chunked twin; on CUDA the Triton kernels (passed on an H100:
+BENCHMARKS.md, issue 19). Imports nothing beyond torch and the model, so the device runs it as it is."""
 
 from __future__ import annotations
 
@@ -14,12 +13,15 @@ from lsr.training.model import SpladeModel
 from tests.conftest import LIVE_TEXTS
 
 CUDA = torch.cuda.is_available()
-# relative tolerances of tests/unit/test_head.py: float32 1e-5; bfloat16 1e-2 (one rounding of the operands)
-CASES = [pytest.param(False, 1e-5, id="fp32")] + ([pytest.param(True, 1e-2, id="bf16")] if CUDA else [])
+# float32, at the relative tolerance of tests/unit/test_head.py. Not bfloat16: there the textbook head rounds every
+# logit to 16 bits before the max and the difference compounds over steps; on the H100 the losses of the two heads
+# drifted 1.05e-2 apart by the second step, and eager against torch.compile of the very same textbook head
+# differed as much (BENCHMARKS.md, issue 19). That compares two roundings, not the head.
+TOLERANCE = 1e-5
 
 
-def steps(head: str, half: bool, n: int = 3) -> tuple[list[float], list[dict[str, torch.Tensor]]]:
-    model = SpladeModel.from_pretrained("splade-tiny", head=head, half=half).to("cuda" if CUDA else "cpu").train()
+def steps(head: str, n: int = 3) -> tuple[list[float], list[dict[str, torch.Tensor]]]:
+    model = SpladeModel.from_pretrained("splade-tiny", head=head).to("cuda" if CUDA else "cpu").train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     queries, docs = [" ".join(t.split()[:6]) for t in LIVE_TEXTS[:4]], LIVE_TEXTS[4:12]
     losses, grads = [], []
@@ -34,9 +36,9 @@ def steps(head: str, half: bool, n: int = 3) -> tuple[list[float], list[dict[str
     return losses, grads
 
 
-@pytest.mark.parametrize("half, tolerance", CASES)
-def test_fused_head_trains_as_the_textbook_head(half, tolerance):
-    (la, ga), (lb, gb) = steps("fused", half), steps("textbook", half)
+def test_fused_head_trains_as_the_textbook_head():
+    tolerance = TOLERANCE
+    (la, ga), (lb, gb) = steps("fused"), steps("textbook")
     assert la == pytest.approx(lb, rel=tolerance)
     for a, b in zip(ga, gb):
         assert a.keys() == b.keys()
