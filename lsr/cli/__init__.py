@@ -11,11 +11,11 @@ from importlib.metadata import entry_points
 
 import typer
 
-from lsr.cli import encode, eval, index, search, serve
+from lsr.cli import encode, eval, index, search, serve, train
 
-app = typer.Typer(help="Learned sparse retrieval: encode, index, search, serve, evaluate.", no_args_is_help=True,
+app = typer.Typer(help="Learned sparse retrieval: encode, index, search, serve, evaluate, train.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-for group in (encode, index, search, serve, eval):
+for group in (encode, index, search, serve, eval, train):
     app.registered_commands += group.app.registered_commands
 for plugin in entry_points(group="lsr.commands"):
     app.add_typer(plugin.load(), name=plugin.name)
