@@ -237,6 +237,52 @@ def corpus_build(
     typer.echo(json.dumps(summary, indent=1))
 
 
+@corpus_app.command("pack")
+def corpus_pack(
+    corpus: str = typer.Option("data/realcorpus", help="the corpus (BEIR folder, JSONL, ir_datasets id)"),
+    output: Path = typer.Option(Path("data/realcorpus-parts")),
+    docs_per_part: int = typer.Option(90_000, min=1, help="documents per part (its text and vectors must each "
+                                                          "travel in 64 MiB)"),
+    limit: Optional[int] = typer.Option(None, min=1, help="only the first N documents"),
+) -> None:
+    """The corpus's texts in zstd parts that fit the device's transfers (bench.gpu_parts)."""
+    from bench.gpu_parts import pack
+    from lsr.cli.common import reported
+    from lsr.core.errors import CorpusError
+
+    with reported(CorpusError, OSError):
+        typer.echo(json.dumps(pack(corpus, output, docs_per_part, limit), indent=1))
+
+
+@corpus_app.command("encode-part")
+def corpus_encode_part(
+    part: Path = typer.Argument(..., help="a part-NNN.txt.zst of `lsr bench corpus pack`"),
+    output: Path = typer.Option(..., help="folder for the compact vectors (the device's $OUT)"),
+    max_weight: Optional[float] = typer.Option(None, help="uint8 scale: max_weight / 255 (default: 1.25 x this "
+                                                          "part's largest weight; pass the first part's to the rest)"),
+    batch_size: int = typer.Option(128, min=1),
+) -> None:
+    """On a CUDA machine: one part into compact vectors (uint16 term deltas, uint8 levels, zstd)."""
+    from bench.gpu_parts import encode
+
+    _need(part)
+    typer.echo(json.dumps(encode(part, output, max_weight, batch_size=batch_size), indent=1))
+
+
+@corpus_app.command("unpack")
+def corpus_unpack(
+    parts: Path = typer.Option(Path("data/realcorpus-parts"), help="the folder of `lsr bench corpus pack`"),
+    results: Path = typer.Option(..., help="folder holding the device's returned files (searched recursively)"),
+    output: Path = typer.Option(Path("data/realcorpus.npz")),
+) -> None:
+    """Every encoded part into one vectors file, in corpus order, with the corpus's ids."""
+    from bench.gpu_parts import unpack
+    from lsr.cli.common import reported
+
+    with reported(FileNotFoundError, ValueError):
+        typer.echo(json.dumps(unpack(parts, results, output), indent=1))
+
+
 scale_app = typer.Typer(no_args_is_help=True)
 app.add_typer(scale_app, name="scale", help="`lsr bench index` at growing prefixes of one corpus, the growth plot, "
                                             "and nDCG@10 of its judged queries over the whole corpus.")

@@ -1,7 +1,7 @@
 """`lsr bench data ...`: every benchmark input, rebuilt from what ships offline into the git-ignored data/ folder.
 
 Each command writes its texts as JSONL (id, title, text) and then, unless ``--texts-only``, their splade-tiny
-vectors (.npz, as `lsr encode` writes them; documents at 256 tokens, queries at the encoder's 64) beside it:
+vectors (.npz, as `lsr encode` writes them; documents at 256 tokens, queries at the encoder's 256) beside it:
 
     lsr bench data windows     data/windows.jsonl + data/windows.npz   every run of three consecutive sentences of
                                the scifact and nfcorpus documents (stride one sentence): 63,137 passages of ~75 words,

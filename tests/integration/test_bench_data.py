@@ -42,7 +42,7 @@ def test_every_benchmark_input_is_made_by_one_command(tmp_path, monkeypatch, ir_
     assert all(50 < len(w["text"]) and w["title"] for w in windows)
     queries = lines(data / "queries.jsonl")
     assert len(queries) == 8 and all(q["id"].startswith("beir/scifact/test:") for q in queries)
-    for name, records, max_length in (("windows", windows, 256), ("queries", queries, 64),
+    for name, records, max_length in (("windows", windows, 256), ("queries", queries, 256),
                                       ("scifact", lines(data / "scifact.jsonl"), 256)):
         vectors = load_vectors(data / f"{name}.npz")
         assert list(vectors.ids) == [r["id"] for r in records], name
