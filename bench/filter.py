@@ -102,11 +102,14 @@ def run(docs_path: Path, queries_path: Path, output: Path, n_queries: int = 300,
         original = np.array([int(i) for i in idx.doc_ids], dtype=np.int64)   # index number -> document row
         rows = [queries.row(i) for i in range(len(queries))]
 
+        measured = allowed_module.DIRECT_SHARE
+
         def runner(label: str, method: str, params: dict, k: int, flt: dict | None, extra: dict,
                    direct: float | None = None) -> Runner:
+            share = measured if direct is None else direct   # set on every search: the runners interleave
+
             def search(i: int) -> np.ndarray:
-                if direct is not None:
-                    allowed_module.DIRECT_SHARE = direct
+                allowed_module.DIRECT_SHARE = share
                 _, d = idx.search_one(*rows[i], k=k, method=method, params=params, filter=flt)
                 return original[d[d >= 0]]
             return Runner(label, {"method": method, **params, "k": k, **extra}, build_s, idx.nbytes(), search)
@@ -117,7 +120,6 @@ def run(docs_path: Path, queries_path: Path, output: Path, n_queries: int = 300,
                 runners.append(runner(label, method, params, k, None, {"filter": None}))
             for f_i, f in enumerate(filters):
                 runners.append(runner(label, method, params, 10, f["filter"], {"filter": f_i}))
-        measured = allowed_module.DIRECT_SHARE
         for label, (method, params) in METHODS.items():
             for f_i, f in enumerate(cross):
                 for direct in (1.0, 0.0):

@@ -8,7 +8,7 @@
   model on the test splits (``lsr.eval``: exact search, nDCG@10 and non-zeros per document) and its hybrid with
   BM25, beside the base model.
 
-    python -m bench.train_recipe dev --model splade-tiny --model /tmp/runs/r2 --output bench/results/train_dev.json
+    python -m bench.train_recipe dev --model splade-tiny --model models/r2 --output bench/results/train_dev.json
     python -m bench.train_recipe run --output models/scifact-tiny --json bench/results/train_recipe.json
 """
 
