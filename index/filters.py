@@ -17,6 +17,9 @@ a keyword field, a string matched against numbers) before any segment is searche
 
 from __future__ import annotations
 
+import json
+import threading
+from collections import OrderedDict
 from typing import Annotated, Any, Mapping, Union
 
 import numpy as np
@@ -147,15 +150,37 @@ Filter.model_rebuild()
 
 
 # ---- parsing and checking -------------------------------------------------------------------------------------------
+_PARSED: OrderedDict[str | bytes, Filter] = OrderedDict()   # valid filters by their JSON text, most recent last
+_PARSED_LOCK = threading.Lock()
+
+
+def _parsed(key: str | bytes, parse) -> Filter:
+    """A service sends the same few filters again and again, and validating one costs more than an exact search of
+    a small index: valid ones are kept by their JSON text (a Filter is never changed after parsing)."""
+    with _PARSED_LOCK:
+        found = _PARSED.get(key)
+    if found is None:
+        found = parse()
+        with _PARSED_LOCK:
+            _PARSED[key] = found
+            if len(_PARSED) > 256:
+                _PARSED.popitem(last=False)
+    return found
+
+
 def parse_filter(given: Filter | Mapping[str, Any] | str | bytes | None) -> Filter | None:
     """A Filter from itself, a mapping or JSON text; InvalidFilter naming the path of the first problems."""
     if given is None or isinstance(given, Filter):
         return given
     try:
         if isinstance(given, (str, bytes)):
-            return Filter.model_validate_json(given)
+            return _parsed(given, lambda: Filter.model_validate_json(given))
         if isinstance(given, Mapping):
-            return Filter.model_validate(dict(given))
+            try:
+                text = json.dumps(given, sort_keys=True, allow_nan=False)
+            except (TypeError, ValueError):   # not JSON (numpy numbers, NaN, ...): validated, not kept
+                return Filter.model_validate(dict(given))
+            return _parsed(text, lambda: Filter.model_validate(dict(given)))
     except ValidationError as e:
         raise InvalidFilter(describe(e, "filter", _TAGS)) from None
     raise TypeError(f"filter must be a dict (or JSON text, or an lsr.index.filters.Filter), got {type(given).__name__}")
