@@ -12,6 +12,7 @@ raises ``Unsupported``, and ``lsr.encoding.loader.load_query_encoder`` falls bac
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lsr.core.sparse import SparseBatch
+from lsr.encoding import screen
 from lsr.encoding.models import DEFAULT_MODEL, resolve_model, vocab_fingerprint
 from lsr.encoding.texts import DOCUMENT_MAX_LENGTH, QUERY_MAX_LENGTH, EncodeStats, check_texts
 
@@ -168,6 +170,11 @@ class Network:
                    tuple(layer(i) for i in range(fields["layers"])), fields["heads"], fields["activation"],
                    dense(names["transform"]), norm(names["transform_norm"]), projection, decoder[1])
 
+    @functools.cached_property
+    def packed_decoder(self) -> screen.PackedWeight:
+        """The output projection as the screened head's integers (packed on first use: ~0.3 s for 30,522 rows)."""
+        return screen.pack(self.decoder.T)
+
     @property
     def vocab_size(self) -> int:
         return int(self.decoder.shape[1])
@@ -212,6 +219,9 @@ class Network:
         h = self.hidden(ids, mask)
         lengths = mask.sum(1)
         starts = np.r_[0, np.cumsum(lengths)[:-1]]
+        if pooling == "max" and screen.available():   # the integer screen, then the survivors in float32
+            docs = [h[a:a + n] for a, n in zip(starts, lengths)]
+            return screen.max_pool(docs, self.decoder.T, self.decoder_bias, self.packed_decoder)
         V = self.vocab_size
         out = np.empty((len(ids), V), dtype=np.float32)
         step = max(256, min(V, _LOGITS_BYTES // (4 * max(len(h), 1))))

@@ -24,7 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 TOKENS, VECTORS = 2, 4          # register tile: 2 tokens x 4 vectors of 8 columns (8 accumulators: no spills)
 COLUMNS = 8 * VECTORS           # columns per block of the packed weight
@@ -188,12 +187,9 @@ class PackedWeight:
 _PACKED: dict[int, tuple[weakref.ref, PackedWeight]] = {}   # id(tensor) -> (the tensor, its packed form)
 
 
-def pack_weight(weight: torch.Tensor) -> PackedWeight:
-    """The packed form of a (V, H) decoder, cached per tensor (and repacked if the tensor was modified)."""
-    ref, cached = _PACKED.get(id(weight), (None, None))
-    if ref is not None and ref() is weight and cached.version == weight._version:
-        return cached
-    w = weight.detach().float().cpu().numpy().astype(np.float64)
+def pack(w: np.ndarray, version: int = 0) -> PackedWeight:
+    """The packed form of a (V, H) decoder (any float dtype; a view is fine)."""
+    w = np.asarray(w, dtype=np.float64)
     V, H = w.shape
     K = -(-H // (4 * GROUP)) * 4 * GROUP
     scale = np.abs(w).max(1) / LEVELS_W
@@ -202,8 +198,16 @@ def pack_weight(weight: torch.Tensor) -> PackedWeight:
     q[:V, :H] = np.rint(w / scale[:, None])
     packed = np.ascontiguousarray(q.reshape(-1, COLUMNS, K // 4, 4).transpose(0, 2, 1, 3))
     sums = q[:V].sum(1, dtype=np.int64)
-    out = PackedWeight(packed, scale, np.abs(q[:V]).sum(1, dtype=np.float64),
-                       OFFSET * sums, np.linalg.norm(w, axis=1), weight._version)
+    return PackedWeight(packed, scale, np.abs(q[:V]).sum(1, dtype=np.float64), OFFSET * sums,
+                        np.linalg.norm(w, axis=1), version)
+
+
+def pack_weight(weight) -> PackedWeight:
+    """The packed form of a (V, H) torch decoder, cached per tensor (and repacked if the tensor was modified)."""
+    ref, cached = _PACKED.get(id(weight), (None, None))
+    if ref is not None and ref() is weight and cached.version == weight._version:
+        return cached
+    out = pack(weight.detach().float().cpu().numpy(), weight._version)
     for key in [k for k, (r, _) in _PACKED.items() if r() is None]:
         del _PACKED[key]
     _PACKED[id(weight)] = (weakref.ref(weight), out)
@@ -264,49 +268,64 @@ def _run_kernel(D: np.ndarray, packed: np.ndarray, out: np.ndarray, threads: int
     list(_pool(threads).map(lambda i: fn(*args, int(cuts[i]), int(cuts[i + 1]), out.ctypes.data), range(threads)))
 
 
-@torch.inference_mode()
-def max_pool_screened(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                      attention_mask: torch.Tensor, threads: int | None = None) -> torch.Tensor:
-    """SPLADE weights (B, V) float32, equal to the float32 head's: screened in integers, survivors in float32."""
+def max_pool(docs: list[np.ndarray], weight: np.ndarray, bias: np.ndarray | None, pw: PackedWeight,
+             threads: int = 1, out: np.ndarray | None = None) -> np.ndarray:
+    """SPLADE weights (len(docs), V) float32 of each document's real token states (n_i, H) float32, equal to the
+    float32 head's: screened in integers, the survivors computed from ``weight`` (V, H) float32 rows."""
     if not available():
         raise RuntimeError(f"the screened CPU head needs AVX2 (this CPU: {_host_isa()}, {ISA_ENV}="
                            f"{os.environ.get(ISA_ENV, '')!r})")
+    V = weight.shape[0]
+    out = np.zeros((len(docs), V), dtype=np.float32) if out is None else out
+    live = [i for i, h in enumerate(docs) if len(h)]
+    if not live:
+        return out
+    means = np.stack([docs[i].mean(0, dtype=np.float32) for i in live])
+    centres = means @ weight.T
+    if bias is not None:
+        centres += bias
+    centres = centres.astype(np.float64)
+    bias_abs = 0.0 if bias is None else np.abs(bias).astype(np.float64)
+
+    def bound(j: int, kernel_threads: int) -> np.ndarray:
+        return upper_bounds(docs[live[j]], means[j], centres[j], pw, bias_abs, kernel_threads)
+
+    # Several threads take whole documents (no barrier per document), or split one document's columns.
+    if threads > 1 and len(live) >= threads:
+        bounds = list(_pool(threads).map(lambda j: bound(j, 1), range(len(live))))
+    else:
+        bounds = [bound(j, threads) for j in range(len(live))]
+    for i, b in zip(live, bounds):
+        keep = np.flatnonzero(b >= 0)
+        if keep.size == 0:
+            continue
+        logits = docs[i] @ weight[keep].T
+        if bias is not None:
+            logits += bias[keep]
+        top = logits.max(0)
+        np.maximum(top, 0, out=top)
+        out[i, keep] = np.log1p(top)
+    return out
+
+
+def max_pool_screened(hidden, weight, bias, attention_mask, threads: int | None = None):
+    """``max_pool`` for torch tensors (the head's "screen" backend): (B, V) float32."""
+    import torch
+
+    threads = threads or torch.get_num_threads()
     if hidden.device.type != "cpu":
         raise ValueError(f"the screened head runs on the CPU, got {hidden.device}")
-    threads = threads or torch.get_num_threads()
-    pw = pack_weight(weight)
-    w32 = weight.detach().float()
-    b32 = None if bias is None else bias.detach().float()
-    mask = attention_mask.to(torch.bool)
-    docs = [hidden[i][mask[i]].float().contiguous() for i in range(hidden.shape[0])]
-    means = torch.stack([h.mean(0) if len(h) else torch.zeros(h.shape[1]) for h in docs])
-    centres = (torch.mm(means, w32.T) if b32 is None else torch.addmm(b32, means, w32.T)).double().numpy()  # (B, V)
-    bias_abs = 0.0 if b32 is None else b32.abs().double().numpy()
-    live = [i for i, h in enumerate(docs) if len(h)]
-
-    def bound(i: int, kernel_threads: int) -> np.ndarray:
-        return upper_bounds(docs[i].numpy(), means[i].numpy(), centres[i], pw, bias_abs, kernel_threads)
-
-    # Several threads take whole documents (no barrier per document), or split one document's columns. torch runs
-    # single-threaded meanwhile: its OpenMP workers would otherwise spin after every small product, on the cores
-    # the kernel's threads need (measured: 3.5x the CPU time of the head at 2 threads).
-    torch_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        if threads > 1 and len(live) >= threads:
-            bounds = list(_pool(threads).map(lambda i: bound(i, 1), live))
-        else:
-            bounds = [bound(i, threads) for i in live]
-        out = torch.zeros(hidden.shape[0], weight.shape[0], dtype=torch.float32)
-        for i, b in zip(live, bounds):
-            keep = np.flatnonzero(b >= 0)
-            if keep.size == 0:
-                continue
-            cols = torch.from_numpy(keep)
-            logits = docs[i] @ w32[cols].T
-            if b32 is not None:
-                logits += b32[cols]
-            out[i, cols] = logits.amax(0).clamp_min_(0).log1p_()
-    finally:
-        torch.set_num_threads(torch_threads)
-    return out
+    with torch.inference_mode():
+        pw = pack_weight(weight)
+        mask = attention_mask.to(torch.bool)
+        docs = [hidden[i][mask[i]].float().contiguous().numpy() for i in range(hidden.shape[0])]
+        w32 = weight.detach().float().contiguous().numpy()
+        b32 = None if bias is None else bias.detach().float().numpy()
+        # torch runs single-threaded meanwhile: its OpenMP workers would otherwise spin after every small product,
+        # on the cores the kernel's threads need (measured: 3.5x the CPU time of the head at 2 threads).
+        torch_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return torch.from_numpy(max_pool(docs, w32, b32, pw, threads))
+        finally:
+            torch.set_num_threads(torch_threads)
