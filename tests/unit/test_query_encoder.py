@@ -12,7 +12,8 @@ import torch
 from lsr.encoding.encoder import Encoder
 from lsr.encoding.loader import load_query_encoder
 from lsr.encoding.models import resolve_model
-from lsr.encoding.query import Network, QueryEncoder, Unsupported, erf
+from lsr.encoding import screen
+from lsr.encoding.query import SCREEN_AFTER, Network, QueryEncoder, Unsupported, erf
 from lsr.encoding.texts import QUERY_MAX_LENGTH
 
 LONG = "The mitochondria is the powerhouse of the cell. " * 40        # 402 tokens: longer than any max_length here
@@ -53,6 +54,19 @@ def test_vectors_equal_the_torch_encoder(encoder, numpy_encoder, max_length, bat
     assert_same_vectors(numpy_encoder.encode_queries(TEXTS, max_length=max_length, batch_size=batch_size), want)
     assert numpy_encoder.stats == torch_stats
     assert np.count_nonzero(want.sum(1) == 0) == 2   # the blank texts, and only they
+
+
+@pytest.mark.skipif(not screen.available(), reason="the screened head needs AVX2")
+def test_screened_head_after_enough_texts_gives_the_same_vectors(encoder):
+    """Past SCREEN_AFTER texts a QueryEncoder max-pools through the integer screen: the vectors stay the torch
+    Encoder's."""
+    fast = QueryEncoder.from_pretrained("splade-tiny")
+    texts = [t for t in TEXTS * 40][:SCREEN_AFTER]
+    fast.encode_queries(texts)
+    assert "packed_decoder" not in fast.network.__dict__, "the first SCREEN_AFTER texts take the float32 head"
+    want = encoder.encode(TEXTS, max_length=QUERY_MAX_LENGTH).to_scipy().toarray()
+    assert_same_vectors(fast.encode_queries(TEXTS), want)
+    assert "packed_decoder" in fast.network.__dict__
 
 
 def test_documents_equal_the_torch_encoders(encoder, numpy_encoder):
