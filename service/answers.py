@@ -15,9 +15,10 @@ from pydantic import TypeAdapter
 from lsr.service.batcher import Row
 from lsr.service.engine import Answer, Engine
 from lsr.service.limits import STORED_FIELDS
-from lsr.service.models import BatchError, Hit, InvalidBatchQuery, SearchRequest
+from lsr.service.models import BatchError, Hit, InvalidBatchQuery, QueryTerm, SearchRequest
 
 _HITS = TypeAdapter(list[Hit])
+_TERMS = TypeAdapter(list[QueryTerm])
 PIECE_BYTES = 1 << 16   # hits are written in groups of about this many bytes
 
 
@@ -26,7 +27,7 @@ def search_pieces(engine: Engine, req: SearchRequest, row: Row) -> Iterator[byte
     answer = engine.answer(req, row)
     yield b'{"hits":['
     yield from _hits(engine, answer)
-    yield b'],"took_ms":' + _number(answer.took_ms) + b"}"
+    yield b"]," + _query_terms(engine, answer) + b'"took_ms":' + _number(answer.took_ms) + b"}"
 
 
 def batch_pieces(engine: Engine, items: list[SearchRequest | InvalidBatchQuery], rows: list,
@@ -44,7 +45,7 @@ def batch_pieces(engine: Engine, items: list[SearchRequest | InvalidBatchQuery],
             continue
         yield b'{"status":200,"hits":['
         yield from _hits(engine, r)
-        yield b'],"took_ms":' + _number(r.took_ms) + b"}"
+        yield b"]," + _query_terms(engine, r) + b'"took_ms":' + _number(r.took_ms) + b"}"
     yield b'],"took_ms":' + _number(took_ms) + b"}"
 
 
@@ -70,6 +71,13 @@ def _hits(engine: Engine, a: Answer) -> Iterator[bytes]:
             group, size, first = [], 0, False
     if group:
         yield (b"" if first else b",") + _HITS.dump_json(group, exclude_none=True)[1:-1]
+
+
+def _query_terms(engine: Engine, a: Answer) -> bytes:
+    """``"query_terms":[...],`` when the request asks to explain, else nothing."""
+    if not a.req.explain:
+        return b""
+    return b'"query_terms":' + _TERMS.dump_json(engine.query_terms(a.row)) + b","
 
 
 def _number(x: float) -> bytes:

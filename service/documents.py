@@ -15,9 +15,11 @@ answered 503 with the reason and the way to recover; answers never name the inde
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Callable
 
-from lsr.index import Index
+from lsr.index import Index, backup
+from lsr.index.backup import BackupInfo
 from lsr.index.errors import IndexCorrupt, IndexLocked
 from lsr.core.documents import Document
 from lsr.service.engine import Engine, NotReady, QueryError
@@ -42,7 +44,7 @@ class Documents:
         self.engine.refresh()
         return self.engine.index.document(doc_id)
 
-    def _session(self, write: Callable[[Index], int | None]) -> int | None:
+    def _session(self, write: Callable[[Index], object]) -> object:
         if self.engine.damaged:
             raise NotReady(self.engine.damaged)
         try:
@@ -55,7 +57,7 @@ class Documents:
         with writer:  # closing commits and waits for a running merge
             return write(writer)
 
-    async def _write(self, write: Callable[[Index], int | None]) -> int | None:
+    async def _write(self, write: Callable[[Index], object]) -> object:
         async with self._lock:
             result = await asyncio.to_thread(self._session, write)
         await self.engine.pool.run(self.engine.refresh)
@@ -78,6 +80,11 @@ class Documents:
             raise QueryError(str(e).replace("texts[", "body[")) from e
         self.engine.metrics.documents.labels("upsert").inc(len(docs))
         return ids
+
+    async def snapshot(self, repository: Path, name: str | None) -> BackupInfo:
+        """A backup of the index (lsr.index.backup), made in a writer session: every write so far flushed first,
+        so it holds each write acknowledged before the call."""
+        return await self._write(lambda w: backup.create(w, repository, name))
 
     async def delete(self, doc_id: str) -> None:
         """Deletes one document; KeyError when there is none with this id."""

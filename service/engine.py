@@ -28,7 +28,7 @@ from lsr.encoding.vocabulary import Vocabulary
 from lsr.service.batcher import BatcherClosed, MicroBatcher, Row, TextRejected
 from lsr.service.limits import STORED_FIELDS
 from lsr.service.metrics import Metrics
-from lsr.service.models import BatchError, Contribution, InvalidBatchQuery, SearchRequest
+from lsr.service.models import BatchError, Contribution, InvalidBatchQuery, QueryTerm, SearchRequest
 from lsr.service.offload import Offload
 from lsr.service.settings import Settings
 
@@ -94,11 +94,13 @@ class Engine:
             self._attach(encoder)
 
     # ---- the query encoder ---------------------------------------------------------------------------------------
-    def load_encoder(self) -> None:
-        """Loads the index's model (or ``settings.model``); on failure records why, for /readyz. On the CPU that is
-        the numpy encoder where it covers the model, for queries and document writes alike: a worker never loads
-        torch (~600 MB less each)."""
+    def load_encoder(self, encoder=None) -> None:
+        """Loads the index's model (or ``settings.model``) unless ``encoder`` is given (another index's, of the same
+        model); on failure records why, for /readyz. On the CPU that is the numpy encoder where it covers the model,
+        for queries and document writes alike: a worker never loads torch (~600 MB less each)."""
         try:
+            if encoder is not None:
+                return self._attach(encoder)
             model = self.settings.model or self.index.model
             if not model:
                 raise NotReady("the index records no model; set LSR_MODEL to encode text")
@@ -314,6 +316,12 @@ class Engine:
         order = np.argsort(-parts, kind="stable")
         return [Contribution(term=self.token(int(common[i])), id=int(common[i]), query_weight=float(q_weights[qi[i]]),
                              doc_weight=float(d_weights[di[i]]), score=float(parts[i])) for i in order if parts[i] > 0]
+
+    def query_terms(self, row: Row) -> list[QueryTerm]:
+        """The query vector's terms, heaviest first: what a text query was expanded to."""
+        terms, weights = row
+        return [QueryTerm(term=self.token(int(terms[i])), id=int(terms[i]), weight=float(weights[i]))
+                for i in np.argsort(-weights, kind="stable")]
 
     def token(self, term_id: int) -> str:
         return self._tokens[term_id] if term_id < len(self._tokens) else str(term_id)

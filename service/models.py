@@ -166,8 +166,16 @@ class Hit(BaseModel):
     explanation: list[Contribution] | None = None
 
 
+class QueryTerm(BaseModel):
+    term: str = Field(description="the vocabulary token")
+    id: int = Field(description="its term id")
+    weight: float
+
+
 class SearchResponse(BaseModel):
     hits: list[Hit]
+    query_terms: list[QueryTerm] | None = Field(None, description="with explain: the query's own terms, heaviest "
+                                                "first (a text query's expansion by the model)")
     took_ms: float
 
 
@@ -212,3 +220,27 @@ class DocumentOut(BaseModel):
 
 class Problem(BaseModel):
     detail: Any
+
+
+class SnapshotRequest(Strict):
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                             description="the snapshot's name (default: the UTC time and the generation)")
+
+
+class SnapshotOut(BaseModel):
+    """A consistent point-in-time copy of an index (lsr.index.backup): hard links to its committed files."""
+
+    name: str
+    created: str = Field(description="UTC, ISO 8601")
+    generation: int = Field(description="the index's committed generation it holds")
+    wal_seq: int = Field(description="the last acknowledged write it holds")
+    documents: int
+    segments: int
+    bytes: int
+
+
+class IndexOut(BaseModel):
+    name: str
+    default: bool = Field(description="served by the single-index routes too (/search, /documents, ...)")
+    stats: dict[str, Any]
+

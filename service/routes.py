@@ -1,6 +1,10 @@
 """The endpoints. Each is a thin shell: check limits and keys, call the engine or the document writer, shape the
 answer. The objects they use live on ``request.app.state`` (see service/app.py).
 
+``router`` holds an index's endpoints; the app mounts it at ``/`` (the first index) and at ``/indexes/{name}``
+(service/indexes.py), and ``served(request)`` is the index a request is about. ``service`` holds the server's own:
+health, metrics, the schema, the index list and the search page.
+
 Document ids are path parameters that may hold "/" (``{doc_id:path}``): send them percent-encoded (every reserved
 character, "/" included, e.g. ``urllib.parse.quote(id, safe="")``), or with "/" as is; both reach the same document.
 """
@@ -11,14 +15,17 @@ import time
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 
+from lsr.index.backup import delete as delete_backup, list_backups
 from lsr.service.answers import batch_pieces, search_pieces
 from lsr.service.auth import require_read, require_write
 from lsr.service.engine import Engine
+from lsr.service.indexes import served
 from lsr.service.limits import check_batch, check_documents, check_search
-from lsr.service.models import (BatchRequest, BatchResponse, DocumentIn, DocumentOut, Problem, SearchRequest,
-                                SearchResponse, WriteResponse)
+from lsr.service.models import (BatchRequest, BatchResponse, DocumentIn, DocumentOut, IndexOut, Problem,
+                                SearchRequest, SearchResponse, SnapshotOut, SnapshotRequest, WriteResponse)
+from lsr.service.page import PAGE
 
 _ERRORS = {401: {"model": Problem, "description": "no API key"},
            403: {"model": Problem, "description": "API key refused, or writes disabled"},
@@ -28,11 +35,13 @@ _ERRORS = {401: {"model": Problem, "description": "no API key"},
                                                   "or the index damaged (the detail says how to recover)"}}
 
 router = APIRouter()
+service = APIRouter()
 read = [Depends(require_read)]
+write = [Depends(require_write)]
 
 
 def engine(request: Request) -> Engine:
-    return request.app.state.engine
+    return served(request).engine
 
 
 # Answers are written by service/answers.py (whole when small, streamed when large) rather than validated again and
@@ -61,7 +70,7 @@ async def search_batch(body: BatchRequest, request: Request) -> Response:
 async def put_documents(body: list[DocumentIn], request: Request) -> WriteResponse:
     start = time.perf_counter()
     check_documents(body, request.app.state.settings)
-    ids = await request.app.state.documents.upsert(body)
+    ids = await served(request).documents.upsert(body)
     return WriteResponse(ids=ids, took_ms=(time.perf_counter() - start) * 1000)
 
 
@@ -70,7 +79,7 @@ async def put_documents(body: list[DocumentIn], request: Request) -> WriteRespon
                summary="Delete one document; 204 once the delete is durable")
 async def delete_document(doc_id: str, request: Request) -> Response:
     try:
-        await request.app.state.documents.delete(doc_id)
+        await served(request).documents.delete(doc_id)
     except KeyError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no document with id {doc_id!r}") from None
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -80,12 +89,12 @@ async def delete_document(doc_id: str, request: Request) -> Response:
             responses={**_ERRORS, 404: {"model": Problem}}, summary="A stored document")
 async def get_document(doc_id: str, request: Request) -> DocumentOut:
     try:
-        return DocumentOut(**await request.app.state.documents.get(doc_id))
+        return DocumentOut(**await served(request).documents.get(doc_id))
     except KeyError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no document with id {doc_id!r}") from None
 
 
-@router.get("/healthz", summary="The process answers")
+@service.get("/healthz", summary="The process answers")
 async def healthz() -> dict:
     return {"status": "ok"}
 
@@ -105,7 +114,10 @@ async def readyz(request: Request):
 
 @router.get("/stats", dependencies=read, summary="Index and service figures")
 async def stats(request: Request) -> dict:
-    e = engine(request)
+    return await index_stats(engine(request))
+
+
+async def index_stats(e: Engine) -> dict:
     await e.pool.run(e.refresh)
     idx, m = e.index, e.index.manifest
     return {
@@ -124,17 +136,53 @@ async def stats(request: Request) -> dict:
     }
 
 
-@router.get("/metrics", dependencies=read, summary="Prometheus metrics", response_class=Response)
+@router.post("/snapshots", response_model=SnapshotOut, status_code=status.HTTP_201_CREATED, dependencies=write,
+             responses={**_ERRORS, 409: {"model": Problem, "description": "a snapshot of that name exists"}},
+             summary="A consistent point-in-time copy of the index (hard links), its writes so far flushed first; "
+                     "writes go on meanwhile. Restore with lsr snapshot restore")
+async def create_snapshot(request: Request, body: SnapshotRequest | None = None) -> SnapshotOut:
+    s = served(request)
+    return SnapshotOut(**vars(await s.documents.snapshot(s.snapshots, body.name if body else None)))
+
+
+@router.get("/snapshots", response_model=list[SnapshotOut], dependencies=read, summary="The index's snapshots, "
+            "oldest first")
+async def get_snapshots(request: Request) -> list[SnapshotOut]:
+    s = served(request)
+    return [SnapshotOut(**vars(b)) for b in await s.engine.pool.run(list_backups, s.snapshots)]
+
+
+@router.delete("/snapshots/{snapshot}", status_code=status.HTTP_204_NO_CONTENT, dependencies=write,
+               responses={**_ERRORS, 404: {"model": Problem}}, summary="Delete a snapshot")
+async def remove_snapshot(snapshot: str, request: Request) -> Response:
+    s = served(request)
+    await s.engine.pool.run(delete_backup, s.snapshots, snapshot)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@service.get("/indexes", response_model=list[IndexOut], dependencies=read,
+             summary="The indexes this server serves, with their figures; the first is the default")
+async def list_indexes(request: Request) -> list[IndexOut]:
+    indexes = request.app.state.indexes
+    return [IndexOut(name=s.name, default=s is indexes.first, stats=await index_stats(s.engine)) for s in indexes]
+
+
+@service.get("/", include_in_schema=False)
+async def page() -> FileResponse:
+    return FileResponse(PAGE / "index.html")
+
+
+@service.get("/metrics", dependencies=read, summary="Prometheus metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
     m = request.app.state.metrics
     return Response(m.render(), media_type=m.content_type)
 
 
-@router.get("/openapi.json", dependencies=read, include_in_schema=False)
+@service.get("/openapi.json", dependencies=read, include_in_schema=False)
 async def openapi(request: Request) -> JSONResponse:
     return JSONResponse(request.app.openapi())
 
 
-@router.get("/docs", dependencies=read, include_in_schema=False)
+@service.get("/docs", dependencies=read, include_in_schema=False)
 async def docs(request: Request) -> Response:
     return get_swagger_ui_html(openapi_url="/openapi.json", title="lsr - API")

@@ -15,6 +15,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LSR_", extra="forbid")
 
     index_dir: Path | None = Field(None, description="index folder (lsr serve --index sets it)")
+    indexes: dict[str, Path] = Field(default_factory=dict, description="several indexes by name, the first serving "
+                                     "the single-index routes (env: a JSON object; lsr serve --index NAME=DIR sets "
+                                     "it); when empty, index_dir alone, named after its folder")
+    snapshot_dir: Path | None = Field(None, description="snapshots of index NAME go to snapshot_dir/NAME (default: "
+                                      "<index folder>.snapshots beside each index; the same file system, hard links)")
+    access_log: bool = Field(False, description="one line per request on stderr (service/access.py)")
     model: str | None = Field(None, description="query encoder; default: the model the index records")
     device: str = Field("cpu", description="device of the query encoder")
     bm25_dir: Path | None = Field(None, description="BM25 side for hybrid search (service/hybrid.py)")

@@ -11,12 +11,13 @@ from importlib.metadata import entry_points
 
 import typer
 
-from lsr.cli import encode, eval, index, search, serve, train
+from lsr.cli import encode, eval, index, search, serve, snapshot, train
 
 app = typer.Typer(help="Learned sparse retrieval: encode, index, search, serve, evaluate, train.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 for group in (encode, index, search, serve, eval, train):
     app.registered_commands += group.app.registered_commands
+app.add_typer(snapshot.app, name="snapshot")
 for plugin in entry_points(group="lsr.commands"):
     app.add_typer(plugin.load(), name=plugin.name)
 

@@ -1,4 +1,5 @@
-"""`lsr serve` (FastAPI under uvicorn over one index) and `lsr serve-shards` (Ray Serve over a sharded index)."""
+"""`lsr serve` (FastAPI under uvicorn over one index or several) and `lsr serve-shards` (Ray Serve over a sharded
+index)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ app = typer.Typer()
 
 @app.command()
 def serve(
-    index_dir: Path = typer.Option(..., "--index", help="index folder"),
+    index_dirs: list[str] = typer.Option(..., "--index", help="index folder, or NAME=DIR; repeat it to serve several "
+                                         "(routes /indexes/NAME/...; the first also serves /search, /documents, ...)"),
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
     port: int = typer.Option(8000, min=0, max=65535),
     workers: int = typer.Option(1, min=1, help="worker processes; they share the memory-mapped index"),
@@ -24,10 +26,14 @@ def serve(
     bm25: Optional[Path] = typer.Option(None, help="BM25 side for hybrid search; built from the index's stored texts "
                                                    "when the folder holds none"),
     graceful_timeout: float = typer.Option(30.0, help="seconds that in-flight requests get to finish on SIGTERM"),
+    snapshots: Optional[Path] = typer.Option(None, help="snapshots of index NAME go to SNAPSHOTS/NAME (default: "
+                                                       "DIR.snapshots beside each index; hard links: same file system)"),
+    access_log: bool = typer.Option(False, help="one line per request on stderr"),
     log_level: str = typer.Option("info"),
 ) -> None:
     """Serve an index over HTTP: FastAPI under uvicorn, OpenAPI at /docs. Other settings: LSR_* variables
     (lsr/service/settings.py)."""
+    import json
     import os
     import tempfile
 
@@ -37,17 +43,27 @@ def serve(
     from lsr.index import Index, IndexCorrupt
     from lsr.index.wal import check_replay
     from lsr.service.hybrid import BM25_MODEL, build_bm25
+    from lsr.service.indexes import check_names, parse_index
     from lsr.service.settings import Settings
 
+    with reported(ValueError):
+        pairs = [parse_index(value) for value in index_dirs]
+        check_names([name for name, _ in pairs])   # the same name twice
+    folders = dict(pairs)
     with reported(IndexCorrupt, OSError):
-        idx = Index.open(index_dir, verify=False)
-        check_replay(idx.path, idx.snapshot())   # a damaged log: refuse to start, saying how to recover
+        opened = [Index.open(folder, verify=False) for folder in folders.values()]
+        for idx in opened:
+            check_replay(idx.path, idx.snapshot())   # a damaged log: refuse to start, saying how to recover
+    idx = opened[0]
     if bm25 is not None and not (bm25 / BM25_MODEL).exists():
         typer.echo(f"building the BM25 side of {idx.num_docs} documents in {bm25}", err=True)
         with reported(ValueError, FileExistsError):
             build_bm25(idx, bm25)
-    given = {"INDEX_DIR": index_dir.resolve(), "MODEL": model, "API_KEYS_FILE": api_keys_file,
-             "PROTECT_READS": "true" if protect_reads else None, "BM25_DIR": bm25.resolve() if bm25 else None}
+    given = {"INDEX_DIR": idx.path.resolve(),
+             "INDEXES": json.dumps({name: str(folder.resolve()) for name, folder in folders.items()}),
+             "MODEL": model, "API_KEYS_FILE": api_keys_file,
+             "PROTECT_READS": "true" if protect_reads else None, "BM25_DIR": bm25.resolve() if bm25 else None,
+             "SNAPSHOT_DIR": snapshots.resolve() if snapshots else None, "ACCESS_LOG": "true" if access_log else None}
     os.environ.update({f"LSR_{k}": str(v) for k, v in given.items() if v is not None})
     try:
         settings = Settings()  # the workers read the same variables: fail here, once, on a bad value
