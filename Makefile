@@ -36,6 +36,9 @@ lint: setup
 	  $(BIN)/python -m zipfile -e build/lint/lsr-*.whl build/lint/site
 	$(BIN)/python -c "import sys, zipfile, glob; names = zipfile.ZipFile(glob.glob('build/lint/lsr-*.whl')[0]).namelist(); \
 	  bad = [n for n in names if n.split('/')[0] != 'lsr' and '.dist-info/' not in n]; sys.exit(f'not lsr/: {bad}' if bad else 0)"
+	$(BIN)/python -c "import sys, zipfile, glob; names = set(zipfile.ZipFile(glob.glob('build/lint/lsr-*.whl')[0]).namelist()); \
+	  page = {f'lsr/service/static/{f}' for f in ('index.html', 'app.js', 'style.css')}; \
+	  sys.exit(f'the search page is not in the wheel: {sorted(page - names)}' if page - names else 0)"
 	cd build/lint/site && PYTHONPATH=. $(abspath $(BIN))/lint-imports --config $(abspath pyproject.toml)
 
 bench-encode: setup

@@ -29,9 +29,9 @@ class AccessLog:
 
     def __init__(self, app):
         self.app = app
+        log.setLevel(logging.INFO)
         if not log.handlers:
             log.addHandler(_handler())
-            log.setLevel(logging.INFO)
             log.propagate = False   # a root handler someone configured would print each line twice
 
     async def __call__(self, scope, receive, send):
