@@ -168,8 +168,14 @@ def list_backups(repository: str | os.PathLike) -> list[BackupInfo]:
     repository = Path(repository)
     if not repository.is_dir():
         return []
-    found = [read_info(p) for p in repository.iterdir()
-             if p.is_dir() and NAME.match(p.name) and not p.name.endswith(".tmp") and (p / INFO).exists()]
+    found = []
+    for p in repository.iterdir():
+        if NAME.match(p.name) and not p.name.endswith(".tmp") and (p / INFO).exists():
+            try:
+                found.append(read_info(p))
+            except BackupError:
+                if p.exists():   # else deleted meanwhile
+                    raise
     return sorted(found, key=lambda b: (b.generation, b.created, b.name))
 
 
@@ -181,8 +187,15 @@ def find(repository: str | os.PathLike, name: str) -> Path:
 
 
 def delete(repository: str | os.PathLike, name: str) -> None:
-    """Removes a backup (the index and other backups keep their own links to shared files)."""
-    shutil.rmtree(find(repository, name))
+    """Removes a backup (the index and other backups keep their own links to shared files). It is renamed away
+    first, so it disappears at once and whole, and of two concurrent deletes one gets BackupNotFound."""
+    folder = find(repository, name)
+    gone = folder.with_name(f"{name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    try:
+        os.rename(folder, gone)
+    except FileNotFoundError:
+        raise BackupNotFound(f"no snapshot named {name!r}") from None
+    shutil.rmtree(gone)
 
 
 def restore(repository: str | os.PathLike, name: str, target: str | os.PathLike, *, overwrite: bool = False,
