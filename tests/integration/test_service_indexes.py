@@ -220,3 +220,29 @@ def test_access_log_is_off_by_default_and_one_line_per_request_when_on(folders, 
         assert size == len(b'{"status":"ok"}')
     finally:
         logging.getLogger("lsr.access").removeHandler(lines)
+
+
+def test_serve_refuses_repeated_or_bad_index_names(folders):
+    from typer.testing import CliRunner
+
+    from lsr.cli import app as cli
+
+    runner = CliRunner()
+    r = runner.invoke(cli, ["serve", "--index", f"a={folders['main']}", "--index", f"a={folders['other']}"])
+    assert r.exit_code == 2 and "index names given twice: ['a']" in r.output
+    r = runner.invoke(cli, ["serve", "--index", f"{folders['main']}", "--index", f"main={folders['other']}"])
+    assert r.exit_code == 2 and "given twice: ['main']" in r.output   # a plain DIR is named after its folder
+    r = runner.invoke(cli, ["serve", "--index", f"x={folders['main'].parent / 'missing'}"])
+    assert r.exit_code == 2 and "not an index" in r.output
+
+
+def test_workers_read_the_indexes_in_order_from_the_environment(monkeypatch, folders, encoder):
+    """lsr serve hands each uvicorn worker the list as LSR_INDEXES; the first stays the default."""
+    import json
+
+    monkeypatch.setenv("LSR_INDEXES", json.dumps({"o": str(folders["other"]), "m": str(folders["main"])}))
+    settings = Settings()
+    assert list(settings.indexes) == ["o", "m"]
+    with TestClient(create_app(settings=settings, encoder=encoder)) as c:
+        assert [i["name"] for i in c.get("/indexes").json()] == ["o", "m"]
+        assert c.get("/stats").json()["documents"] == 24
