@@ -140,6 +140,24 @@ def bench_ingest(
         n_queries=n_queries, burst_s=burst_s, search_methods=tuple(search_method))
 
 
+@app.command("snapshots")
+def bench_snapshots(
+    docs: Path = typer.Option(Path("data/scifact.npz"), help="document vectors (.npz; lsr bench data beir scifact)"),
+    output: Path = typer.Option(Path("bench/results/snapshots.json")),
+    start: int = typer.Option(2_000, min=1, help="documents of the initial build; the rest are added"),
+    batch: int = typer.Option(100, min=1, help="documents per Index.add call"),
+    flush_docs: int = typer.Option(1_000, min=1),
+    period_s: float = typer.Option(1.0, min=0.1, help="length of each period with and without snapshots"),
+    method: list[str] = typer.Option(["exact", "bmp"], "--method"),
+) -> None:
+    """On-disk snapshots: time and bytes against a plain copy; write latency while snapshots run vs not."""
+    from bench.snapshots import run
+
+    _need(docs)
+    print(json.dumps(run(docs, output, start=start, batch=batch, flush_docs=flush_docs, period_s=period_s,
+                         methods=tuple(method)), indent=1))
+
+
 @app.command("service")
 def bench_service(
     docs: Path = typer.Option(Path("data/scifact.npz"), help="document vectors to index (.npz; lsr bench data beir "
