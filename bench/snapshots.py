@@ -30,8 +30,10 @@ from lsr.index import Index, backup
 
 def _ms(values: list[float]) -> dict:
     a = np.asarray(values) * 1000
-    return {"n": len(a), "p50_ms": round(float(np.percentile(a, 50)), 2), "p99_ms": round(float(np.percentile(a, 99)), 2),
-            "max_ms": round(float(a.max()), 2)} if len(a) else {"n": 0}
+    if not len(a):
+        return {"n": 0}
+    return {"n": len(a), "p50_ms": round(float(np.percentile(a, 50)), 2),
+            "p99_ms": round(float(np.percentile(a, 99)), 2), "max_ms": round(float(a.max()), 2)}
 
 
 def _durable_copy(source: str, dest: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import math
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
