@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= data
 
-.PHONY: setup demo test lint bench-encode clean
+.PHONY: setup demo test lint browser bench-encode clean
 
 setup: $(VENV)/.installed
 
@@ -26,8 +26,16 @@ demo: setup
 	$(BIN)/lsr search --index $(DATA)/sample-index "parse command line arguments" -k 5 --method seismic
 	@echo "serve it: $(BIN)/lsr serve --index $(DATA)/sample-index  (then open http://127.0.0.1:8000/docs)"
 
-test: setup lint
+test: setup lint browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The search page's test drives Debian's chromium headless; installed here where apt can (root on Debian), else that
+# one test is skipped with the reason.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && \
+	     apt-get install -y -q chromium >/dev/null 2>&1)) || echo "chromium not installed: the search page test will be skipped"; }
 
 # The layers of pyproject.toml's [tool.importlinter], checked on the built wheel: an editable install maps index/,
 # service/, eval/ and cluster/ into lsr, which import-linter cannot see; the wheel holds the real lsr package.
