@@ -89,34 +89,41 @@ def evaluate(model: str, dataset: str, method: str = "exact", settings: list[dic
     return out
 
 
-def doc_nnz(model: str, corpus: str) -> float:
-    """Mean non-zeros per document of the cached vectors the evaluation just used."""
-    from lsr.eval.cache import VectorCache
-
+def doc_nnz(model: str, dataset: str) -> float:
+    """Mean non-zeros per document of the cached vectors the evaluation just used (its cache key, recomputed)."""
     from lsr.core.vectors import load_vectors
+    from lsr.encoding.encoder import vector_settings
+    from lsr.eval.cache import VectorCache
+    from lsr.eval.datasets import load_eval_set
+    from lsr.eval.evaluate import Options, window_overlap
 
-    path = VectorCache().path(corpus, model, 256, "docs")
-    v = load_vectors(path).vectors
+    opts = Options(model=model)
+    settings = vector_settings(opts.device, max_length=opts.max_length, window_overlap=window_overlap(opts))
+    v = load_vectors(VectorCache().path(load_eval_set(dataset).docs_key, model, "docs", settings)).vectors
     return v.nnz / len(v)
 
 
-def run(output: str, dataset: str, model: str, extra: list[str], tests: list[str], base: bool) -> dict:
+def run(output: str, dataset: str, model: str, extra: list[str], tests: list[str], base: bool,
+        trained: dict | None = None) -> dict:
+    """``trained``: {"wall_s", "load"} of a run already finished into ``output`` (its evaluation alone is run)."""
     cmd = [sys.executable, "-m", "lsr", "train", "--dataset", dataset, "--model", model, "--output", output, *extra]
-    log("$ nice -n 10", " ".join(cmd[2:]))
-    with LoadSampler() as load:
-        t = time.perf_counter()
-        proc = subprocess.run(["nice", "-n", "10", *cmd], capture_output=True, text=True)
-        wall = time.perf_counter() - t
-    if proc.returncode != 0:
-        raise SystemExit(f"lsr train failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    if trained is None:
+        log("$ nice -n 10", " ".join(cmd[2:]))
+        with LoadSampler() as load:
+            t = time.perf_counter()
+            proc = subprocess.run(["nice", "-n", "10", *cmd], capture_output=True, text=True)
+            wall = time.perf_counter() - t
+        if proc.returncode != 0:
+            raise SystemExit(f"lsr train failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        trained = {"wall_s": round(wall, 1), "load": load.summary()}
     record = json.loads(Path(output, "training.json").read_text())
-    doc = {"command": " ".join(["lsr", *cmd[3:]]), "wall_s": round(wall, 1), "load": load.summary(),
+    wall = trained["wall_s"]
+    doc = {"command": " ".join(["lsr", *cmd[3:]]), **trained,
            "cores": os.cpu_count(), "training": {k: record[k] for k in ("dev", "dev_bm25", "chosen", "threads",
                                                                         "seconds_this_session")},
            "test": {}}
     log(f"trained in {wall:.0f} s (load {doc['load']})")
     for ds in tests:
-        corpus = "beir/" + ds.split("/")[1]
         rows = {"trained": evaluate(output, ds)[0], "bm25": evaluate(output, ds, "bm25")[0]}
         if base:
             rows["base"] = evaluate(model, ds)[0]
@@ -126,10 +133,10 @@ def run(output: str, dataset: str, model: str, extra: list[str], tests: list[str
             **{k: {"nDCG@10": r["metrics"]["nDCG@10"], "R@100": r["metrics"]["R@100"]} for k, r in rows.items()},
             "hybrid": [{"params": {k: v for k, v in r["params"].items() if k in ("fusion", "weight", "rrf_k")},
                         "nDCG@10": r["metrics"]["nDCG@10"]} for r in hybrid],
-            "trained_doc_nnz": round(doc_nnz(output, corpus), 1),
+            "trained_doc_nnz": round(doc_nnz(output, ds), 1),
         }
         if base:
-            doc["test"][ds]["base_doc_nnz"] = round(doc_nnz(model, corpus), 1)
+            doc["test"][ds]["base_doc_nnz"] = round(doc_nnz(model, ds), 1)
         log(ds, json.dumps(doc["test"][ds]))
     return doc
 
@@ -148,12 +155,13 @@ def main() -> None:
     r.add_argument("--test", action="append", default=None, help="test splits (default scifact and nfcorpus)")
     r.add_argument("--no-base", action="store_true", help="skip the base model's evaluation")
     r.add_argument("--json", help="append the result to this JSON list")
+    r.add_argument("--trained", help='JSON {"wall_s", "load"} of a run already in --output: evaluate it only')
     args, extra = ap.parse_known_args()
     if args.cmd == "dev":
         dev(args.model, args.dataset, args.output)
         return
     doc = run(args.output, args.dataset, args.model, extra, args.test or ["beir/scifact/test", "beir/nfcorpus/test"],
-              not args.no_base)
+              not args.no_base, json.loads(args.trained) if args.trained else None)
     if args.json:
         path = Path(args.json)
         runs = json.loads(path.read_text()) if path.exists() else []
