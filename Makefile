@@ -9,7 +9,7 @@ DATA ?= data
 setup: $(VENV)/.installed
 
 # torch goes in first as the local CPU build; an unpinned torch would pull a several-GB CUDA build.
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml bench/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
