@@ -210,17 +210,18 @@ class Network:
             x = x[mask.reshape(-1)]
         return self.transform_norm(act(self.transform(x)))
 
-    def splade(self, ids: np.ndarray, mask: np.ndarray, pooling: str = "max", screened: bool = False) -> np.ndarray:
+    def splade(self, ids: np.ndarray, mask: np.ndarray, pooling: str = "max") -> np.ndarray:
         """Dense (B, V) float32 SPLADE weights: log(1 + relu(logits)) max- (or sum-) pooled over the real tokens.
 
         The (tokens, V) logits exist one vocabulary chunk at a time. For max pooling the bias is added after the max
         (the same float32 result: rounding is monotonic) and log1p(relu) runs on the (B, V) maxima only.
-        ``screened``: max pooling through ``lsr.encoding.screen`` where the CPU allows (the same vectors).
+        Max pooling goes through ``lsr.encoding.screen`` wherever the CPU allows, always: a text's vector must not
+        depend on what the process encoded before (the two heads differ in the last bits).
         """
         h = self.hidden(ids, mask)
         lengths = mask.sum(1)
         starts = np.r_[0, np.cumsum(lengths)[:-1]]
-        if screened and pooling == "max" and screen.available():   # integer screen, then the survivors in float32
+        if pooling == "max" and screen.available():   # the integer screen, then the survivors in float32
             docs = [h[a:a + n] for a, n in zip(starts, lengths)]
             return screen.max_pool(docs, self.decoder.T, self.decoder_bias, self.packed_decoder)
         V = self.vocab_size
@@ -312,11 +313,6 @@ def _model_files(path: str) -> dict[str, str]:
     return found
 
 
-# Texts a QueryEncoder encodes with the float32 head before switching to the screened one: packing the decoder and
-# compiling the kernel take ~0.5 s, ~1.2 ms saved per query (bench query): a one-query CLI process never pays it.
-SCREEN_AFTER = 256
-
-
 class QueryEncoder:
     """Texts to SPLADE vectors (``SparseBatch``) on the CPU in numpy, with the interface of the torch ``Encoder``.
 
@@ -336,7 +332,6 @@ class QueryEncoder:
         self.batch_size = batch_size
         self.max_length = max_length
         self.query_max_length = query_max_length
-        self._texts_seen = 0   # the screened head pays for its set-up (~0.5 s) after a few hundred texts
         self.vocab_size = network.vocab_size
         self.vocab_fingerprint = vocab_fingerprint(tokenizer)
         self.stats = EncodeStats()
@@ -391,8 +386,6 @@ class QueryEncoder:
         texts = check_texts(texts)
         if top_k is not None and top_k <= 0:
             raise ValueError(f"top_k must be positive, got {top_k}")
-        screened = self._texts_seen >= SCREEN_AFTER
-        self._texts_seen += len(texts)
         batch_size = batch_size or self.batch_size
         kept = [i for i, t in enumerate(texts) if t.strip()]
         encodings = self._tokenize([texts[i] for i in kept], max_length) if kept else []
@@ -402,18 +395,18 @@ class QueryEncoder:
                                  tokens=int(lengths.sum()), max_length=max_length)
         rows: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int32), np.zeros(0, np.float32))] * len(texts)
         order = np.argsort(-lengths, kind="stable")
-        for lo in range(0, len(order), batch_size):
-            chunk = order[lo:lo + batch_size]
-            width = int(lengths[chunk[0]])
-            batch = np.full((len(chunk), width), self._pad, dtype=np.int64)
-            for r, j in enumerate(chunk):
-                batch[r, :lengths[j]] = ids[j]
-            weights = self.network.splade(batch, np.arange(width) < lengths[chunk][:, None], self.pooling,
-                                          screened=screened)
-            for r, j in enumerate(chunk):
-                rows[kept[j]] = _prune(weights[r], top_k, min_weight)
-            if progress:
-                progress(len(chunk))
+        with _one_blas_thread():   # the same vector whatever the process's BLAS threads (they change the sums)
+            for lo in range(0, len(order), batch_size):
+                chunk = order[lo:lo + batch_size]
+                width = int(lengths[chunk[0]])
+                batch = np.full((len(chunk), width), self._pad, dtype=np.int64)
+                for r, j in enumerate(chunk):
+                    batch[r, :lengths[j]] = ids[j]
+                weights = self.network.splade(batch, np.arange(width) < lengths[chunk][:, None], self.pooling)
+                for r, j in enumerate(chunk):
+                    rows[kept[j]] = _prune(weights[r], top_k, min_weight)
+                if progress:
+                    progress(len(chunk))
         if progress and len(texts) > len(kept):
             progress(len(texts) - len(kept))
         if self.stats.truncated:
@@ -428,6 +421,19 @@ def _prune(w: np.ndarray, top_k: int | None, min_weight: float | None) -> tuple[
     if top_k is not None and len(terms) > top_k:
         terms = np.sort(terms[np.argpartition(w[terms], len(terms) - top_k)[len(terms) - top_k:]])
     return terms.astype(np.int32), w[terms]
+
+
+@functools.cache
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _one_blas_thread():
+    """Numpy's BLAS at one thread for a block (~10 us): OpenBLAS splits a product differently with more threads,
+    and the last bits of a vector would depend on the thread count (a Ray replica runs with one)."""
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 def limit_blas_threads(threads: int) -> None:

@@ -19,7 +19,7 @@ class TrainConfig:
     seed: int = 13
     epochs: int = 4
     batch_size: int = 16              # queries per step; each brings its positive and its hard negatives
-    lr: float = 5e-5
+    lr: float = 1e-4                  # with lambda 3e-4: dev nDCG@10 0.7413 on scifact vs 0.7352 at 5e-5 / 1e-3
     weight_decay: float = 0.01
     warmup: float = 0.1               # fraction of the steps with a linearly rising learning rate
     doc_max_length: int = 128         # training documents are cut here (the evaluation encodes 256 tokens)
@@ -27,8 +27,8 @@ class TrainConfig:
     hard_negatives: int = 1           # per query and step, drawn from the miner's top negative_depth
     negative_depth: int = 30
     model_negatives: bool = False     # after each epoch, mine again with the model being trained (whole corpus)
-    lambda_d: float = 1e-3            # FLOPS weights, reached after flops_warmup of the steps (quadratic rise)
-    lambda_q: float = 1e-3
+    lambda_d: float = 3e-4            # FLOPS weights, reached after flops_warmup of the steps (quadratic rise)
+    lambda_q: float = 3e-4
     flops_warmup: float = 0.5
     teacher_run: Optional[str] = None   # TREC run of a teacher's scores: MarginMSE, negatives from the run
     distill_weight: float = 1.0
