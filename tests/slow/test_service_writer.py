@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from bench.writes import NDJSON, Corpus, Server, kill_trial, ndjson
+from bench.writes import AUTH, NDJSON, Corpus, Server, kill_trial, ndjson
 from lsr.index import Index
 
 pytestmark = pytest.mark.slow
@@ -44,7 +44,8 @@ def owner_pid(folder: Path) -> int:
 def test_the_writer_worker_dies_and_another_takes_over(tmp_path, corpus):
     """Two clients write through both workers; the worker owning the writer is SIGKILLed mid-ingest; the other
     takes the writer over (replaying the log) and the clients' writes go on; every acknowledged document is then
-    searchable and committed at shutdown, which leaks no semaphore."""
+    searchable in both workers and in snapshots made through either, and committed at shutdown, which leaks no
+    semaphore."""
     folder = make_index(tmp_path / "index", corpus)
     server = Server(folder, 2)
     server.wait("/healthz")
@@ -84,6 +85,9 @@ def test_the_writer_worker_dies_and_another_takes_over(tmp_path, corpus):
         stats = httpx.get(server.url + "/stats", timeout=10).json()
         seen[stats["writer"]["owner"]] = stats["documents"]
     assert set(seen.values()) == {100 + len(acked)}
+    for i in range(4):   # snapshots are made by the writer too, whichever worker takes the request
+        r = httpx.post(server.url + "/snapshots", json={"name": f"s{i}"}, headers=AUTH, timeout=60)
+        assert r.status_code == 201 and r.json()["documents"] == 100 + len(acked), r.text
     assert server.stop() == 0
     out = server.output()
     assert "leaked semaphore" not in out and "Traceback" not in out, out[-3000:]
