@@ -454,4 +454,5 @@ def test_concurrent_writes_share_fsyncs_and_all_are_durable(base, live_corpus, m
     assert idx.stats()["wal_seq"] == 40 and idx.stats()["fsyncs"] < 30   # one each: 40
     idx.close(commit=False)
     model.put(ids[200:400], list(range(200, 400)), [d.text for d in docs[200:400]])
-    model.assert_holds(Index.open(path, writable=True, refresh_interval=None))
+    with Index.open(path, writable=True, refresh_interval=None) as again:   # closed: no merge left running
+        model.assert_holds(again)
