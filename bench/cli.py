@@ -185,6 +185,28 @@ def bench_service(
         seconds=seconds, rounds=rounds, soak_seconds=soak_seconds, soak_kind=soak_kind, window_ms=window_ms)
 
 
+@app.command("service-writes")
+def bench_service_writes(
+    docs: Path = typer.Option(Path("data/windows.npz"), help="document vectors (.npz; lsr bench data windows)"),
+    texts: Path = typer.Option(Path("data/windows.jsonl"), help="their texts (JSONL: id, text; the same command)"),
+    seconds: float = typer.Option(20.0, min=1.0, help="length of each ingest run (the issue asks 60 s)"),
+    per_request: int = typer.Option(100, min=1, help="pre-encoded documents per request"),
+    clients: int = typer.Option(4, min=1),
+    workers: int = typer.Option(2, min=1),
+    kills: int = typer.Option(20, min=0, help="SIGKILLs of the whole server during ingest (0: none)"),
+    output: Path = typer.Option(Path("bench/results/service_writes.json")),
+) -> None:
+    """The service as a write target: pre-encoded and text ingest, time to searchable, search and /healthz latency
+    under load, segment count, and SIGKILLs during ingest (issue 16)."""
+    from bench.writes import run
+
+    _need(docs, texts)
+    r = run(docs, texts, output, seconds=seconds, per_request=per_request, clients=clients, workers=workers,
+            kills=kills)
+    typer.echo(json.dumps({k: r[k] for k in ("encoder_docs_per_s", "vector_ingest", "text_ingest",
+                                              "healthz_under_search_load", "kills") if k in r}, indent=1))
+
+
 @app.command("hardening")
 def bench_hardening(
     index_dir: Path = typer.Option(..., "--index", help="index to attack (copied for every check that writes); the "

@@ -2,13 +2,16 @@
 
 Kept as the batches they came in (float32 CSR rows and their stored-document table), with a live mask per batch and
 a map id -> (batch, row), so a replacement or a delete only clears a bit, and turning the buffer into arrays is a
-few vectorized copies per batch, not work per document: ``memory_segment`` makes a searchable in-memory segment of
-buffers (quantized with the index's scale, postings only: searched exactly) once a second or so, and ``forward``
-gives the quantized documents a flush writes as a new segment. Not thread-safe: the writer serializes access.
+few vectorized copies per batch, not work per document. ``segments`` gives what searches see: searchable in-memory
+segments (quantized with the index's scale, postings only: searched exactly), one per run of batches that arrived
+between two snapshots, each built once, with the live masks as dead masks; so a refresh costs the new documents, not
+the whole buffer. ``forward`` gives the quantized live documents a flush writes as a new segment. Not thread-safe:
+the writer serializes access.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +40,7 @@ class Buffer:
         self.vocab_size = vocab_size
         self.batches: list[_Batch] = []
         self.where: dict[str, tuple[int, int]] = {}   # id -> (batch, row) of each live document
+        self._chunks: list[tuple[int, Segment]] = []  # (end batch, in-memory segment of the batches since the last)
 
     def __len__(self) -> int:
         return len(self.where)
@@ -70,26 +74,42 @@ class Buffer:
 
     def forward(self, quantization: str, scale: float) -> tuple[ForwardIndex, pa.Table]:
         """The live documents quantized with the index's scale, and their stored rows, in arrival order."""
-        return _forward([self], quantization, scale)
+        vectors, tables = [], []
+        for batch in (b for b in self.batches if b.alive.any()):
+            if batch.alive.all():
+                vectors.append(batch.vectors)
+                tables.append(batch.docs)
+            else:
+                rows = np.flatnonzero(batch.alive)
+                vectors.append(batch.vectors.take(rows))
+                tables.append(batch.docs.take(pa.array(rows)))
+        return (ForwardIndex.from_vectors(SparseBatch.concat(vectors), quantization, scale),
+                pa.concat_tables(tables))
+
+    def segments(self, quantization: str, scale: float) -> list[tuple[Segment, np.ndarray | None]]:
+        """In-memory segments of every document the buffer took, each with its dead mask (None: all live); the
+        batches that arrived since the last call become one new segment, the others are reused."""
+        done = self._chunks[-1][0] if self._chunks else 0
+        if done < len(self.batches):
+            self._chunks.append((len(self.batches), memory_segment(self.batches[done:], quantization, scale)))
+        out, start = [], 0
+        for end, seg in self._chunks:
+            alive = np.concatenate([b.alive for b in self.batches[start:end]])
+            if alive.any():
+                out.append((seg, None if alive.all() else ~alive))
+            start = end
+        return out
 
 
-def _forward(buffers: list[Buffer], quantization: str, scale: float) -> tuple[ForwardIndex, pa.Table]:
-    vectors, tables = [], []
-    for batch in (b for buffer in buffers for b in buffer.batches if b.alive.any()):
-        if batch.alive.all():
-            vectors.append(batch.vectors)
-            tables.append(batch.docs)
-        else:
-            rows = np.flatnonzero(batch.alive)
-            vectors.append(batch.vectors.take(rows))
-            tables.append(batch.docs.take(pa.array(rows)))
-    return (ForwardIndex.from_vectors(SparseBatch.concat(vectors), quantization, scale),
-            pa.concat_tables(tables))
+_names = itertools.count()
 
 
-def memory_segment(buffers: list[Buffer], name: str, quantization: str, scale: float) -> Segment:
-    """A searchable in-memory segment of the buffers' documents (exact search only: postings, no method arrays)."""
-    fwd, docs = _forward(buffers, quantization, scale)
+def memory_segment(batches: list[_Batch], quantization: str, scale: float) -> Segment:
+    """A searchable in-memory segment of every row of ``batches`` (exact search only: postings, no method arrays);
+    named ``mem-N``, N unique in the process."""
+    fwd = ForwardIndex.from_vectors(SparseBatch.concat([b.vectors for b in batches]), quantization, scale)
+    docs = pa.concat_tables([b.docs for b in batches])
+    name = f"mem-{next(_names)}"
     postings = Postings.from_forward(fwd)
     info = SegmentInfo(name, fwd.num_docs, int(fwd.indptr[-1]), scale, files={}, methods=["exact"])
     return Segment(info, {**fwd.arrays(), **postings.arrays()}, DocStore(None, docs),

@@ -34,9 +34,10 @@ from lsr.index.builder import Progress, build_segment
 from lsr.index.docstore import doc_table
 from lsr.index.errors import IndexCorrupt, ReadOnlyIndex, VocabularyMismatch
 from lsr.index.filters import Filter, parse_filter
+from lsr.index.follower import Follower
 from lsr.index.forward import ForwardIndex
 from lsr.index.lock import WriterLock
-from lsr.index.manifest import MANIFEST, OWNED, Manifest
+from lsr.index.manifest import MANIFEST, OWNED, Manifest, file_identity
 from lsr.index.query import check_query
 from lsr.index.quantize import check_quantization
 from lsr.index.segment import Segment
@@ -145,14 +146,15 @@ class Index:
     """An index folder as searches see it: one consistent snapshot at a time (and, when writable, its writer)."""
 
     def __init__(self, path: Path, snapshot: Snapshot, writer: Writer | None = None,
-                 refresh_interval: float | None = None, verify: bool = True):
+                 refresh_interval: float | None = None, verify: bool = True, follower: Follower | None = None):
         self.path = path
         self._snap = snapshot
         self._writer = writer
+        self._follower = follower
         self.refresh_interval = refresh_interval
         self._verify = verify
         self._refresh_lock = threading.Lock()
-        self._manifest_stat = _stat(path / MANIFEST)
+        self._manifest_stat = file_identity(path / MANIFEST)
         self._stop_refreshing = threading.Event()
         if refresh_interval:   # refreshes run on their own thread, never inside a search
             threading.Thread(target=_refresh_loop, args=(weakref.ref(self), refresh_interval, self._stop_refreshing),
@@ -242,20 +244,23 @@ class Index:
 
     @classmethod
     def open(cls, path: str | os.PathLike, verify: bool = True, *, writable: bool = False,
-             refresh_interval: float | None | str = "default", lock_timeout: float = 0.0,
+             refresh_interval: float | None | str = "default", lock_timeout: float = 0.0, follow: bool = False,
              **writer_options) -> "Index":
         """Maps the committed generation at ``path``; ``verify`` checks every file's sha256 (sizes always).
 
         ``writable``: take the writer lock (IndexLocked when another writer holds it, after waiting
         ``lock_timeout`` seconds), replay the write-ahead log and accept writes; ``writer_options`` go to
-        ``index.writer.Writer`` (``flush_docs``, ``merge_policy``, ``background_merges``, ``build_threads``).
+        ``index.writer.Writer`` (``flush_docs``, ``flush_age``, ``merge_policy``, ``background_merges``,
+        ``background_flushes``, ``build_threads``).
         ``refresh_interval``: seconds between moves to the latest snapshot, made by a background thread so that no
         search pays for one (0: every search first moves to the latest; None: only ``refresh()`` does). Default:
-        1 s when writable, else None (the opened generation stays).
+        1 s when writable or following, else None (the opened generation stays).
+        ``follow`` (read-only): also see the writes another process's writer has acknowledged but not committed
+        yet, read from its write-ahead log (index/follower.py), at each refresh.
         """
         path = Path(path)
         if refresh_interval == "default":
-            refresh_interval = 1.0 if writable else None
+            refresh_interval = 1.0 if writable or follow else None
         if refresh_interval is not None:
             refresh_interval = validate.number("refresh_interval", refresh_interval, 0)
         if writable:
@@ -263,6 +268,9 @@ class Index:
             return cls(path, writer.snapshot(), writer, refresh_interval, verify)
         if writer_options:
             raise ValueError(f"writer options {sorted(writer_options)} need writable=True")
+        if follow:
+            follower = Follower(path, verify)
+            return cls(path, follower.snapshot(), None, refresh_interval, verify, follower)
         return cls(path, Snapshot.open(path, verify), None, refresh_interval, verify)
 
     # ---- snapshots ----------------------------------------------------------------------------------------------
@@ -282,8 +290,10 @@ class Index:
         old = self._snap
         if self._writer is not None:
             self._snap = self._writer.snapshot()
+        elif self._follower is not None:
+            self._snap = self._follower.snapshot()
         else:
-            stat = _stat(self.path / MANIFEST)
+            stat = file_identity(self.path / MANIFEST)
             if stat == self._manifest_stat:
                 return False
             self._snap = Snapshot.open(self.path, self._verify, reuse={s.name: s for s in old.segments})
@@ -564,11 +574,3 @@ def _refresh_loop(index: "weakref.ref[Index]", interval: float, stop: threading.
             log.exception("refreshing %s failed", idx.path)
         del idx
 
-
-def _stat(path: Path) -> tuple[int, int] | None:
-    """Identity of the manifest file: a commit renames a new file over it, which changes the inode."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return st.st_ino, st.st_mtime_ns

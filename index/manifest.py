@@ -186,3 +186,12 @@ def _segment_problem(s: SegmentInfo, methods: list[str]) -> str | None:
                 and re.fullmatch(rf"{s.name}\.g\d{{6,}}\.del", d["file"]) and d["bytes"] == -(-s.num_docs // 8)):
             return "bad deletes entry"
     return None
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """Identity of a manifest file (None: absent): a commit renames a new file over it, which changes the inode."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns

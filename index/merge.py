@@ -1,4 +1,5 @@
-"""Merging segments: which ones (a tiered policy), how (rebuild from their live documents), and when (a thread).
+"""Merging segments: which ones (a tiered policy) and how (rebuild from their live documents); when: on the writer's
+background thread (index/background.py).
 
 Every flush adds a small segment, and a search pays per segment, so segments are merged as they accumulate, like
 Lucene's tiered policy, simplified: a segment's tier is how many times ``segments_per_tier`` its live size is above
@@ -14,11 +15,8 @@ it; the writer only locks to commit it (index/writer.py carries over the deletes
 
 from __future__ import annotations
 
-import logging
 import math
-import threading
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -26,8 +24,6 @@ import pyarrow as pa
 from lsr.core import validate
 from lsr.index.forward import ForwardIndex
 from lsr.index.segment import Segment
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -76,38 +72,3 @@ def live_documents(sources: list[Segment], dead: list[np.ndarray], vocab_size: i
                        sources[0].scale, vocab_size)
     docs = pa.concat_tables([s.docs.table.take(pa.array(keep)) for s, keep in zip(sources, keeps)])
     return fwd, docs
-
-
-class BackgroundMerger:
-    """A daemon thread that runs ``merge_once`` (the writer's) whenever woken, until it finds nothing to merge."""
-
-    def __init__(self, merge_once: Callable[[], bool]):
-        self._merge_once = merge_once
-        self._wake = threading.Event()
-        self._stop = False
-        self.error: BaseException | None = None   # the last merge failure (logged; retried on the next wake)
-        self._thread = threading.Thread(target=self._run, name="lsr-merge", daemon=True)
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def _run(self) -> None:
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            if self._stop:
-                return
-            try:
-                while not self._stop and self._merge_once():
-                    pass
-                self.error = None
-            except Exception as e:   # a failed merge leaves the index as it was: report it, keep serving
-                self.error = e
-                log.exception("background merge failed")
-
-    def stop(self) -> None:
-        """Lets a running merge finish, then ends the thread."""
-        self._stop = True
-        self._wake.set()
-        self._thread.join()

@@ -30,32 +30,33 @@ def query_status(ids, weights, vocab_size) -> int:
     return status
 
 
-def check_query(q_indices, q_values, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+def check_query(q_indices, q_values, vocab_size: int, what: str = "query") -> tuple[np.ndarray, np.ndarray]:
     """(term ids int32 ascending, weights float32 > 0) of a query over a vocabulary of ``vocab_size`` terms:
     zero weights dropped, ids sorted. InvalidQuery for arrays that are not 1-d of equal length, ids that are not
-    integers or lie outside [0, vocab_size), weights that are negative, NaN or infinite, or a repeated id."""
+    integers or lie outside [0, vocab_size), weights that are negative, NaN or infinite, or a repeated id.
+    ``what`` names the vector in the messages (a document's vector is checked the same way)."""
     idx = np.asarray(q_indices)
     try:
         val = np.asarray(q_values, dtype=np.float32)
     except (TypeError, ValueError) as e:
-        raise InvalidQuery(f"query weights must be numbers: {e}") from e
+        raise InvalidQuery(f"{what} weights must be numbers: {e}") from e
     if idx.ndim != 1 or val.ndim != 1 or len(idx) != len(val):
-        raise InvalidQuery(f"a query is two 1-d arrays of equal length, got shapes {idx.shape} and {val.shape}")
+        raise InvalidQuery(f"a {what} is two 1-d arrays of equal length, got shapes {idx.shape} and {val.shape}")
     if len(idx) and not np.issubdtype(idx.dtype, np.integer):
-        raise InvalidQuery(f"query term ids must be integers, got {idx.dtype}")
+        raise InvalidQuery(f"{what} term ids must be integers, got {idx.dtype}")
     status = query_status(idx, val, vocab_size)
     if status == QUERY_OK:
         return idx.astype(np.int32, copy=False), val
     if status == QUERY_BAD_TERM:
         bad = int(idx[(idx < 0) | (idx >= vocab_size)][0])
-        raise InvalidQuery(f"query term ids must lie in [0, {vocab_size}) (the index's vocabulary), got {bad}"
-                           + (": the query comes from another vocabulary" if bad > 0 else ""))
+        raise InvalidQuery(f"{what} term ids must lie in [0, {vocab_size}) (the index's vocabulary), got {bad}"
+                           + (f": the {what} comes from another vocabulary" if bad > 0 else ""))
     if status == QUERY_BAD_WEIGHT:
-        raise InvalidQuery("query weights must be finite and >= 0")
+        raise InvalidQuery(f"{what} weights must be finite and >= 0")
     keep = val > 0   # QUERY_UNSORTED: zero weights to drop or ids out of order
     idx, val = idx[keep].astype(np.int32), val[keep]
     order = np.argsort(idx, kind="stable")
     idx, val = idx[order], val[order]
     if len(idx) > 1 and np.any(idx[1:] == idx[:-1]):
-        raise InvalidQuery(f"query term ids must be unique, got {int(idx[1:][idx[1:] == idx[:-1]][0])} twice")
+        raise InvalidQuery(f"{what} term ids must be unique, got {int(idx[1:][idx[1:] == idx[:-1]][0])} twice")
     return idx, val

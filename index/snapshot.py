@@ -1,5 +1,5 @@
 """A generation as searches see it: segments in a fixed order, the deleted documents of each, and (in the writer's
-process) an in-memory segment of acknowledged writes not yet flushed.
+process, or a follower's) in-memory segments of acknowledged writes not yet flushed.
 
 A snapshot never changes once made. An ``Index`` swaps in a new one when it refreshes; each search takes the current
 snapshot once, at its start, and uses only it, so it sees one consistent generation however many commits happen
@@ -16,7 +16,7 @@ Exact (and safe BMP) results equal those of an index built from the live documen
 the same scores, up to the order in which float32 sums add a document's terms (exact search adds the terms it stores
 as dense rows first, and which terms are dense depends on the segment; the direct path of selective filters adds
 them in term order), a few ulps at most; every segment shares the index's quantization scale, so the impacts are
-equal. The in-memory segment has no method arrays and is searched exactly whatever the method: it is small, and
+equal. In-memory segments have no method arrays and are searched exactly whatever the method: they are small, and
 exact is the best any method can do.
 
 A filter is checked against the kinds of the snapshot's keys (every segment's), then evaluated once per segment;

@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import struct
+import threading
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -171,6 +172,22 @@ def _valid_record_after(data: bytes, at: int) -> int | None:
     return None
 
 
+def read_records(path: Path, offset: int) -> tuple[list[Record], int]:
+    """The complete records of one log file from ``offset`` on, and the offset after the last of them; reading
+    stops at the first incomplete or bad one (for a reader following a live log: the writer judges damage)."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read()
+    records, at = [], 0
+    while at < len(data):
+        parsed = _complete(data, at)
+        if isinstance(parsed, str):
+            break
+        records.append(parsed[0])
+        at = parsed[1]
+    return records, offset + at
+
+
 def log_files(folder: Path) -> list[Path]:
     return sorted((folder / WAL_DIR).glob("*.log")) if (folder / WAL_DIR).is_dir() else []
 
@@ -300,12 +317,21 @@ def _count_records(data: bytes) -> int:
 
 
 class WriteAheadLog:
-    """Appends records to the current file of ``folder/wal``, fsyncing each before returning."""
+    """Appends records to the current file of ``folder/wal``; ``sync`` makes them durable.
+
+    Group commit: ``write`` only hands a record to the file (the caller serializes writes); ``sync(seq)`` returns once
+    every record through ``seq`` is on disk, and callers waiting at the same time share one fsync (the first one in
+    syncs everything written so far, the others find their record covered), so concurrent writers pay for one fsync
+    per group, not one each."""
 
     def __init__(self, folder: Path):
         self.dir = Path(folder) / WAL_DIR
         self.dir.mkdir(exist_ok=True)
         self._fd: int | None = None
+        self._written = 0                     # seq of the last record written
+        self._synced = 0                      # seq of the last record known on disk
+        self._sync_lock = threading.Lock()    # one fsync at a time; the file is never closed during one
+        self.fsyncs = 0
 
     def recover(self) -> Recovery:
         """Reads the log and cuts a torn tail off its file, so that nothing follows it."""
@@ -318,8 +344,12 @@ class WriteAheadLog:
                 os.fsync(f.fileno())
         return found
 
-    def append(self, record: Record) -> None:
-        """Writes ``record`` and fsyncs it: once this returns, the write survives a crash."""
+    def start_at(self, seq: int) -> None:
+        """The records through ``seq`` are on disk already (read back at open)."""
+        self._written = self._synced = seq
+
+    def write(self, record: Record) -> None:
+        """Writes ``record`` (one ``write`` call, so a crash leaves a prefix of it at worst); not yet durable."""
         if self._fd is None:
             path = self.dir / f"{record.seq:016d}.log"
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -327,10 +357,26 @@ class WriteAheadLog:
         data = memoryview(record.encode())
         while data:
             data = data[os.write(self._fd, data):]
-        os.fsync(self._fd)
+        self._written = record.seq
+
+    def sync(self, seq: int) -> None:
+        """Returns once the records through ``seq`` are on disk (they survive a crash from then on)."""
+        if self._synced >= seq:
+            return
+        with self._sync_lock:
+            if self._synced >= seq:   # another caller's fsync covered it meanwhile
+                return
+            self._sync_locked()
+
+    def _sync_locked(self) -> None:
+        target = self._written
+        if self._fd is not None:
+            os.fsync(self._fd)
+            self.fsyncs += 1
+        self._synced = max(self._synced, target)
 
     def rotate(self) -> None:
-        """Closes the current file: the next record starts a new one (a flush freezes the log at this point)."""
+        """Syncs and closes the current file: the next record starts a new one (a flush freezes the log here)."""
         self.close()
 
     def trim(self, through_seq: int) -> None:
@@ -342,6 +388,8 @@ class WriteAheadLog:
         fsync_dir(self.dir)
 
     def close(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)
+        with self._sync_lock:
+            if self._fd is not None:
+                self._sync_locked()
+                fd, self._fd = self._fd, None
+                os.close(fd)

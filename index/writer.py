@@ -2,13 +2,15 @@
 
 A write (``put`` or ``delete``; one at a time under the writer's mutex) goes through four steps:
   1. ``add`` refuses ids already present (``upsert`` replaces them);
-  2. it is appended to the write-ahead log as one record and fsynced: from here it survives a crash, and the call
-     returns (the acknowledgement);
-  3. it is applied: new documents go to the in-memory buffer; replaced or deleted ones are marked in their segment's
-     deleted-documents mask, or dropped from the buffer;
-  4. once the buffer holds ``flush_docs`` documents it is flushed: frozen (a new buffer takes the next writes),
-     written as a new segment without the mutex, and committed, with the masks as they were at the freeze, in a
-     manifest whose ``wal_seq`` is the last record before the freeze; then the log files it covers are deleted.
+  2. it is written to the write-ahead log as one record and applied: new documents go to the in-memory buffer;
+     replaced or deleted ones are marked in their segment's deleted-documents mask, or dropped from the buffer;
+  3. outside the mutex, the log is fsynced through the record (group commit: writes waiting at the same time share
+     one fsync); from here it survives a crash, and the call returns (the acknowledgement). A snapshot syncs the log
+     first, so searches never show a write that is not durable;
+  4. once the buffer holds ``flush_docs`` documents, or its oldest write is ``flush_age`` seconds old, the flusher
+     thread flushes it: frozen (a new buffer takes the next writes), written as a new segment without the mutex,
+     and committed, with the masks as they were at the freeze, in a manifest whose ``wal_seq`` is the last record
+     before the freeze; then the log files it covers are deleted. No flush nor merge runs on a writing thread.
 A crash at any step leaves the last committed manifest plus the log; opening the writer again replays the records
 after ``wal_seq``, so every acknowledged write is there exactly once (a record is all or nothing).
 
@@ -16,8 +18,9 @@ Every manifest holds exactly the state after its ``wal_seq``-th record, so reade
 a prefix of the acknowledged writes. Hence two masks per segment: the committed one (as of ``wal_seq``, written as
 delete bitmaps) and the current one (every applied record, what the writer's snapshots show).
 
-``snapshot()`` publishes what searches see: the committed segments, copies of the current masks and an in-memory
-segment of the buffers (acknowledged writes only). Readers in other processes open committed manifests only, so they
+``snapshot()`` publishes what searches see: the committed segments, copies of the current masks and the buffers'
+in-memory segments (acknowledged writes only; each built once, from the documents that arrived since the last
+snapshot, index/buffer.py). Readers in other processes open committed manifests only, so they
 see writes from the flush that commits them.
 
 Merges (index/merge.py) run on a background thread: the writer picks segments under its mutex, the merge builds
@@ -28,9 +31,10 @@ segment's two masks.
 Retired segment folders are removed once no snapshot of this process uses them (other processes keep reading the
 files they mapped: on POSIX an unlinked file lives while it is mapped) and, after a crash, at the next writer open.
 
-Thread safety: all methods may be called from any thread. Writes are serialized; the mutex is held to log and apply
-a record, to freeze and commit, and to copy state into a snapshot, never while a segment is built, so writes go on
-during flushes and merges. Searches never take it: an Index refreshes its snapshot on its own thread.
+Thread safety: all methods may be called from any thread. Writes are serialized; the mutex is held to write and
+apply a record (not for its fsync), to freeze and commit, and to copy state into a snapshot, never while a segment
+is built, so writes go on during flushes and merges. Searches never take it: an Index refreshes its snapshot on its
+own thread.
 """
 
 from __future__ import annotations
@@ -39,18 +43,20 @@ import logging
 import os
 import shutil
 import threading
+import time
 import weakref
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from lsr.index.buffer import Buffer, memory_segment
+from lsr.index.buffer import Buffer
 from lsr.index.builder import build_segment
 from lsr.index.deletes import write_deletes
 from lsr.index.lock import WriterLock
 from lsr.index.manifest import Manifest
-from lsr.index.merge import BackgroundMerger, TieredMergePolicy, live_documents
+from lsr.index.background import Background
+from lsr.index.merge import TieredMergePolicy, live_documents
 from lsr.index.quantize import scale_for
 from lsr.index.segment import Segment
 from lsr.index.snapshot import Snapshot
@@ -65,7 +71,7 @@ log = logging.getLogger(__name__)
 
 class Writer:
     def __init__(self, path: Path, lock: WriterLock, committed: Snapshot, flush_docs: int,
-                 merge_policy: TieredMergePolicy, build_threads: int):
+                 merge_policy: TieredMergePolicy, build_threads: int, flush_age: float | None = None):
         self.path = path
         self._lock = lock
         self._mutex = threading.RLock()
@@ -87,6 +93,8 @@ class Writer:
         self._kinds = dict(committed.kinds)   # metadata key -> kind, of every document written (lsr.core.metadata)
         self._wal = WriteAheadLog(path)
         self.flush_docs = flush_docs
+        self.flush_age = flush_age
+        self._pending_since: float | None = None   # monotonic time of the oldest write no flush has frozen
         self.policy = merge_policy
         self.build_threads = build_threads
         self._version = 0                   # grows with every change a snapshot would show
@@ -97,7 +105,8 @@ class Writer:
         self._merging: set[str] = set()     # segments a merge is reading
         self._building: set[str] = set()    # segments being written (not listed yet, but not leftovers)
         self._next_number = max([m.generation] + [int(s.name[4:]) for s in m.segments]) + 1
-        self._merger: BackgroundMerger | None = None
+        self._merger: Background | None = None
+        self._flusher: Background | None = None
         self.recovered_records = 0          # log records replayed at open
         self.torn_bytes = 0                 # bytes of a torn log tail cut off at open
         self.flushes = 0                    # commits by flushes, and merges committed, since open
@@ -106,11 +115,20 @@ class Writer:
     # ---- open / close -------------------------------------------------------------------------------------------
     @classmethod
     def open(cls, path: Path, *, verify: bool = True, lock_timeout: float = 0.0, flush_docs: int = 10_000,
-             merge_policy: TieredMergePolicy | None = None, background_merges: bool = True,
+             flush_age: float | None = None, merge_policy: TieredMergePolicy | None = None,
+             background_merges: bool = True, background_flushes: bool = True,
              build_threads: int | None = None) -> "Writer":
         """Takes the writer lock, removes what a crash left behind, replays the log after the manifest's wal_seq.
-        ``build_threads``: Numba threads of flushes and merges (default: all cores but one, left to searches)."""
+        ``flush_docs`` / ``flush_age``: the flusher thread commits the buffer once it holds that many documents, or
+        once its oldest write is that many seconds old (None: by size only); ``background_flushes=False`` flushes a
+        full buffer on the thread of the write that fills it instead (deterministic segments, for tests and bulk
+        loads). ``build_threads``: Numba threads of flushes and merges (default: all cores but one, left to
+        searches)."""
         validate.integer("flush_docs", flush_docs, 1)
+        if flush_age is not None:
+            validate.number("flush_age", flush_age, 0, low_open=True)
+            if not background_flushes:
+                raise ValueError("flush_age needs background_flushes: only the flusher thread flushes by age")
         if build_threads is not None:
             validate.integer("build_threads", build_threads, 1)
         build_threads = build_threads or max(1, (os.cpu_count() or 1) - 1)
@@ -119,13 +137,16 @@ class Writer:
         try:
             committed = Snapshot.open(path, verify)
             committed.manifest.remove_unlisted(path)
-            writer = cls(path, lock, committed, flush_docs, merge_policy or TieredMergePolicy(), build_threads)
+            writer = cls(path, lock, committed, flush_docs, merge_policy or TieredMergePolicy(), build_threads,
+                         flush_age)
             writer._replay()
         except BaseException:
             lock.release()
             raise
+        if background_flushes:
+            writer._flusher = Background(writer.flush_due, "lsr-flush", flush_age / 4 if flush_age else None)
         if background_merges:
-            writer._merger = BackgroundMerger(writer.merge_once)
+            writer._merger = Background(writer.merge_once, "lsr-merge")
             writer._merger.wake()
         return writer
 
@@ -135,14 +156,16 @@ class Writer:
         pending = to_replay(found.records, self._seq, lambda doc_id: self._find(doc_id) is not None, self._wal.dir)
         for record in pending:
             self._apply(record)
+        self._wal.start_at(self._seq)
         self.recovered_records = len(pending)
 
     def close(self, commit: bool = True) -> None:
         """Stops merging (a running merge finishes), commits the buffer (unless ``commit`` is False: the log keeps
         it for the next writer) and releases the lock."""
-        if self._merger is not None:
-            self._merger.stop()
-            self._merger = None
+        for loop in (self._flusher, self._merger):
+            if loop is not None:
+                loop.stop()
+        self._flusher = self._merger = None
         try:
             if commit:
                 self.flush()
@@ -155,7 +178,8 @@ class Writer:
     def stats(self) -> dict:
         with self._mutex:
             return {"buffered": len(self._buffer) + len(self._frozen or ()), "flushes": self.flushes,
-                    "merges": self.merges, "merging": len(self._merging) > 0, "wal_seq": self._seq}
+                    "merges": self.merges, "merging": len(self._merging) > 0, "wal_seq": self._seq,
+                    "fsyncs": self._wal.fsyncs}
 
     # ---- writes -------------------------------------------------------------------------------------------------
     @property
@@ -163,7 +187,8 @@ class Writer:
         return self._scale
 
     def put(self, ids: list[str], vectors: SparseBatch, docs: list[Document | None] | None, replace: bool) -> None:
-        """Adds (or, with ``replace``, adds or replaces) checked documents; durable on return."""
+        """Adds (or, with ``replace``, adds or replaces) checked documents; durable on return (see the module's
+        steps)."""
         with self._mutex:
             if not replace:
                 present = [i for i in ids if self._find(i) is not None]
@@ -173,22 +198,30 @@ class Writer:
             kinds = dict(self._kinds)   # a key keeps its kind: refused before anything is logged
             for i, d in enumerate(docs or ()):
                 merge_kinds(kinds, d.metadata if d is not None else None, f"texts[{i}]")
-            self._log(Record(self._seq + 1, PUT, ids, vectors, docs))
+            seq = self._log(Record(self._seq + 1, PUT, ids, vectors, docs))
             full = len(self._buffer) >= self.flush_docs
-        if full:
+        self._wal.sync(seq)
+        if full and self._flusher is not None:
+            self._flusher.wake()
+        elif full:
             self._flush(wait=False)
 
     def delete(self, ids: list[str]) -> int:
         """Deletes the live documents among ``ids``; returns their number. Durable on return."""
         with self._mutex:
             present = [i for i in dict.fromkeys(ids) if self._find(i) is not None]
-            if present:
-                self._log(Record(self._seq + 1, DELETE, present))
-            return len(present)
+            if not present:
+                return 0
+            seq = self._log(Record(self._seq + 1, DELETE, present))
+        self._wal.sync(seq)
+        return len(present)
 
-    def _log(self, record: Record) -> None:
-        self._wal.append(record)
+    def _log(self, record: Record) -> int:
+        self._wal.write(record)
         self._apply(record)
+        if self._pending_since is None:
+            self._pending_since = time.monotonic()
+        return record.seq
 
     def _apply(self, record: Record) -> None:
         for doc_id in record.ids:
@@ -230,6 +263,17 @@ class Writer:
         self._flush(wait=True)
         return self._manifest.generation
 
+    def flush_due(self) -> bool:
+        """The flusher's step: one flush when the buffer is full or its oldest write is ``flush_age`` old."""
+        with self._mutex:
+            since = self._pending_since
+            due = len(self._buffer) >= self.flush_docs or (
+                self.flush_age is not None and since is not None and time.monotonic() - since >= self.flush_age)
+            if not due or self._frozen is not None:
+                return False
+        self._flush(wait=False)
+        return True
+
     def _flush(self, wait: bool) -> None:
         """One flush; ``wait=False`` (a write crossing the threshold) leaves it to a flush already running."""
         with self._mutex:
@@ -242,6 +286,7 @@ class Writer:
                 return
             frozen, self._buffer = self._buffer, Buffer(self._manifest.vocab_size)
             self._frozen, self._frozen_gone = frozen, []
+            self._pending_since = None
             seq, masks = self._seq, {name: self._dead[name].copy() for name in self._dirty}
             self._dirty = set()
             self._wal.rotate()
@@ -287,8 +332,6 @@ class Writer:
             self._wal.trim(seq)
         if self._merger is not None:
             self._merger.wake()
-        if not wait and len(self._buffer) >= self.flush_docs:
-            self._flush(wait=False)
 
     def _open_segment(self, info) -> Segment:
         """A segment this writer has just written (sizes and arrays checked; its checksums were just computed)."""
@@ -344,6 +387,7 @@ class Writer:
     def snapshot(self) -> Snapshot:
         """What searches see: committed segments, current deletes, and the buffers as an in-memory segment."""
         with self._mutex:
+            self._wal.sync(self._seq)   # searches show durable writes only
             if self._published is not None and self._published[0] == self._version:
                 return self._published[1]
             for seg in self._segments:
@@ -353,11 +397,10 @@ class Writer:
             self._touched.clear()
             segments = list(self._segments)
             dead = [self._published_dead[seg.name] for seg in segments]
-            buffers = [b for b in (self._frozen, self._buffer) if b]
-            if buffers:
-                segments.append(memory_segment(buffers, f"mem-{self._seq}", self._manifest.quantization,
-                                               self._scale))
-                dead.append(None)
+            for buffer in (self._frozen, self._buffer):
+                for seg, mask in buffer.segments(self._manifest.quantization, self._scale) if buffer else ():
+                    segments.append(seg)
+                    dead.append(mask)
             snap = Snapshot(self._manifest, segments, dead, seq=self._seq)
             self._published = (self._version, snap)
             self._published_dead = {seg.name: self._published_dead[seg.name] for seg in self._segments}

@@ -14,24 +14,27 @@ from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
-from lsr.index import Index, IndexCorrupt
+from lsr.index import IndexCorrupt
 from lsr.index.backup import BackupError, BackupExists, BackupNotFound
 from lsr.service.access import AccessLog
 from lsr.service.auth import ApiKeys
 from lsr.service.batcher import BatcherClosed, TextRejected
-from lsr.service.documents import Documents, WriterBusy
+from lsr.service.documents import Documents
 from lsr.service.engine import Engine, NotReady, QueryError
+from lsr.service.ingest import IngestError
 from lsr.service.indexes import Indexes, Served, check_names, parse_index, resolve, served as served_by, \
     snapshot_repository
 from lsr.service.limits import BodyLimit
 from lsr.service.metrics import Instrument, Metrics
 from lsr.service.models import problems
 from lsr.service.page import mount_page
-from lsr.service.routes import router, service
+from lsr.service.routes import document_schemas, router, service
 from lsr.service.settings import Settings
 from lsr.service.shutdown import defer_termination
+from lsr.service.writepath import WritePath, WriterBusy, WriterFailed
 
 
 class ProblemResponse(JSONResponse):
@@ -53,11 +56,16 @@ def create_app(index_dir: str | Path | Mapping[str, str | Path] | None = None, s
         raise ValueError("protect_reads is set but no API key is configured: nothing could be read")
     metrics = Metrics()
     served = []
-    for i, (name, folder) in enumerate(folders.items()):
-        own = settings if i == 0 else settings.model_copy(update={"bm25_dir": None})   # hybrid: the first only
-        engine = Engine(Index.open(folder, verify=settings.verify_checksums), own, metrics, encoder)
-        engine.check_log()
-        served.append(Served(name, engine, Documents(engine, settings.write_lock_timeout),
+    for name, folder in folders.items():
+        index, damage = WritePath.open(Path(folder), settings)   # this worker owns the writer, or follows it
+        engine = Engine(index, settings, metrics, encoder)
+        if damage is not None:
+            engine.mark_damaged(damage)
+        else:
+            engine.check_log()
+        writes = WritePath(Path(folder), settings, index, adopt=lambda i, e=engine: setattr(e, "index", i),
+                           damaged=engine.mark_damaged)
+        served.append(Served(name, engine, Documents(engine, writes, settings),
                              snapshot_repository(name, Path(folder), settings.snapshot_dir)))
     indexes = Indexes(served)
 
@@ -65,6 +73,8 @@ def create_app(index_dir: str | Path | Mapping[str, str | Path] | None = None, s
     async def lifespan(app: FastAPI):
         defer_termination(settings.shutdown_drain_s)
         threading.Thread(target=indexes.load_encoders, name="lsr-load-encoder", daemon=True).start()
+        for s in indexes:
+            await s.documents.path.start()
         yield
         await indexes.close()
 
@@ -79,7 +89,18 @@ def create_app(index_dir: str | Path | Mapping[str, str | Path] | None = None, s
     app.include_router(router)
     app.include_router(router, prefix="/indexes/{name}", dependencies=[Depends(resolve)])
     mount_page(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(document_schemas())
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+    streamed = {path: settings.max_ingest_bytes for path in ["/documents"] + [f"/indexes/{s.name}/documents"
+                                                                              for s in indexes]}
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, streamed=streamed)
     app.add_middleware(Instrument, metrics=metrics)
     if settings.access_log:
         app.add_middleware(AccessLog)
@@ -100,6 +121,8 @@ def create_app(index_dir: str | Path | Mapping[str, str | Path] | None = None, s
     app.add_exception_handler(NotReady, error(status.HTTP_503_SERVICE_UNAVAILABLE, {"Retry-After": "1"}))
     app.add_exception_handler(BatcherClosed, error(status.HTTP_503_SERVICE_UNAVAILABLE))
     app.add_exception_handler(WriterBusy, error(status.HTTP_503_SERVICE_UNAVAILABLE, {"Retry-After": "1"}))
+    app.add_exception_handler(IngestError, unprocessable)
+    app.add_exception_handler(WriterFailed, error(status.HTTP_500_INTERNAL_SERVER_ERROR))
     app.add_exception_handler(IndexCorrupt, damaged)
     app.add_exception_handler(BackupExists, error(status.HTTP_409_CONFLICT))
     app.add_exception_handler(BackupNotFound, error(status.HTTP_404_NOT_FOUND))

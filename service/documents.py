@@ -1,40 +1,41 @@
-"""Document writes: encode the texts, then take the index's durable write path (write-ahead log fsynced before
-``upsert`` / ``delete`` return, then a commit), so a 2xx answer means the document is kept.
+"""Document writes: the request's documents checked (service/ingest.py), their texts encoded on the query encoder's
+thread, then one write through the index's long-lived writer (service/writepath.py): a 2xx answer means the
+write-ahead log holds it on disk. Flushes and merges run on the writer's own threads, never inside a request.
+Every worker's searches see the write within the refresh interval; ``GET /documents/{id}`` refreshes first, so a
+client reads its own writes at once.
 
-Each write call is one writer session: take the index's writer lock (waiting up to ``write_lock_timeout``), write,
-commit, release; the session's background merger runs the merge the index's tiered policy picks meanwhile (closing
-waits for it), so the small segments of single writes do not pile up. Any worker of
-``lsr serve --workers N`` can therefore write, and every worker's searches see the commit at their next request
-(the read index follows the latest committed generation). Bulk loads belong to ``lsr index``; this path is for
-documents arriving one call at a time. Encoding shares the query encoder's thread; reads run on the search pool.
-
-A write session whose log does not replay (IndexCorrupt) makes the service not ready (Engine.mark_damaged) and is
-answered 503 with the reason and the way to recover; answers never name the index's path nor another writer's pid.
+A writer whose log does not replay (IndexCorrupt) makes the service not ready (Engine.mark_damaged) and is answered
+503 with the reason and the way to recover; answers never name the index's path nor another writer's pid.
 """
 
 from __future__ import annotations
 
-import asyncio
+import re
 from pathlib import Path
-from typing import Callable
 
-from lsr.index import Index, backup
+from lsr.core.sparse import SparseBatch
 from lsr.index.backup import BackupInfo
-from lsr.index.errors import IndexCorrupt, IndexLocked
-from lsr.core.documents import Document
+from lsr.index.wal import DELETE, PUT
 from lsr.service.engine import Engine, NotReady, QueryError
-from lsr.service.models import DocumentIn
+from lsr.service.ingest import Incoming, Limits, Vocabulary
+from lsr.service.settings import Settings
+from lsr.service.writepath import WritePath, WriteRefused
 
-
-class WriterBusy(RuntimeError):
-    """Another process kept the index's writer lock past the timeout (503, retry)."""
+_TEXTS = re.compile(r"texts\[(\d+)\]\.")
 
 
 class Documents:
-    def __init__(self, engine: Engine, lock_timeout: float):
+    def __init__(self, engine: Engine, path: WritePath, settings: Settings):
         self.engine = engine
-        self.lock_timeout = lock_timeout
-        self._lock = asyncio.Lock()  # one write at a time in this process; the writer lock orders processes
+        self.path = path
+        self.limits = Limits(settings.max_documents, settings.max_document_chars, settings.max_document_chars * 8
+                             + (1 << 20))
+        self.batch = settings.max_encode_batch
+
+    def incoming(self) -> Incoming:
+        """An empty request, checked against the index's vocabulary."""
+        idx = self.engine.index
+        return Incoming(Vocabulary(idx.vocab_size, idx.vocab_fingerprint, self.engine.tokens), self.limits)
 
     async def get(self, doc_id: str) -> dict:
         """{"id", "title", "text", "metadata"}; KeyError when unknown."""
@@ -44,50 +45,46 @@ class Documents:
         self.engine.refresh()
         return self.engine.index.document(doc_id)
 
-    def _session(self, write: Callable[[Index], object]) -> object:
+    def _ready(self) -> None:
         if self.engine.damaged:
             raise NotReady(self.engine.damaged)
-        try:
-            writer = Index.open(self.engine.index.path, verify=False, writable=True, lock_timeout=self.lock_timeout)
-        except IndexLocked:
-            raise WriterBusy(f"the index is busy with another writer for more than {self.lock_timeout:g} s; "
-                             "retry") from None
-        except IndexCorrupt as e:
-            raise NotReady(self.engine.mark_damaged(e)) from e
-        with writer:  # closing commits and waits for a running merge
-            return write(writer)
 
-    async def _write(self, write: Callable[[Index], object]) -> object:
-        async with self._lock:
-            result = await asyncio.to_thread(self._session, write)
-        await self.engine.pool.run(self.engine.refresh)
-        return result
-
-    async def upsert(self, docs: list[DocumentIn]) -> list[str]:
-        """Adds each document, or replaces the one with its id; returns once they are committed."""
-        encoder = self.engine.encoder
-        if encoder is None:
-            raise NotReady(self.engine.load_error or "the encoder is still loading")
-        texts = [Document(d.id, d.text, d.title, d.metadata) for d in docs]
+    async def upsert(self, incoming: Incoming) -> list[str]:
+        """Adds each document, or replaces the one with its id; returns once they are durable."""
+        self._ready()
+        texts, encoded = incoming.texts, None
+        if texts:
+            encoder = self.engine.encoder
+            if encoder is None:
+                raise NotReady(self.engine.load_error or "the encoder is still loading")
+            try:
+                parts = [await self.engine.batcher.run(encoder.encode_documents, texts[lo:lo + self.batch])
+                         for lo in range(0, len(texts), self.batch)]
+            except (ValueError, TypeError, UnicodeError) as e:
+                raise QueryError(f"the documents cannot be encoded: {type(e).__name__}: {e}") from e
+            encoded = SparseBatch.concat(parts)
+        ids = incoming.ids
         try:
-            vectors = await self.engine.batcher.run(encoder.encode_documents, [t.full_text for t in texts])
-        except (ValueError, TypeError, UnicodeError) as e:
-            raise QueryError(f"the documents cannot be encoded: {type(e).__name__}: {e}") from e
-        ids = [d.id for d in docs]
-        try:
-            await self._write(lambda w: w.upsert(ids, vectors, texts))
-        except ValueError as e:   # a metadata key whose kind the index already holds otherwise; nothing written
-            raise QueryError(str(e).replace("texts[", "body[")) from e
-        self.engine.metrics.documents.labels("upsert").inc(len(docs))
+            await self.path.write(PUT, ids, incoming.vectors(encoded), incoming.docs)
+        except WriteRefused as e:   # a metadata key whose kind the index already holds otherwise; nothing written
+            raise QueryError(_TEXTS.sub(lambda m: _named(incoming.where[int(m.group(1))]), str(e))) from e
+        self.engine.metrics.documents.labels("upsert").inc(len(ids))
         return ids
 
     async def snapshot(self, repository: Path, name: str | None) -> BackupInfo:
-        """A backup of the index (lsr.index.backup), made in a writer session: every write so far flushed first,
-        so it holds each write acknowledged before the call."""
-        return await self._write(lambda w: backup.create(w, repository, name))
+        """A snapshot of the index (lsr.index.backup) by its writer: every write so far flushed first, so it holds
+        each write acknowledged before the call."""
+        self._ready()
+        return await self.path.snapshot(repository, name)
 
     async def delete(self, doc_id: str) -> None:
         """Deletes one document; KeyError when there is none with this id."""
-        if not await self._write(lambda w: w.delete([doc_id])):
+        self._ready()
+        if not await self.path.write(DELETE, [doc_id]):
             raise KeyError(doc_id)
         self.engine.metrics.documents.labels("delete").inc()
+
+
+def _named(where: str) -> str:
+    """How the writer's "texts[i]." reads in an answer: "body[i]." (a JSON array) or "line n: " (NDJSON)."""
+    return f"{where}." if where.endswith("]") else f"{where}: "

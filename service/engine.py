@@ -83,13 +83,12 @@ class Engine:
         self._vocab: dict[str, int] = {}
         self._tokens: list[str] = []
         self._ids: tuple[Snapshot, np.ndarray] | None = None   # external id of each internal number of a snapshot
-        self._id_set: tuple[Snapshot, frozenset] | None = None
         self._ids_lock = threading.Lock()
         self.bm25 = None
-        if settings.bm25_dir is not None:
-            from lsr.service.hybrid import Bm25Side
+        if settings.hybrid:
+            from lsr.service.hybrid import LiveBm25
 
-            self.bm25 = Bm25Side(settings.bm25_dir)
+            self.bm25 = LiveBm25()
         if encoder is not None:
             self._attach(encoder)
 
@@ -141,6 +140,11 @@ class Engine:
         """Why /readyz says 503, or None."""
         return self.damaged or self.load_error or (None if self.encoder is not None else "the query encoder is "
                                                    "still loading")
+
+    def tokens(self) -> dict[str, int]:
+        """The model's vocabulary, token -> id (NotReady until the encoder is loaded)."""
+        self._need_encoder()
+        return self._vocab
 
     def _need_encoder(self):
         if self.encoder is None:
@@ -195,7 +199,7 @@ class Engine:
             raise QueryError(f"unknown method {req.method!r}: this index serves {self.index.methods}")
 
     def refresh(self) -> None:
-        """Moves to the latest committed generation (a stat of the manifest when nothing changed); on the pool."""
+        """Moves to the latest snapshot now (the writer's, or what a follower reads of its log); on the pool."""
         self.index.refresh()
 
     async def vectors(self, reqs: list[SearchRequest]) -> list[Row | BaseException]:
@@ -243,19 +247,19 @@ class Engine:
         from lsr.service.hybrid import fuse
 
         if self.bm25 is None:
-            raise QueryError("hybrid search needs a BM25 side: start the service with lsr serve --bm25 DIR")
+            raise QueryError("hybrid search needs the BM25 side: start the service with lsr serve --hybrid")
         depth = max(req.hybrid.depth, req.k + req.offset)
         scores, docs = self._top(req, row, depth, snap)
         ids = self.doc_ids(snap)
         splade = [(ids[d], float(s)) for s, d in zip(scores, docs) if d >= 0]
         start = time.perf_counter()
-        live = self._live_ids(snap)
-        bm25 = [(d, s) for d, s in self.bm25.ranking(req.query, depth) if d in live]  # deleted since: dropped
+        bm25 = self.bm25.ranking(snap, req.query, depth)   # the same snapshot: every write, no deleted document
         self.metrics.search.labels("bm25").observe(time.perf_counter() - start)
         return [(d, s, d) for d, s in fuse(splade, bm25, req.hybrid, req.k + req.offset)[req.offset:]]
 
     def _snapshot(self) -> Snapshot:
-        self.refresh()
+        """The snapshot searches use: the index's refresh thread moves it every ``refresh_interval`` (0: at each
+        call), so no search pays for building the writer's in-memory segment."""
         return self.index.snapshot()
 
     async def vector(self, req: SearchRequest) -> Row:
@@ -300,12 +304,6 @@ class Engine:
             if self._ids is None or self._ids[0] is not snap:
                 self._ids = (snap, snap.doc_ids())
             return self._ids[1]
-
-    def _live_ids(self, snap: Snapshot) -> frozenset:
-        with self._ids_lock:
-            if self._id_set is None or self._id_set[0] is not snap:
-                self._id_set = (snap, frozenset(i for i in snap.doc_ids() if i is not None))
-            return self._id_set[1]
 
     def explain(self, snap: Snapshot, row: Row, number: int) -> list[Contribution]:
         """The query terms that give document ``number`` its score, heaviest first."""

@@ -96,6 +96,7 @@ class Indexes:
 
     async def close(self) -> None:
         for s in self:
+            await s.documents.path.close()   # the writer this worker owns commits its buffer
             await s.engine.close()
 
 

@@ -17,22 +17,32 @@ import json
 
 from fastapi import HTTPException, status
 
-from lsr.service.models import DocumentIn, InvalidBatchQuery, SearchRequest
+from lsr.service.models import InvalidBatchQuery, SearchRequest
 from lsr.service.settings import Settings
 
 STORED_FIELDS = ("title", "text", "metadata")
 
 
 class BodyLimit:
-    def __init__(self, app, max_bytes: int, timeout_s: float = 30.0):
+    """``streamed``: paths whose bodies the endpoint reads as they arrive, under their own limit (service/ingest.py
+    counts them); only a declared length above it is refused here."""
+
+    def __init__(self, app, max_bytes: int, timeout_s: float = 30.0, streamed: dict[str, int] | None = None):
         self.app = app
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
+        self.streamed = streamed or {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS"):
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
+        if scope["path"] in self.streamed:
+            limit = self.streamed[scope["path"]]
+            if declared is not None and (not declared.isdigit() or int(declared) > limit):
+                return await _reject(send, status.HTTP_413_CONTENT_TOO_LARGE,
+                                     f"the request body may hold at most {limit} bytes")
+            return await self.app(scope, receive, send)
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             return await _reject(send, status.HTTP_413_CONTENT_TOO_LARGE,
                                  f"the request body may hold at most {self.max_bytes} bytes")
@@ -123,16 +133,3 @@ def check_cost(queries: list[SearchRequest], s: Settings) -> None:
     if explained > s.max_explain_hits:
         raise _unprocessable(f"this request asks to explain {explained} hits (the sum of k over its queries with "
                              f"explain); at most {s.max_explain_hits} per request")
-
-
-def check_documents(docs: list[DocumentIn], s: Settings) -> None:
-    if not docs:
-        raise _unprocessable("send at least one document")
-    if len(docs) > s.max_documents:
-        raise _unprocessable(f"at most {s.max_documents} documents per call, got {len(docs)}")
-    ids = [d.id for d in docs]
-    if len(set(ids)) != len(ids):
-        raise _unprocessable("document ids must be unique within a call")
-    for d in docs:
-        if len(d.text) + len(d.title) > s.max_document_chars:
-            raise _unprocessable(f"document {d.id!r} is longer than {s.max_document_chars} characters")

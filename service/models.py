@@ -65,7 +65,8 @@ class Strict(BaseModel):
 
 
 class Hybrid(Strict):
-    """Fuse the SPLADE ranking with BM25's (needs a BM25 index beside the service's, see README "Serve")."""
+    """Fuse the SPLADE ranking with BM25's (the service started with --hybrid: a live BM25 side over the stored
+    texts, see README "Serve")."""
 
     fusion: Literal["rrf", "linear"] = Field("rrf", description="rrf (reciprocal rank fusion) or linear "
                                                                  "(min-max normalised scores, weighted sum)")
@@ -196,14 +197,39 @@ class BatchResponse(BaseModel):
     took_ms: float
 
 
+class VectorIn(Strict):
+    """A document's pre-encoded sparse vector: term ids and weights, or {token: weight}; checked against the index's
+    vocabulary (ids in range, tokens known, weights finite and >= 0, no term twice)."""
+
+    indices: list[TermId] | None = Field(None, description="vocabulary term ids")
+    values: list[Weight] | None = Field(None, description="weights, one per term id")
+    terms: dict[Text, Weight] | None = Field(None, description="{token: weight}")
+    vocab_fingerprint: Text | None = Field(None, description="vocabulary the vector comes from (checked)")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "VectorIn":
+        if (self.terms is None) == (self.indices is None) or (self.indices is None) != (self.values is None):
+            raise ValueError("give 'indices' and 'values', or 'terms' ({token: weight})")
+        if self.indices is not None and len(self.values) != len(self.indices):
+            raise ValueError("'indices' and 'values' must have the same length")
+        return self
+
+
 class DocumentIn(Strict):
     id: DocId = Field(..., description="any text of 1 to 512 characters without control characters, except '.' "
                                        "and '..'; in a URL, percent-encode it ('/' may also stay as is)")
-    text: Text
+    text: Text | None = Field(None, description="the text, stored; encoded by the server unless 'vector' is given")
     title: Text = ""
+    vector: VectorIn | None = Field(None, description="pre-encoded sparse vector (then the text is only stored)")
     metadata: Annotated[Metadata, AfterValidator(_unicode_metadata)] | None = Field(
         None, description="filterable values: strings, numbers, booleans, or lists of strings or of numbers; a key "
                           "keeps one kind in an index", examples=[{"lang": "en", "year": 2021, "tags": ["a", "b"]}])
+
+    @model_validator(mode="after")
+    def _something_to_index(self) -> "DocumentIn":
+        if self.vector is None and self.text is None:
+            raise ValueError("give the document's 'text' (encoded by the server) or a pre-encoded 'vector'")
+        return self
 
 
 class WriteResponse(BaseModel):

@@ -22,7 +22,8 @@ from lsr.service.answers import batch_pieces, search_pieces
 from lsr.service.auth import require_read, require_write
 from lsr.service.engine import Engine
 from lsr.service.indexes import served
-from lsr.service.limits import check_batch, check_documents, check_search
+from lsr.service.ingest import NDJSON, receive
+from lsr.service.limits import check_batch, check_search
 from lsr.service.models import (BatchRequest, BatchResponse, DocumentIn, DocumentOut, IndexOut, Problem,
                                 SearchRequest, SearchResponse, SnapshotOut, SnapshotRequest, WriteResponse)
 from lsr.service.page import PAGE
@@ -36,6 +37,18 @@ _ERRORS = {401: {"model": Problem, "description": "no API key"},
 
 router = APIRouter()
 service = APIRouter()
+
+# POST /documents reads its body itself (as it streams): its schema is declared here, its models added to the
+# components by ``document_schemas``
+_DOC = {"$ref": "#/components/schemas/DocumentIn"}
+DOCUMENTS_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"type": "array", "items": _DOC}}, NDJSON: {"schema": _DOC}}}}
+
+
+def document_schemas() -> dict:
+    """The JSON schemas of DocumentIn and the models it uses, as OpenAPI components."""
+    schema = DocumentIn.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {**schema.pop("$defs", {}), "DocumentIn": schema}
 read = [Depends(require_read)]
 write = [Depends(require_write)]
 
@@ -65,12 +78,17 @@ async def search_batch(body: BatchRequest, request: Request) -> Response:
 
 
 @router.post("/documents", response_model=WriteResponse, dependencies=[Depends(require_write)],
-             responses=_ERRORS,
-             summary="Add documents, or replace those with the same ids; 2xx once they are durable")
-async def put_documents(body: list[DocumentIn], request: Request) -> WriteResponse:
+             responses={**_ERRORS, 415: {"model": Problem, "description": "neither JSON nor NDJSON"}},
+             openapi_extra=DOCUMENTS_BODY,
+             summary="Add documents, or replace those with the same ids; 2xx once they are durable. A JSON array, or "
+                     "NDJSON (application/x-ndjson, one document per line); each with its text or a pre-encoded "
+                     "vector. A bad document is a 422 naming it, and nothing of the request is written")
+async def put_documents(request: Request) -> WriteResponse:
     start = time.perf_counter()
-    check_documents(body, request.app.state.settings)
-    ids = await served(request).documents.upsert(body)
+    documents = served(request).documents
+    incoming = documents.incoming()
+    await receive(request, incoming, request.app.state.settings.max_ingest_bytes)
+    ids = await documents.upsert(incoming)
     return WriteResponse(ids=ids, took_ms=(time.perf_counter() - start) * 1000)
 
 
@@ -114,10 +132,11 @@ async def readyz(request: Request):
 
 @router.get("/stats", dependencies=read, summary="Index and service figures")
 async def stats(request: Request) -> dict:
-    return await index_stats(engine(request))
+    s = served(request)
+    return await index_stats(s.engine, s.documents)
 
 
-async def index_stats(e: Engine) -> dict:
+async def index_stats(e: Engine, documents) -> dict:
     await e.pool.run(e.refresh)
     idx, m = e.index, e.index.manifest
     return {
@@ -133,6 +152,7 @@ async def index_stats(e: Engine) -> dict:
         "encoder": {"ready": e.encoder is not None, "model": getattr(e.encoder, "name", None), "error": e.load_error,
                     "batches": e.batcher.batches if e.batcher else 0, "texts": e.batcher.texts if e.batcher else 0},
         "damaged": e.damaged,
+        "writer": documents.path.stats(),
     }
 
 
@@ -164,7 +184,7 @@ async def remove_snapshot(snapshot: str, request: Request) -> Response:
              summary="The indexes this server serves, with their figures; the first is the default")
 async def list_indexes(request: Request) -> list[IndexOut]:
     indexes = request.app.state.indexes
-    return [IndexOut(name=s.name, default=s is indexes.first, stats=await index_stats(s.engine)) for s in indexes]
+    return [IndexOut(name=s.name, default=s is indexes.first, stats=await index_stats(s.engine, s.documents)) for s in indexes]
 
 
 @service.get("/", include_in_schema=False)

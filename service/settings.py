@@ -23,7 +23,8 @@ class Settings(BaseSettings):
     access_log: bool = Field(False, description="one line per request on stderr (service/access.py)")
     model: str | None = Field(None, description="query encoder; default: the model the index records")
     device: str = Field("cpu", description="device of the query encoder")
-    bm25_dir: Path | None = Field(None, description="BM25 side for hybrid search (service/hybrid.py)")
+    hybrid: bool = Field(False, description="serve hybrid search: a live BM25 side over the stored texts "
+                                            "(service/hybrid.py)")
     verify_checksums: bool = Field(True, description="check every index file's sha256 when a worker opens it")
 
     # auth (service/auth.py)
@@ -42,9 +43,19 @@ class Settings(BaseSettings):
                                                         "queries that ask for fields)")
     max_explain_hits: int = Field(1000, ge=1, description="hits with explanations per request (sum of k over its "
                                                           "queries that ask to explain)")
-    max_documents: int = Field(256, ge=1, description="documents per POST /documents call")
+    max_documents: int = Field(10_000, ge=1, description="documents per POST /documents call")
     max_document_chars: int = Field(100_000, ge=1)
-    write_lock_timeout: float = Field(10.0, ge=0, description="seconds a write waits for another writer's lock")
+    max_ingest_bytes: int = Field(64 << 20, ge=1024, description="body of one POST /documents call (read as it "
+                                                                 "streams; other requests: max_body_bytes)")
+    write_lock_timeout: float = Field(10.0, ge=0, description="seconds a write waits for the index's writer when "
+                                                              "no worker owns it (another process holds its lock)")
+
+    # the long-lived writer (service/writepath.py, index/writer.py)
+    refresh_interval: float = Field(1.0, ge=0, description="seconds until an acknowledged write is searchable in "
+                                                           "every worker (0: at each search, costly under ingest)")
+    flush_docs: int = Field(10_000, ge=1, description="the writer commits its buffer as a segment at this many "
+                                                      "documents...")
+    flush_age: float = Field(30.0, gt=0, description="...or when its oldest write is this many seconds old")
 
     # work off the event loop (service/offload.py) and shutdown (service/shutdown.py)
     search_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1,

@@ -107,3 +107,15 @@ def assert_matches_scratch(idx: Index, model: Model, queries: SparseBatch, path:
     for method in methods:
         assert_same_topk(idx.search(queries, k=k, method=method), deep, k)
     return ref
+
+
+def bm25_reference(docs: list[tuple[str, str]], query: str, depth: int) -> list[tuple[str, float]]:
+    """BM25 fitted from scratch on ``docs`` ((id, "title text")): the top ``depth`` (id, score) of ``query``, ties in
+    the order of ``docs`` (the ranking a BM25 index built from them gives)."""
+    from lsr.retrieval.bm25 import BM25
+
+    model, vectors = BM25.fit(text for _, text in docs)
+    q = model.encode_queries([query]).to_scipy()
+    scores = np.asarray((vectors.to_scipy() @ q.T).todense(), dtype=np.float32).ravel()
+    order = np.lexsort((np.arange(len(scores)), -scores))[:depth]
+    return [(docs[i][0], float(scores[i])) for i in order if scores[i] > 0]

@@ -29,7 +29,8 @@ def _warm_up() -> None:
     try:
         Index.build(folder / "i", vectors.take(np.arange(40)), ids[:40], methods=["exact", "bmp", "seismic"])
         idx = Index.open(folder / "i", writable=True, flush_docs=20, background_merges=False,
-                         merge_policy=TieredMergePolicy(segments_per_tier=2, floor_docs=10), refresh_interval=0)
+                         background_flushes=False, merge_policy=TieredMergePolicy(segments_per_tier=2, floor_docs=10),
+                         refresh_interval=0)
         idx.upsert(ids[40:], vectors.take(np.arange(40, 80)))
         idx.delete(ids[:5])
         for method in ("exact", "bmp", "seismic"):

@@ -17,7 +17,8 @@ app = typer.Typer()
 @app.command()
 def index(
     corpus: Optional[str] = typer.Argument(None, help="a corpus `lsr encode` reads, or an `lsr encode` vectors file "
-                                                      "(.npz)"),
+                                                      "(.npz); with --append also a .ndjson of documents as POST "
+                                                      "/documents takes them (text or pre-encoded vector)"),
     output: Path = typer.Option(..., "--output", "-o", help="index folder to create (or to update)"),
     model: Optional[str] = typer.Option(None, help="encoder for a corpus (default splade-tiny; with --append, the "
                                                    "index's); a vectors file records its own"),
@@ -136,7 +137,10 @@ def update_index(output: Path, corpus: Optional[str], model: Optional[str], text
         idx = Index.open(output, writable=True, background_merges=False, refresh_interval=None)
     added = 0
     try:
-        if corpus:
+        if corpus and corpus.endswith(".ndjson"):
+            with reported(ValueError, OSError):
+                added = append_documents(idx, Path(corpus), model)
+        elif corpus:
             if model and idx.model and model != idx.model:
                 fail(f"{output} was built with {idx.model!r}; documents to add must be encoded with it, not {model!r}")
             vectors, ids, docs, _, fingerprint = read_documents(corpus, model or idx.model, texts, **encode)
@@ -157,6 +161,29 @@ def update_index(output: Path, corpus: Optional[str], model: Optional[str], text
         idx.close()
     echo_json({"output": str(output), "documents": idx.num_docs, "added": added, "segments": len(idx.segments),
                "generation": idx.generation, "bytes": idx.nbytes()})
+
+
+def append_documents(idx, path: Path, model: Optional[str]) -> int:
+    """lsr index --append FILE.ndjson: the documents POST /documents takes, read and checked by the same code
+    (lsr.service.ingest: a bad line names itself and nothing is written), texts encoded by the index's model, then
+    one upsert; returns the documents written."""
+    from lsr.encoding.loader import load_query_encoder
+    from lsr.encoding.vocabulary import Vocabulary as Tokens
+    from lsr.service.ingest import Limits, Vocabulary, read_file
+
+    loaded = []
+
+    def encoder():
+        if not loaded:
+            loaded.append(load_query_encoder(model or idx.model or "splade-tiny"))
+            idx.check_vocabulary(loaded[0].vocab_fingerprint)
+        return loaded[0]
+
+    vocab = Vocabulary(idx.vocab_size, idx.vocab_fingerprint, lambda: Tokens.of_tokenizer(encoder().tokenizer).ids)
+    incoming = read_file(path, vocab, Limits(documents=10**9, document_chars=10**8, line_bytes=1 << 30))
+    texts = incoming.texts
+    idx.upsert(incoming.ids, incoming.vectors(encoder().encode_documents(texts) if texts else None), incoming.docs)
+    return len(incoming.docs)
 
 
 def repair_index(output: Path) -> None:

@@ -23,8 +23,8 @@ def serve(
     model: Optional[str] = typer.Option(None, help="query encoder (default: the model the index records)"),
     api_keys_file: Optional[Path] = typer.Option(None, help="API keys, one per line (or set LSR_API_KEYS)"),
     protect_reads: bool = typer.Option(False, help="searches and reads need an API key too"),
-    bm25: Optional[Path] = typer.Option(None, help="BM25 side for hybrid search; built from the index's stored texts "
-                                                   "when the folder holds none"),
+    hybrid: bool = typer.Option(False, help="serve hybrid search: a BM25 side over the stored texts that follows "
+                                            "every write"),
     graceful_timeout: float = typer.Option(30.0, help="seconds that in-flight requests get to finish on SIGTERM"),
     snapshots: Optional[Path] = typer.Option(None, help="snapshots of index NAME go to SNAPSHOTS/NAME (default: "
                                                        "DIR.snapshots beside each index; hard links: same file system)"),
@@ -42,7 +42,6 @@ def serve(
 
     from lsr.index import Index, IndexCorrupt
     from lsr.index.wal import check_replay
-    from lsr.service.hybrid import BM25_MODEL, build_bm25
     from lsr.service.indexes import check_names, parse_index
     from lsr.service.settings import Settings
 
@@ -55,14 +54,10 @@ def serve(
         for idx in opened:
             check_replay(idx.path, idx.snapshot())   # a damaged log: refuse to start, saying how to recover
     idx = opened[0]
-    if bm25 is not None and not (bm25 / BM25_MODEL).exists():
-        typer.echo(f"building the BM25 side of {idx.num_docs} documents in {bm25}", err=True)
-        with reported(ValueError, FileExistsError):
-            build_bm25(idx, bm25)
     given = {"INDEX_DIR": idx.path.resolve(),
              "INDEXES": json.dumps({name: str(folder.resolve()) for name, folder in folders.items()}),
              "MODEL": model, "API_KEYS_FILE": api_keys_file,
-             "PROTECT_READS": "true" if protect_reads else None, "BM25_DIR": bm25.resolve() if bm25 else None,
+             "PROTECT_READS": "true" if protect_reads else None, "HYBRID": "true" if hybrid else None,
              "SNAPSHOT_DIR": snapshots.resolve() if snapshots else None, "ACCESS_LOG": "true" if access_log else None}
     os.environ.update({f"LSR_{k}": str(v) for k, v in given.items() if v is not None})
     try:

@@ -34,8 +34,8 @@ def base(live_corpus, tmp_path):
 def test_snapshots_taken_during_writes_restore_the_index_at_their_point(base, live_corpus, tmp_path):
     path, model = base
     vectors, ids, docs, queries = live_corpus
-    idx = Index.open(path, writable=True, flush_docs=60,
-                     merge_policy=TieredMergePolicy(segments_per_tier=3, floor_docs=20))
+    idx = Index.open(path, writable=True, flush_docs=60, background_flushes=False,   # the writes take as long as
+                     merge_policy=TieredMergePolicy(segments_per_tier=3, floor_docs=20))   # several snapshots
     models = {idx.stats()["wal_seq"]: model.copy()}   # the documents the index holds after each record
     taken: list[backup.BackupInfo] = []
     rng = np.random.default_rng(3)

@@ -105,7 +105,8 @@ class Live:
         Index.build(path, self.vectors.take(np.arange(300)), self.ids[:300], texts=docs[:300],
                     methods=["exact", "bmp", "seismic"], quantization="float32", block_size=16, **LOOSE)
         self.row.update((d, i) for i, d in enumerate(self.ids[:300]))
-        self.idx = Index.open(path, writable=True, refresh_interval=0, flush_docs=150, background_merges=False)
+        self.idx = Index.open(path, writable=True, refresh_interval=0, flush_docs=150, background_merges=False,
+                              background_flushes=False)
         for lo in range(300, n, 100):
             rows = np.arange(lo, min(lo + 100, n))
             self.idx.add([self.ids[i] for i in rows], self.vectors.take(rows), [docs[i] for i in rows])

@@ -32,6 +32,7 @@ from lsr.index.wal import log_files
 from lsr.core.sample import stdlib_passages
 from lsr.service import Settings, create_app
 from lsr.service.batcher import MicroBatcher, TextRejected
+from tests.live_check import bm25_reference
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = "test-key-1"
@@ -166,21 +167,18 @@ def test_empty_query_has_no_hits(client):
     assert post(client, {"indices": [], "values": []})["hits"] == []
 
 
-def test_hybrid_fuses_bm25_and_splade(tmp_path, client, index_dir, index, encoder):
+def test_hybrid_fuses_bm25_and_splade(client, index_dir, index, encoder):
     assert "BM25 side" in post(client, {"query": QUERIES[0], "hybrid": {}}, status=422)["detail"]
-    
     from lsr.retrieval.fusion import fuse
 
-    from lsr.service.hybrid import Bm25Side, build_bm25
-
-    side = tmp_path / "bm25"
-    assert build_bm25(index, side) == 48
-    with make_client(index_dir, encoder, bm25_dir=side) as c:
+    stored = [index.document(n) for n in range(index.num_docs)]
+    texts = [(d["id"], f"{d['title']} {d['text']}".strip()) for d in stored]
+    with make_client(index_dir, encoder, hybrid=True) as c:
         for q, hybrid in [(QUERIES[0], {}), (QUERIES[2], {"fusion": "linear", "weight": 0.7, "depth": 20})]:
             got = post(c, {"query": q, "k": 5, "hybrid": hybrid, "fields": ["text"]})["hits"]
             depth = hybrid.get("depth", 100)
             splade = [(h["id"], h["score"]) for h in post(c, {"query": q, "k": depth})["hits"]]
-            bm25 = Bm25Side(side).ranking(q, depth)
+            bm25 = bm25_reference(texts, q, depth)
             assert bm25
             weight = hybrid.get("weight", 0.5)
             params = {"rrf_k": 60.0} if hybrid.get("fusion", "rrf") == "rrf" else {}
@@ -336,7 +334,7 @@ def test_document_writes(tmp_path, index_dir, encoder, docs):
     new = [{"id": "new-1", "title": "Tea", "text": "green tea and black tea are brewed from camellia leaves",
             "metadata": {"module": "tea", "n": 100, "even": True}},
            {"id": "new-2", "text": "a kettle boils water for tea"}]
-    with make_client(folder, encoder, api_keys=[KEY]) as c:
+    with make_client(folder, encoder, api_keys=[KEY], refresh_interval=0) as c:
         r = c.post("/documents", json=new, headers=auth)
         assert r.status_code == 200 and r.json()["ids"] == ["new-1", "new-2"]
         assert c.get("/documents/new-1").json() == {"id": "new-1", "title": "Tea", "text": new[0]["text"],
@@ -584,7 +582,7 @@ def test_ids_round_trip_through_every_endpoint(tmp_path, index_dir, encoder):
               "honeybee hive waggle", "saturn rings moons", "cactus desert bloom", "octopus ink camouflage",
               "chess opening gambit", "tornado funnel cloud"]
     docs = [{"id": i, "text": f"{topic} {topic}"} for i, topic in zip(ODD_IDS, topics)]
-    with make_client(folder, encoder, api_keys=[KEY]) as c:
+    with make_client(folder, encoder, api_keys=[KEY], refresh_interval=0) as c:
         assert c.post("/documents", json=docs, headers=auth).json()["ids"] == ODD_IDS
         batch = post(c, {"queries": [{"query": d["text"], "k": 1} for d in docs]}, "/search/batch")["results"]
         for d, result in zip(docs, batch):
@@ -603,8 +601,8 @@ def test_answers_name_no_path_and_no_pid(tmp_path, index_dir, encoder):
     folder = tmp_path / "private-folder" / "index"
     shutil.copytree(index_dir, folder)
     auth = {"Authorization": f"Bearer {KEY}"}
+    holder = Index.open(folder, writable=True)   # another writer (not a worker) keeps the lock
     with make_client(folder, encoder, api_keys=[KEY], write_lock_timeout=0.2) as c:
-        holder = Index.open(folder, writable=True)   # another writer keeps the lock
         busy = c.post("/documents", json=[{"id": "b", "text": "busy"}], headers=auth)
         holder.close()
         assert busy.status_code == 503 and "busy with another writer" in busy.text
@@ -760,6 +758,7 @@ def test_workers_share_the_index_and_its_writes(server):
     auth = {"Authorization": f"Bearer {KEY}"}
     doc = {"id": "served-1", "text": "the lighthouse keeper trims the lamp wick at dusk"}
     assert httpx.post(f"{url}/documents", json=[doc], headers=auth, timeout=30).status_code == 200
+    time.sleep(1.2)   # every worker's searches see an acknowledged write within the refresh interval (1 s)
     for _ in range(16):   # which worker answers is the kernel's choice
         assert httpx.get(f"{url}/documents/served-1", timeout=10).json()["text"] == doc["text"]
         r = httpx.post(f"{url}/search", json={"query": "lighthouse lamp wick", "k": 1}, timeout=10)

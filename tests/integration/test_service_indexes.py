@@ -106,7 +106,7 @@ def test_writes_go_to_the_named_index_only(folders, encoder, tmp_path):
     copies = {name: tmp_path / name for name in folders}
     for name, folder in folders.items():
         shutil.copytree(folder, copies[name])
-    with client_of(copies, encoder) as c:
+    with client_of(copies, encoder, refresh_interval=0) as c:   # searches see each write at once
         doc = {"id": "new-1", "text": "the lighthouse keeper trims the lamp wick at dusk"}
         assert c.post("/indexes/other/documents", json=[doc], headers=AUTH).status_code == 200
         hit = c.post("/indexes/other/search", json={"query": "lighthouse lamp wick", "k": 1}).json()["hits"][0]
@@ -141,7 +141,7 @@ def test_snapshots_over_http(folders, encoder, tmp_path):
     for name, folder in folders.items():
         shutil.copytree(folder, copies[name])
     q = {"query": "parse command line options", "k": 5}
-    with client_of(copies, encoder, snapshot_dir=tmp_path / "snaps") as c:
+    with client_of(copies, encoder, snapshot_dir=tmp_path / "snaps", refresh_interval=0) as c:
         before_doc = {"id": "kept-1", "text": "argument parsing for command line options and flags"}
         assert c.post("/indexes/other/documents", json=[before_doc], headers=AUTH).status_code == 200
         answer = c.post("/indexes/other/search", json=q).json()["hits"]

@@ -116,8 +116,8 @@ def test_searches_during_ingestion_and_merges(live_corpus, tmp_path):
         assert time.monotonic() < deadline, "the reader process did not start"
         time.sleep(0.01)
 
-    idx = Index.open(path, writable=True, refresh_interval=0, flush_docs=30,
-                     merge_policy=TieredMergePolicy(segments_per_tier=3, floor_docs=20))
+    idx = Index.open(path, writable=True, refresh_interval=0, flush_docs=30, background_flushes=False,
+                     merge_policy=TieredMergePolicy(segments_per_tier=3, floor_docs=20))   # a flush every 30 writes
     acked, results, errors = [0], [], []
     done = threading.Event()
 

@@ -82,7 +82,7 @@ def test_service_queries_and_writes_load_no_torch(small_index, tmp_path):
     shutil.copytree(small_index, folder)
     code = ("import time\nfrom fastapi.testclient import TestClient\n"
             "from lsr.service import create_app\nfrom lsr.service.settings import Settings\n"
-            f"with TestClient(create_app({str(folder)!r}, Settings(api_keys=['k']))) as c:\n"
+            f"with TestClient(create_app({str(folder)!r}, Settings(api_keys=['k'], refresh_interval=0))) as c:\n"
             "    while c.get('/readyz').json()['status'] == 'loading':\n        time.sleep(0.05)\n"
             "    assert c.get('/readyz').status_code == 200, c.get('/readyz').json()\n"
             "    r = c.post('/documents', json=[{'id': 'new', 'text': 'open a gzip archive'}],\n"

@@ -1,0 +1,417 @@
+"""``lsr bench service-writes``: the service as a write target (issue 16), on a real ``lsr serve`` (uvicorn, 127.0.0.1,
+``--workers 2``) over an index of the first windows vectors, with 4 clients.
+
+1. Idle search latency: one client, sparse queries (k=10, exact), nothing written.
+2. Pre-encoded ingest: 4 clients post NDJSON bodies of ``per_request`` documents with their windows vectors (and
+   texts, stored) while the search client goes on: documents/s acknowledged, request p50/p99, search p99 during
+   ingest against idle; a prober takes the newest acknowledged document every 0.25 s and searches for it (a
+   has_id filter, fresh connections: any worker) until it is found: its time to searchable after the
+   acknowledgement; /stats every second gives the segment count over the run.
+3. Text ingest: the same clients post the windows texts (20 per request), encoded by the service's workers;
+   against the encoder's own documents/s (the service's numpy encoder, one thread, in as many processes as the
+   server has workers, on the same texts), measured just before the server starts.
+4. /healthz under the heaviest search load the limits allow: 4 clients post /search/batch at max_batch queries of
+   max_k hits; another client times /healthz.
+5. Kills (``kill_trial``): the whole server (its process group) is SIGKILLed at a random moment while 4 clients
+   ingest, and started again, ``kills`` times; then every acknowledged document must be there with its vector,
+   and every request that got no answer must be there whole or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.load import REPO, free_port, load_avg
+
+KEY = "bench-writes"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+NDJSON = {**AUTH, "Content-Type": "application/x-ndjson"}
+
+
+def _pct(ms: list[float]) -> dict:
+    a = np.asarray(ms, dtype=np.float64)
+    if not len(a):
+        return {"n": 0}
+    return {"n": len(a), "p50_ms": round(float(np.percentile(a, 50)), 2), "p99_ms": round(float(np.percentile(a, 99)),
+                                                                                           2),
+            "max_ms": round(float(a.max()), 2)}
+
+
+class Corpus:
+    """The windows vectors and texts, handed out in batches with fresh ids (the vectors cycle when the run outlasts
+    them: ingestion does not depend on their diversity)."""
+
+    def __init__(self, vectors, texts: list[str] | None = None, meta: dict | None = None):
+        self.vectors, self.texts, self.meta = vectors, texts, meta or {}
+        self._next = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, vectors_path: Path, texts_path: Path | None) -> "Corpus":
+        """A vectors file (``lsr bench data windows``) and the texts of its ids (its JSONL), when there."""
+        from lsr.core.vectors import load_vectors
+
+        vf = load_vectors(vectors_path)
+        texts = None
+        if texts_path is not None and texts_path.exists():
+            by_id = {}
+            with open(texts_path, encoding="utf-8") as f:
+                for line in f:
+                    r = json.loads(line)
+                    by_id[str(r.get("_id", r.get("id")))] = r.get("text", "")
+            texts = [by_id.get(str(i), "") for i in vf.ids]
+        return cls(vf.vectors, texts, vf.meta)
+
+    def take(self, n: int, tag: str) -> list[tuple[str, int]]:
+        """``n`` (new id, row) pairs."""
+        with self._lock:
+            start, self._next = self._next, self._next + n
+        return [(f"{tag}-{i}", i % len(self.vectors)) for i in range(start, start + n)]
+
+    def vector_doc(self, doc_id: str, row: int) -> dict:
+        terms, weights = self.vectors.row(row)
+        doc = {"id": doc_id, "vector": {"indices": terms.tolist(), "values": weights.tolist()}}
+        if self.texts is not None:
+            doc["text"] = self.texts[row]
+        return doc
+
+    def text_doc(self, doc_id: str, row: int) -> dict:
+        return {"id": doc_id, "text": self.texts[row]}
+
+
+def ndjson(docs: list[dict]) -> bytes:
+    return b"".join(json.dumps(d).encode() + b"\n" for d in docs)
+
+
+class Server:
+    """``lsr serve --workers N`` in its own process group (a SIGKILL of the group takes the whole server)."""
+
+    def __init__(self, folder: Path, workers: int, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tempfile.TemporaryFile()
+        cmd = [sys.executable, "-m", "lsr", "serve", "--index", str(folder), "--port", str(self.port), "--workers",
+               str(workers), "--log-level", "warning"]
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "LSR_API_KEYS": KEY, **(env or {})},
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait(self, path: str = "/readyz", timeout: float = 300) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.proc.returncode}: {self.output()[-2000:]}")
+            try:
+                if httpx.get(self.url + path, timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"the server did not answer {path} within {timeout:g} s")
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> int:
+        """SIGTERM (uvicorn stops its workers gracefully; the writer commits)."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=120)
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+
+def _search_loop(url: str, bodies: list[dict], stop: threading.Event, out: list[float]) -> None:
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=30) as c:
+        i = 0
+        while not stop.is_set():
+            start = time.perf_counter()
+            r = c.post("/search", json=bodies[i % len(bodies)])
+            if r.status_code == 200:
+                out.append((time.perf_counter() - start) * 1000)
+            i += 1
+
+
+def _ingest(url: str, make, clients: int, seconds: float, acked: list, errors: list) -> float:
+    """``clients`` threads posting ``make()`` -> (ids, body) until ``seconds`` pass; returns the wall time."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+
+    def client() -> None:
+        with httpx.Client(base_url=url, timeout=60) as c:
+            while time.monotonic() < deadline:
+                docs, body = make()
+                start = time.perf_counter()
+                try:
+                    r = c.post("/documents", content=body, headers=NDJSON)
+                except httpx.TransportError as e:
+                    errors.append(type(e).__name__)
+                    continue
+                if r.status_code == 200:
+                    acked.append((time.monotonic(), (time.perf_counter() - start) * 1000, docs))
+                else:
+                    errors.append(r.status_code)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.monotonic() - start
+
+
+def _probe(url: str, corpus: Corpus, acked: list, stop: threading.Event, delays: list[float]) -> None:
+    """Every 0.25 s: the newest acknowledged document, searched by its own vector with a has_id filter on fresh
+    connections (any worker) until found; its delay after the acknowledgement."""
+    import httpx
+
+    while not stop.wait(0.25):
+        if not acked:
+            continue
+        at, _, docs = acked[-1]
+        doc_id, row = docs[0]
+        terms, weights = corpus.vectors.row(row)
+        body = {"indices": terms.tolist(), "values": weights.tolist(), "k": 1,
+                "filter": {"must": [{"has_id": [doc_id]}]}}
+        while time.monotonic() - at < 10:
+            try:
+                r = httpx.post(url + "/search", json=body, timeout=10)
+                if r.status_code == 200 and r.json()["hits"]:
+                    delays.append((time.monotonic() - at) * 1000)
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.02)
+        else:
+            delays.append(float("inf"))
+
+
+def _segments(url: str, stop: threading.Event, out: list[tuple[float, int, int]]) -> None:
+    import httpx
+
+    start = time.monotonic()
+    while not stop.wait(1.0):
+        try:
+            s = httpx.get(url + "/stats", timeout=10).json()
+            out.append((round(time.monotonic() - start, 1), len(s["segments"]), s["documents"]))
+        except (httpx.TransportError, KeyError, ValueError):
+            pass
+
+
+def encoder_docs_per_second(texts: list[str], processes: int, seconds: float) -> float:
+    """The service's document encoder (numpy, CPU, one thread) in ``processes`` processes side by side, as the
+    service's workers run it: their documents/s over batches of 64, summed."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(processes) as pool:
+        return sum(pool.map(_encode_for, [texts] * processes, [seconds] * processes))
+
+
+def _encode_for(texts: list[str], seconds: float) -> float:
+    from lsr.encoding.loader import load_query_encoder
+
+    enc = load_query_encoder("splade-tiny", threads=1)
+    enc.encode_documents(texts[:8])
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        batch = texts[done % len(texts):done % len(texts) + 64] or texts[:64]
+        enc.encode_documents(batch)
+        done += len(batch)
+    return done / (time.perf_counter() - start)
+
+
+def healthz_under_load(url: str, body: dict, clients: int, seconds: float) -> dict:
+    import httpx
+
+    stop, health, answered = threading.Event(), [], []
+
+    def heavy() -> None:
+        with httpx.Client(base_url=url, timeout=120) as c:
+            while not stop.is_set():
+                answered.append(c.post("/search/batch", json=body).status_code)
+
+    threads = [threading.Thread(target=heavy) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    with httpx.Client(base_url=url, timeout=30) as c:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            start = time.perf_counter()
+            c.get("/healthz")
+            health.append((time.perf_counter() - start) * 1000)
+            time.sleep(0.02)
+    stop.set()
+    for t in threads:
+        t.join()
+    return {"healthz": _pct(health), "batches_answered": len(answered),
+            "batch_statuses": sorted(set(answered))}
+
+
+def build(folder: Path, corpus: Corpus, start_docs: int) -> None:
+    from lsr.index import Index
+
+    rows = np.arange(start_docs)
+    texts = [{"id": f"base-{i}", "text": corpus.texts[i] if corpus.texts else ""} for i in rows]
+    Index.build(folder, corpus.vectors.take(rows), [f"base-{i}" for i in rows], texts=texts,
+                model=corpus.meta.get("model"), vocab_fingerprint=corpus.meta.get("vocab_fingerprint"),
+                methods=("exact", "bmp"), overwrite=True)
+
+
+def run(vectors: Path, texts: Path, output: Path, *, seconds: float = 20.0, per_request: int = 100,
+        clients: int = 4, workers: int = 2, start_docs: int = 1000, kills: int = 20) -> dict:
+    corpus = Corpus.load(vectors, texts)
+    queries = []
+    for row in range(0, 200, 2):
+        terms, weights = corpus.vectors.row(row)
+        top = np.argsort(-weights)[:16]
+        queries.append({"indices": terms[top].tolist(), "values": weights[top].tolist(), "k": 10})
+    report: dict = {"machine": {"cpus": os.cpu_count(), "load_before": load_avg()},
+                    "settings": {"seconds": seconds, "per_request": per_request, "clients": clients,
+                                 "workers": workers, "start_docs": start_docs}}
+    report["encoder_docs_per_s"] = round(encoder_docs_per_second(corpus.texts, workers, min(seconds, 15)), 1)
+    with tempfile.TemporaryDirectory(prefix="lsr-bench-writes-") as tmp:
+        folder = Path(tmp) / "index"
+        build(folder, corpus, start_docs)
+        server = Server(folder, workers)
+        try:
+            server.wait()
+            stop, idle = threading.Event(), []
+            t = threading.Thread(target=_search_loop, args=(server.url, queries, stop, idle))
+            t.start()
+            time.sleep(seconds / 2)
+            stop.set()
+            t.join()
+
+            def vector_batch():
+                docs = corpus.take(per_request, "v")
+                return docs, ndjson([corpus.vector_doc(d, r) for d, r in docs])
+
+            acked, errors, during, delays, segments = [], [], [], [], []
+            stop = threading.Event()
+            side = [threading.Thread(target=_search_loop, args=(server.url, queries, stop, during)),
+                    threading.Thread(target=_probe, args=(server.url, corpus, acked, stop, delays)),
+                    threading.Thread(target=_segments, args=(server.url, stop, segments))]
+            for t in side:
+                t.start()
+            wall = _ingest(server.url, vector_batch, clients, seconds, acked, errors)
+            time.sleep(2.0)   # the last acknowledgements' probes
+            stop.set()
+            for t in side:
+                t.join()
+            docs = sum(len(a[2]) for a in acked)
+            report["vector_ingest"] = {
+                "docs": docs, "docs_per_s": round(docs / wall, 1), "requests": _pct([a[1] for a in acked]),
+                "errors": errors[:10], "error_count": len(errors),
+                "searchable_after_ack": _pct(delays), "searchable_within_1s": sum(d <= 1000 for d in delays),
+                "probes": len(delays), "segments": segments,
+                "search_idle": _pct(idle), "search_during_ingest": _pct(during),
+                "load": load_avg()}
+            report["vector_ingest"]["search_p99_ratio"] = round(
+                report["vector_ingest"]["search_during_ingest"]["p99_ms"] / report["vector_ingest"]["search_idle"][
+                    "p99_ms"], 2)
+
+            def text_batch():
+                docs = corpus.take(20, "t")
+                return docs, ndjson([corpus.text_doc(d, r) for d, r in docs])
+
+            acked, errors = [], []
+            wall = _ingest(server.url, text_batch, clients, seconds, acked, errors)
+            docs = sum(len(a[2]) for a in acked)
+            report["text_ingest"] = {"docs": docs, "docs_per_s": round(docs / wall, 1),
+                                     "requests": _pct([a[1] for a in acked]), "error_count": len(errors),
+                                     "vs_encoder": round(docs / wall / report["encoder_docs_per_s"], 2),
+                                     "load": load_avg()}
+            heavy = {"queries": [{**queries[i], "k": 1000} for i in range(64)]}
+            report["healthz_under_search_load"] = {**healthz_under_load(server.url, heavy, clients, seconds / 2),
+                                                   "load": load_avg()}
+            report["writer"] = __import__("httpx").get(server.url + "/stats", timeout=30).json()["writer"]
+        finally:
+            server.stop()
+    if kills:
+        with tempfile.TemporaryDirectory(prefix="lsr-bench-kills-") as tmp:
+            folder = Path(tmp) / "index"
+            build(folder, corpus, 200)
+            report["kills"] = kill_trial(folder, corpus, kills, clients=clients, workers=workers)
+    report["machine"]["load_after"] = load_avg()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def kill_trial(folder: Path, corpus: Corpus, kills: int, *, clients: int = 4, workers: int = 2,
+               per_request: int = 20, seed: int = 0) -> dict:
+    """``kills`` SIGKILLs of the whole server, each at a random moment of 4-client ingest, then a restart; returns
+    the acknowledged documents, those lost, and the unanswered requests found half-written (both must be 0)."""
+    import httpx
+
+    from lsr.index import Index
+
+    rng = random.Random(seed)
+    acked: list[tuple[str, int]] = []
+    unanswered: list[list[tuple[str, int]]] = []
+    lock = threading.Lock()
+    for _ in range(kills):
+        server = Server(folder, workers)
+        server.wait("/healthz")
+        stop = threading.Event()
+
+        def client() -> None:
+            with httpx.Client(base_url=server.url, timeout=30) as c:
+                while not stop.is_set():
+                    docs = corpus.take(per_request, "k")
+                    try:
+                        r = c.post("/documents", content=ndjson([corpus.vector_doc(d, r) for d, r in docs]),
+                                   headers=NDJSON)
+                        ok = r.status_code == 200
+                    except httpx.TransportError:
+                        ok = False
+                    with lock:
+                        (acked.extend if ok else unanswered.append)(docs)
+                    if not ok:
+                        return   # the server is gone
+
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        for t in threads:
+            t.start()
+        time.sleep(rng.uniform(0.5, 3.0))
+        server.kill()
+        stop.set()
+        for t in threads:
+            t.join()
+    server = Server(folder, workers)   # a last start replays the log; SIGTERM commits it
+    server.wait("/healthz")
+    assert server.stop() == 0, server.output()[-3000:]
+    idx = Index.open(folder)
+    snap = idx.snapshot()
+    ids = [i for i in snap.doc_ids() if i is not None]
+    present = set(ids)
+    lost = [d for d, _ in acked if d not in present]
+    wrong = 0
+    for doc_id, row in acked[:: max(1, len(acked) // 500)]:   # vectors of a sample: exactly the ones sent
+        if doc_id in present:
+            terms, _ = idx.vector(doc_id)
+            wrong += not np.array_equal(terms, corpus.vectors.row(row)[0])
+    half = [b for b in unanswered if 0 < sum(d in present for d, _ in b) < len(b)]
+    return {"kills": kills, "acknowledged": len(acked), "lost": len(lost), "duplicates": len(ids) - len(present),
+            "wrong_vectors": wrong, "unanswered_requests": len(unanswered),
+            "unanswered_written_whole": sum(all(d in present for d, _ in b) for b in unanswered),
+            "half_present": len(half), "documents": len(present), "generation": idx.generation}

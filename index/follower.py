@@ -1,0 +1,129 @@
+"""A reader that follows another process's writer through its write-ahead log, so acknowledged writes are searchable
+in every process before a flush commits them (``Index.open(path, follow=True)``).
+
+A follower's state is the latest committed snapshot plus the log records after its ``wal_seq``, applied the way the
+writer applies them: new documents to an in-memory buffer (searched as exact in-memory segments), replaced and
+deleted ones marked in copies of the segments' delete masks. Each refresh reads only the bytes appended since the
+last one. A record is read once complete (the writer's one ``write`` call puts it in the page cache whole, before
+its fsync and its acknowledgement); an incomplete tail is an append in progress, read at the next refresh. When a
+newer generation is committed the follower starts again from it; when the records it needs next are gone (a commit
+trimmed them), a newer manifest exists and it moves to that one. Every snapshot therefore holds a prefix of the
+log, as the writer's own do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lsr.index.buffer import Buffer
+from lsr.index.manifest import MANIFEST, file_identity
+from lsr.index.quantize import scale_for
+from lsr.index.snapshot import Snapshot
+from lsr.index.wal import PUT, Record, log_files, read_records
+
+_ATTEMPTS = 5   # moves to a newer manifest within one refresh before giving up until the next one
+
+
+class Follower:
+    def __init__(self, path: Path, verify: bool):
+        self.path = path
+        self._verify = verify
+        self._stat = file_identity(path / MANIFEST)
+        self._reset(Snapshot.open(path, verify))
+
+    def _reset(self, base: Snapshot) -> None:
+        self._base = base
+        m = base.manifest
+        self._scale = m.scale if m.scale is not None else (base.segments[0].scale if base.segments else None)
+        self._buffer = Buffer(m.vocab_size)
+        self._dead: dict[str, np.ndarray] = {}    # copies of committed masks that later records changed
+        self._seq = m.wal_seq
+        self._position: tuple[Path, int] | None = None   # the file and offset after the last record applied
+        self._snap = base
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    def snapshot(self) -> Snapshot:
+        """The latest state: a newer committed generation, and the records appended since the last call."""
+        for _ in range(_ATTEMPTS):
+            stat = file_identity(self.path / MANIFEST)
+            if stat != self._stat:
+                self._stat = stat
+                self._reset(Snapshot.open(self.path, self._verify, reuse={s.name: s for s in self._base.segments}))
+            if self._tail():
+                break
+        return self._snap
+
+    def _tail(self) -> bool:
+        """Applies the complete records after ``seq``; False when they are no longer in the log (a newer
+        generation trimmed them)."""
+        files = log_files(self.path)
+        if self._position is not None and self._position[0] in files:
+            start, offset = files.index(self._position[0]), self._position[1]
+        else:   # the file holding seq + 1: the last one named at or before it
+            before = [i for i, f in enumerate(files) if int(f.stem) <= self._seq + 1]
+            if files and not before:
+                return False
+            start, offset = (before[-1] if before else len(files)), 0
+        applied = False
+        for i in range(start, len(files)):
+            try:
+                records, end = read_records(files[i], offset if i == start else 0)
+            except FileNotFoundError:   # trimmed by a commit since it was listed
+                return False
+            for record in records:
+                if record.seq <= self._seq:
+                    continue
+                if record.seq != self._seq + 1:
+                    return False
+                self._apply(record)
+                applied = True
+            self._position = (files[i], end)
+            if end < _size(files[i]):
+                break   # an incomplete record: an append in progress (or a torn tail the next writer cuts)
+        if applied:
+            self._publish()
+        return True
+
+    def _apply(self, record: Record) -> None:
+        for doc_id in record.ids:
+            if not self._buffer.remove(doc_id):
+                self._kill(doc_id)
+        if record.op == PUT:
+            if self._scale is None:   # as the writer fixes it: from an empty index's first documents
+                self._scale = scale_for(record.vectors.values, self._base.manifest.quantization)
+            self._buffer.put(record.ids, record.vectors, record.docs)
+        self._seq = record.seq
+
+    def _kill(self, doc_id: str) -> None:
+        found = self._base.find(doc_id)
+        if found is None:
+            return
+        s, local = found
+        name = self._base.segments[s].name
+        if name not in self._dead:
+            committed = self._base.dead[s]
+            self._dead[name] = committed.copy() if committed is not None else np.zeros(
+                self._base.segments[s].num_docs, dtype=bool)
+        self._dead[name][local] = True
+
+    def _publish(self) -> None:
+        base = self._base
+        segments = list(base.segments)
+        dead = [self._dead[seg.name].copy() if seg.name in self._dead else d for seg, d in zip(segments, base.dead)]
+        for seg, mask in self._buffer.segments(base.manifest.quantization, self._scale) if self._buffer else ():
+            segments.append(seg)
+            dead.append(mask)
+        self._snap = Snapshot(base.manifest, segments, dead, seq=self._seq)
+
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
