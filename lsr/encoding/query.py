@@ -395,7 +395,7 @@ class QueryEncoder:
                                  tokens=int(lengths.sum()), max_length=max_length)
         rows: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int32), np.zeros(0, np.float32))] * len(texts)
         order = np.argsort(-lengths, kind="stable")
-        with _one_blas_thread():   # the same vector whatever the process's BLAS threads (they change the sums)
+        with screen.one_blas_thread():   # the same vector whatever the process's BLAS threads
             for lo in range(0, len(order), batch_size):
                 chunk = order[lo:lo + batch_size]
                 width = int(lengths[chunk[0]])
@@ -421,19 +421,6 @@ def _prune(w: np.ndarray, top_k: int | None, min_weight: float | None) -> tuple[
     if top_k is not None and len(terms) > top_k:
         terms = np.sort(terms[np.argpartition(w[terms], len(terms) - top_k)[len(terms) - top_k:]])
     return terms.astype(np.int32), w[terms]
-
-
-@functools.cache
-def _blas_controller():
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
-def _one_blas_thread():
-    """Numpy's BLAS at one thread for a block (~10 us): OpenBLAS splits a product differently with more threads,
-    and the last bits of a vector would depend on the thread count (a Ray replica runs with one)."""
-    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 def limit_blas_threads(threads: int) -> None:

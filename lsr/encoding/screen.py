@@ -16,9 +16,11 @@ time. CPUs without AVX2, and ``LSR_CPU_ISA=generic``, use the chunked float32 he
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
+import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -249,6 +251,36 @@ def upper_bounds(h: np.ndarray, mean: np.ndarray, centre: np.ndarray, pw: Packed
 _POOL: ThreadPoolExecutor | None = None
 
 
+@functools.cache
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+_LIMIT_LOCK = threading.Lock()
+_limit: list = []   # [the active limiter, how many blocks are inside it]
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """Numpy's BLAS at one thread for a block (~10 us): OpenBLAS splits a product differently with more threads,
+    and the last bits of a vector would depend on the process's thread count (a Ray actor runs with one). The
+    limit is process-wide, so overlapping blocks of several threads share one: the last to leave restores it."""
+    with _LIMIT_LOCK:
+        if not _limit:
+            _limit[:] = [_blas_controller().limit(limits=1, user_api="blas"), 0]
+        _limit[1] += 1
+    try:
+        yield
+    finally:
+        with _LIMIT_LOCK:
+            _limit[1] -= 1
+            if _limit[1] == 0:
+                _limit.pop(0).restore_original_limits()
+                _limit.clear()
+
+
 def _pool(threads: int) -> ThreadPoolExecutor:
     global _POOL
     if _POOL is None or _POOL._max_workers < threads:
@@ -275,6 +307,11 @@ def max_pool(docs: list[np.ndarray], weight: np.ndarray, bias: np.ndarray | None
     if not available():
         raise RuntimeError(f"the screened CPU head needs AVX2 (this CPU: {_host_isa()}, {ISA_ENV}="
                            f"{os.environ.get(ISA_ENV, '')!r})")
+    with one_blas_thread():
+        return _max_pool(docs, weight, bias, pw, threads, out)
+
+
+def _max_pool(docs, weight, bias, pw, threads, out):
     V = weight.shape[0]
     out = np.zeros((len(docs), V), dtype=np.float32) if out is None else out
     live = [i for i, h in enumerate(docs) if len(h)]

@@ -176,7 +176,9 @@ def test_sigkill_loses_nothing_acknowledged(live_corpus, tmp_path):
             acked, markers = read_acks(ack)
             assert acked == list(range(done, done + len(acked))), "acknowledgements out of order"
             finished = markers.endswith("D")
-            assert proc.exitcode == (0 if finished else -signal.SIGKILL), f"the child failed ({proc.exitcode})"
+            # a child that finished its script may still be killed before it exits
+            allowed = (0, -signal.SIGKILL) if finished else (-signal.SIGKILL,)
+            assert proc.exitcode in allowed, f"the child failed ({proc.exitcode})"
             warm += "W" in markers
             if not finished:
                 kills += 1
