@@ -149,7 +149,7 @@ def unpack(parts: Path, results: Path, output: Path, vocab_size: int = 30522) ->
         meta = meta or info["meta"]
         saturated += info["saturated"]
     vectors = SparseBatch.concat(batches)
-    if len(vectors) != len(ids[:len(vectors)]):
+    if len(ids) < len(vectors):
         raise ValueError("fewer ids than vectors")
     save_vectors(output, vectors, ids[:len(vectors)], {**meta, "encoded_on": "cuda (bench.gpu_parts)",
                                                      "weights": "uint8 levels of one scale", "saturated": saturated})
