@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lsr.encoding.heap import keep_freed_memory
 from lsr.encoding.head import resolve_backend, splade_max_pool, splade_sum_pool
 from lsr.encoding.models import DEFAULT_MODEL, available_models, hub_reachable, in_hub_cache, resolve_model, vocab_fingerprint
 from lsr.encoding.query import Network, QueryEncoder, Unsupported
@@ -84,6 +85,8 @@ class Encoder:
         self.query_mode = query_mode
         self.window_overlap = window_overlap
         self.model = model.to(device=device, dtype=dtype).eval()
+        if device.type == "cpu":
+            keep_freed_memory()
         self.weight, self.bias = _detach_decoder(self.model)
         self.vocab_size = int(self.weight.shape[0])
         self.vocab_fingerprint = vocab_fingerprint(tokenizer)
