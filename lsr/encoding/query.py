@@ -32,6 +32,23 @@ log = logging.getLogger(__name__)
 
 _LOGITS_BYTES = 8 * 2**20   # bounds the float32 logits of one vocabulary chunk (a batch of long texts)
 
+# Texts of many kinds whose mean token state centres the screen for every text (``screen.Centre``): fixed, so a
+# text's vector never depends on what was encoded before.
+CALIBRATION = (
+    "What causes the seasons to change on Earth?",
+    "How do I reset a forgotten password on my laptop?",
+    "The committee approved the budget after a long debate about taxes and public schools.",
+    "Patients treated with the new drug showed fewer symptoms than those given a placebo.",
+    "best pizza restaurants near the train station open late",
+    "She walked along the river at dawn, listening to the birds in the old oak trees.",
+    "The function returns a sorted list of unique values from the input array.",
+    "Which team won the football championship in 1998?",
+    "Protein folding depends on temperature, acidity and the sequence of amino acids.",
+    "symptoms of vitamin d deficiency in adults",
+    "The company reported higher quarterly profits as sales of its phones grew in Asia.",
+    "history of the roman empire and its fall",
+)
+
 
 class Unsupported(ValueError):
     """The checkpoint is outside what the numpy forward covers (the torch Encoder handles it)."""
@@ -210,20 +227,22 @@ class Network:
             x = x[mask.reshape(-1)]
         return self.transform_norm(act(self.transform(x)))
 
-    def splade(self, ids: np.ndarray, mask: np.ndarray, pooling: str = "max") -> np.ndarray:
+    def splade(self, ids: np.ndarray, mask: np.ndarray, pooling: str = "max",
+               centre: screen.Centre | None = None) -> np.ndarray:
         """Dense (B, V) float32 SPLADE weights: log(1 + relu(logits)) max- (or sum-) pooled over the real tokens.
 
         The (tokens, V) logits exist one vocabulary chunk at a time. For max pooling the bias is added after the max
         (the same float32 result: rounding is monotonic) and log1p(relu) runs on the (B, V) maxima only.
         Max pooling goes through ``lsr.encoding.screen`` wherever the CPU allows, always: a text's vector must not
-        depend on what the process encoded before (the two heads differ in the last bits).
+        depend on what the process encoded before (the two heads differ in the last bits). ``centre``: the
+        screen's fixed centre (``screen.Centre``); each text's own mean when None.
         """
         h = self.hidden(ids, mask)
         lengths = mask.sum(1)
         starts = np.r_[0, np.cumsum(lengths)[:-1]]
         if pooling == "max" and screen.available():   # the integer screen, then the survivors in float32
             docs = [h[a:a + n] for a, n in zip(starts, lengths)]
-            return screen.max_pool(docs, self.decoder.T, self.decoder_bias, self.packed_decoder)
+            return screen.max_pool(docs, self.decoder.T, self.decoder_bias, self.packed_decoder, centre=centre)
         V = self.vocab_size
         out = np.empty((len(ids), V), dtype=np.float32)
         step = max(256, min(V, _LOGITS_BYTES // (4 * max(len(h), 1))))
@@ -357,6 +376,18 @@ class QueryEncoder:
             limit_blas_threads(threads)
         return cls(network, Tokenizer.from_file(files["tokenizer.json"]), name=name_or_path, **options)
 
+    @functools.cached_property
+    def _centre(self) -> screen.Centre | None:
+        """The screen's fixed centre: the mean token state of CALIBRATION (None where the screen is not used)."""
+        if self.pooling != "max" or not screen.available():
+            return None
+        encodings = self._tokenize(list(CALIBRATION), len(self.network.positions))
+        with screen.one_blas_thread():
+            states = [self.network.hidden(np.asarray([e.ids]), np.ones((1, len(e.ids)), dtype=bool))
+                      for e in encodings]
+        net = self.network
+        return screen.Centre.of(np.concatenate(states), net.decoder.T, net.decoder_bias)
+
     def vector_meta(self, max_length: int) -> dict:
         """What a vectors file records of the encoder that made it (as ``Encoder.vector_meta``)."""
         return {"model": self.name, "vocab_size": self.vocab_size, "vocab_fingerprint": self.vocab_fingerprint,
@@ -402,7 +433,8 @@ class QueryEncoder:
                 batch = np.full((len(chunk), width), self._pad, dtype=np.int64)
                 for r, j in enumerate(chunk):
                     batch[r, :lengths[j]] = ids[j]
-                weights = self.network.splade(batch, np.arange(width) < lengths[chunk][:, None], self.pooling)
+                weights = self.network.splade(batch, np.arange(width) < lengths[chunk][:, None], self.pooling,
+                                              self._centre)
                 for r, j in enumerate(chunk):
                     rows[kept[j]] = _prune(weights[r], top_k, min_weight)
                 if progress:

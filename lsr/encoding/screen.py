@@ -300,49 +300,74 @@ def _run_kernel(D: np.ndarray, packed: np.ndarray, out: np.ndarray, threads: int
     list(_pool(threads).map(lambda i: fn(*args, int(cuts[i]), int(cuts[i + 1]), out.ctypes.data), range(threads)))
 
 
+@dataclass(frozen=True)
+class Centre:
+    """A fixed point to centre every text's token states on, with its logits: ``weight @ mean + bias`` (V,) float64.
+
+    A text's own mean bounds its columns most tightly, but costs a (H x V) product per text: half of a short
+    query's head time. Token states share a large common part, so one fixed point near all of them (the mean over a
+    few calibration texts) bounds nearly as tightly (scifact queries: 310 survivors for 241; documents: 1,685 for
+    1,391) at no cost per text."""
+
+    mean: np.ndarray
+    logits: np.ndarray
+
+    @classmethod
+    def of(cls, states: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> "Centre":
+        """The centre of token states (n, H) float32, for the decoder ``weight`` (V, H) and ``bias``."""
+        return _centres([states], weight, bias)[0]
+
+
 def max_pool(docs: list[np.ndarray], weight: np.ndarray, bias: np.ndarray | None, pw: PackedWeight,
-             threads: int = 1, out: np.ndarray | None = None) -> np.ndarray:
+             threads: int = 1, out: np.ndarray | None = None, centre: Centre | None = None) -> np.ndarray:
     """SPLADE weights (len(docs), V) float32 of each document's real token states (n_i, H) float32, equal to the
-    float32 head's: screened in integers, the survivors computed from ``weight`` (V, H) float32 rows."""
+    float32 head's: screened in integers, the survivors computed from ``weight`` (V, H) float32 rows. Each document
+    is centred on its own mean, or on ``centre`` for all."""
     if not available():
         raise RuntimeError(f"the screened CPU head needs AVX2 (this CPU: {_host_isa()}, {ISA_ENV}="
                            f"{os.environ.get(ISA_ENV, '')!r})")
     with one_blas_thread():
-        return _max_pool(docs, weight, bias, pw, threads, out)
+        return _max_pool(docs, weight, bias, pw, threads, out, centre)
 
 
-def _max_pool(docs, weight, bias, pw, threads, out):
+def _max_pool(docs, weight, bias, pw, threads, out, centre):
     V = weight.shape[0]
     out = np.zeros((len(docs), V), dtype=np.float32) if out is None else out
     live = [i for i, h in enumerate(docs) if len(h)]
     if not live:
         return out
-    means = np.stack([docs[i].mean(0, dtype=np.float32) for i in live])
-    centres = means @ weight.T
-    if bias is not None:
-        centres += bias
-    centres = centres.astype(np.float64)
+    centres = _centres([docs[i] for i in live], weight, bias) if centre is None else [centre] * len(live)
     bias_abs = 0.0 if bias is None else np.abs(bias).astype(np.float64)
 
-    def bound(j: int, kernel_threads: int) -> np.ndarray:
-        return upper_bounds(docs[live[j]], means[j], centres[j], pw, bias_abs, kernel_threads)
-
-    # Several threads take whole documents (no barrier per document), or split one document's columns.
-    if threads > 1 and len(live) >= threads:
-        bounds = list(_pool(threads).map(lambda j: bound(j, 1), range(len(live))))
-    else:
-        bounds = [bound(j, threads) for j in range(len(live))]
-    for i, b in zip(live, bounds):
+    def pool(j: int, kernel_threads: int) -> None:
+        h = docs[live[j]]
+        b = upper_bounds(h, centres[j].mean, centres[j].logits, pw, bias_abs, kernel_threads)
         keep = np.flatnonzero(b >= 0)
         if keep.size == 0:
-            continue
-        logits = docs[i] @ weight[keep].T
+            return
+        logits = h @ weight[keep].T
         if bias is not None:
             logits += bias[keep]
         top = logits.max(0)
         np.maximum(top, 0, out=top)
-        out[i, keep] = np.log1p(top)
+        out[live[j], keep] = np.log1p(top)
+
+    # Several threads take whole documents (no barrier per document), or split one document's columns.
+    if threads > 1 and len(live) >= threads:
+        list(_pool(threads).map(lambda j: pool(j, 1), range(len(live))))
+    else:
+        for j in range(len(live)):
+            pool(j, threads)
     return out
+
+
+def _centres(docs: list[np.ndarray], weight: np.ndarray, bias: np.ndarray | None) -> list[Centre]:
+    """Each document's own centre, the logits of all in one (docs x H) @ (H x V) product."""
+    means = np.stack([h.mean(0, dtype=np.float32) for h in docs])
+    logits = means @ weight.T
+    if bias is not None:
+        logits += bias
+    return [Centre(m, row) for m, row in zip(means, logits.astype(np.float64))]
 
 
 def max_pool_screened(hidden, weight, bias, attention_mask, threads: int | None = None):
