@@ -165,8 +165,14 @@ def test_bench_filter_report_layout(tmp_path):
     report = json.loads(out.read_text())
     filtered = report["filtered"]
     assert {(e["method"], e["correlated"], e["target"]) for e in filtered} == {
-        (m, c, s) for m in ("exact", "bmp-safe", "bmp-approx", "seismic") for c in (False, True) for s in (0.5, 0.01)}
+        (m, c, s) for m in ("exact", "bmp-safe", "bmp-approx@0.95", "bmp-approx@0.99", "seismic@0.95", "seismic@0.99")
+        for c in (False, True) for s in (0.5, 0.01)}
     assert all(e["recall@10"] == 1.0 for e in filtered if e["method"] in ("exact", "bmp-safe"))
+    chosen = report["calibration"]["chosen"]   # each operating point reaches its floor unfiltered, or is the best
+    for name, point in chosen.items():
+        grid = [p for p in report["calibration"]["grid"] if p["method"] == point["method"]]
+        floor = float(name.split("@")[1])
+        assert point["recall@10"] >= floor or point["recall@10"] == max(p["recall@10"] for p in grid)
     assert {p["k_prime"] for p in report["post_filter"]} == {10, 100, 1000}
     assert {c["direct"] for c in report["crossover"]} == {True, False}
     assert report["targets"]["exact_and_bmp_safe_identical"] is True
