@@ -42,6 +42,11 @@ class Allowed:
         return len(self.mask) == 0
 
     @property
+    def share(self) -> float:
+        """The allowed share of the segment (1.0 when every document is)."""
+        return self.count / self.n_docs if self.n_docs else 1.0
+
+    @property
     def disallowed(self) -> int:
         return self.n_docs - self.count
 

@@ -452,3 +452,14 @@ def test_corruption_detected_on_open(corpus, tmp_path):
     with pytest.raises(FileExistsError, match="overwrite"):
         Index.build(path, docs, ids)
     assert Index.build(path, docs, ids, overwrite=True).num_docs == len(ids)   # a damaged index can be replaced
+
+
+def test_filtered_searches_widen_the_approximate_settings():
+    # unfiltered (share 1) the settings are the user's; the fewer documents a filter keeps, the more query terms
+    # BMP and Seismic keep, never fewer than unfiltered (BENCHMARKS.md, "Filtered search")
+    bmp_p, seismic_p = BmpSearchParams(alpha=0.8, beta=0.7), SeismicSearchParams(query_cut=8)
+    assert bmp_p.filtered(1.0) == pytest.approx(0.7) and seismic_p.filtered(1.0) == 8
+    shares = (1.0, 0.5, 0.1, 0.01)
+    betas, cuts = [bmp_p.filtered(s) for s in shares], [seismic_p.filtered(s) for s in shares]
+    assert betas == sorted(betas) and betas[-1] <= 1.0 and cuts == sorted(cuts)
+    assert seismic_p.filtered(0.1) == 14 and BmpSearchParams(beta=1.0).filtered(0.1) == 1.0
