@@ -77,8 +77,9 @@ def bench_index(
     alpha: list[float] = typer.Option([1.0, 0.95, 0.9, 0.8, 0.7, 0.6], "--alpha", help="bmp alphas (repeat)"),
     beta: list[float] = typer.Option([1.0, 0.7, 0.5], "--beta", help="bmp betas (repeat)"),
     quantization: list[str] = typer.Option(["uint8", "float16", "float32"], "--quantization"),
-    suite: Optional[list[str]] = typer.Option(None, "--suite", help="only these suites: scipy, ours, "
-                                                                     "splade_index, bmp_peer, seismic, peer_seismic"),
+    suite: Optional[list[str]] = typer.Option(None, "--suite", help="only these suites: scipy, ours "
+                                                                     "(exact and bmp), exact, bmp, splade_index, "
+                                                                     "bmp_peer, seismic, peer_seismic"),
     seismic_grid: Optional[Path] = typer.Option(None, help="JSON overriding bench.seismic.DEFAULT_GRID"),
     plot: Optional[Path] = typer.Option(None, help="PNG of recall@k against mean latency, all methods"),
 ) -> None:

@@ -87,17 +87,17 @@ def _grid(ctx: Context) -> list[tuple[float, float]]:
     return [(a, b) for a in ctx.alphas for b in ctx.betas if a == 1.0 or b == 1.0 or a >= 0.9]
 
 
-def ours_suite(ctx: Context) -> list[Runner]:
-    """Our index: exact at every quantization, bmp at every block size and alpha/beta (documents pre-reordered)."""
-    from lsr.index import Index, bmp
+def _ours(ctx: Context):
+    """(make, build) for our index over the pre-reordered documents: a search function of (index, method, params),
+    and a build returning (index, build seconds with the reordering, core bytes, all bytes, note)."""
+    from lsr.index import Index
 
     reordered = ctx.reordered
     ids = [str(i) for i in range(len(reordered))]
-    k = ctx.k
 
     def make(idx, method: str, **params) -> Callable[[int], np.ndarray]:
         def search(i: int) -> np.ndarray:
-            _, d = idx.search_one(*ctx.queries.row(i), k=k, method=method, **params)
+            _, d = idx.search_one(*ctx.queries.row(i), k=ctx.k, method=method, **params)
             return ctx.order[d[d >= 0]]
         return search
 
@@ -108,12 +108,27 @@ def ours_suite(ctx: Context) -> list[Runner]:
         core = sum(v for f, v in files.items() if "." not in f.removesuffix(".npy"))
         return idx, seconds + ctx.reorder_s, core, sum(files.values()), {"reorder_s": round(ctx.reorder_s, 2)}
 
+    return make, build
+
+
+def exact_suite(ctx: Context) -> list[Runner]:
+    """Our exact search at every quantization, and its batch speed-up at the first."""
+    make, build = _ours(ctx)
     runners = []
     for quant in ctx.quantizations:
         idx, build_s, core, _, note = build(f"exact-{quant}", quant, ("exact",))
         runners.append(Runner("exact", {"quantization": quant}, build_s, core, make(idx, "exact"), note))
         if quant == ctx.quantizations[0]:
-            ctx.batch += batch_speedup(idx, ctx.queries, k, "exact")
+            ctx.batch += batch_speedup(idx, ctx.queries, ctx.k, "exact")
+    return runners
+
+
+def bmp_suite(ctx: Context) -> list[Runner]:
+    """Our BMP at every block size and alpha/beta, at the first quantization (documents pre-reordered)."""
+    from lsr.index import bmp
+
+    make, build = _ours(ctx)
+    runners = []
     quant = ctx.quantizations[0]
     for bs in ctx.block_sizes:
         idx, build_s, _, total, note = build(f"bmp-{bs}", quant, ("exact", "bmp"), block_size=bs)
@@ -282,8 +297,9 @@ def _own_quantized_check(searcher, qint: SparseBatch, dint_docs: SparseBatch, di
     return round(ok / len(picks), 4)
 
 
-SUITES: list[Callable[[Context], list[Runner]]] = [scipy_suite, ours_suite, splade_index_suite, bmp_peer_suite,
-                                                   seismic_suite, peer_seismic_suite]
+SUITES: list[Callable[[Context], list[Runner]]] = [scipy_suite, exact_suite, bmp_suite, splade_index_suite,
+                                                   bmp_peer_suite, seismic_suite, peer_seismic_suite]
+SUITE_GROUPS = {"ours": ("exact", "bmp")}   # a name that selects several suites
 
 
 # ---- timing and report --------------------------------------------------------------------------------------------
@@ -364,7 +380,8 @@ def run(docs_path: Path, queries_path: Path, k: int, output: Path, n_queries: in
                   list(quantizations), seismic_grid=seismic_grid or {})
     load_before = os.getloadavg()
     try:
-        chosen = [s for s in SUITES if suites is None or s.__name__.removesuffix("_suite") in suites]
+        wanted = None if suites is None else {n for s in suites for n in SUITE_GROUPS.get(s, (s,))}
+        chosen = [s for s in SUITES if wanted is None or s.__name__.removesuffix("_suite") in wanted]
         runners = [r for suite in chosen for r in suite(ctx)]
         truth, kth = exact_truth(docs, queries, k)
         dense_q = queries.to_scipy()
