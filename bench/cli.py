@@ -107,6 +107,7 @@ def bench_filter(
     share: list[float] = typer.Option(list((0.5, 0.1, 0.01, 0.001)), "--share", help="shares of documents the "
                                                                                      "filters keep (repeat)"),
     seed: int = typer.Option(0, help="seed of the synthetic metadata"),
+    limit: Optional[int] = typer.Option(None, min=100, help="only the first N documents"),
 ) -> None:
     """Filtered search in exact, bmp and seismic against post-filtering (k' = 10, 100, 1000) at several shares of
     allowed documents, uncorrelated and correlated with content: recall@10 against filtered exact, mean and p99."""
@@ -115,7 +116,7 @@ def bench_filter(
     _need(docs, queries)
     if any(not 0 < s <= 1 for s in share):
         fail(f"--share takes shares in (0, 1], got {share}")
-    run(docs, queries, output, n_queries=n_queries, rounds=rounds, shares=tuple(share), seed=seed)
+    run(docs, queries, output, n_queries=n_queries, rounds=rounds, shares=tuple(share), seed=seed, limit=limit)
 
 
 @app.command("ingest")

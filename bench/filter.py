@@ -86,12 +86,14 @@ def stored_vectors(docs: SparseBatch) -> SparseBatch:
 
 def run(docs_path: Path, queries_path: Path, output: Path, n_queries: int = 300, rounds: int = 2,
         shares: tuple[float, ...] = SHARES, crossover: tuple[float, ...] = CROSSOVER, seed: int = 0,
-        workdir: Path | None = None) -> dict:
+        workdir: Path | None = None, limit: int | None = None) -> dict:
     from lsr.core.documents import Document
     from lsr.core.vectors import load_vectors
     from lsr.index import Index, allowed as allowed_module
 
     docs = load_vectors(docs_path).vectors
+    if limit is not None and limit < len(docs):   # a prefix: the corpus files are in a seeded random order
+        docs = docs.take(np.arange(limit))
     queries = load_vectors(queries_path).vectors
     queries = SparseBatch(queries.indptr, queries.indices, queries.values, docs.vocab_size).validate()
     queries = queries.take(np.arange(min(n_queries, len(queries))))
@@ -142,7 +144,7 @@ def run(docs_path: Path, queries_path: Path, output: Path, n_queries: int = 300,
     report.update({"docs": len(docs), "queries": len(queries), "k": 10, "direct_share": measured,
                    "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_before": load_before,
                                "load_after": os.getloadavg(), "rounds": rounds, "docs_file": str(docs_path),
-                               "queries_file": str(queries_path), "build_s": round(build_s, 1)}})
+                               "queries_file": str(queries_path), "limit": limit, "build_s": round(build_s, 1)}})
     output.parent.mkdir(parents=True, exist_ok=True)
     from lsr.core.atomic import atomic_write_text
 
