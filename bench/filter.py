@@ -25,11 +25,12 @@ import platform
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 import numpy as np
 
 from bench.harness import Runner, timed
-from bench.index_search import exact_truth, recall_at_k, time_runners
+from bench.index_search import exact_truth, recall_at_k, time_runners, true_scores
 from lsr.core.sparse import SparseBatch
 
 SHARES = (0.5, 0.1, 0.01, 0.001)
@@ -111,8 +112,6 @@ def run(docs_path: Path, queries_path: Path, output: Path, n_queries: int = 300,
         rows = [queries.row(i) for i in range(len(queries))]
 
         measured = allowed_module.DIRECT_SHARE
-        stored = stored_vectors(docs)
-        calibration, methods = calibrate(idx, rows, original, stored, queries, rounds)
 
         def runner(label: str, method: str, params: dict, k: int, flt: dict | None, extra: dict,
                    direct: float | None = None) -> Runner:
@@ -123,6 +122,10 @@ def run(docs_path: Path, queries_path: Path, output: Path, n_queries: int = 300,
                 _, d = idx.search_one(*rows[i], k=k, method=method, params=params, filter=flt)
                 return original[d[d >= 0]]
             return Runner(label, {"method": method, **params, "k": k, **extra}, build_s, idx.nbytes(), search)
+
+        stored = stored_vectors(docs)
+        true_score = true_scores(stored, queries)
+        calibration, methods = calibrate(runner, stored, queries, true_score, rounds)
 
         runners = []
         for label, (method, params) in methods.items():
@@ -137,7 +140,7 @@ def run(docs_path: Path, queries_path: Path, output: Path, n_queries: int = 300,
                                           {"crossover": f_i, "direct": bool(direct)}, direct=direct))
         timing = time_runners(runners, len(queries), rounds)
         allowed_module.DIRECT_SHARE = measured
-        report = _report(stored, queries, filters, cross, runners, timing, methods)
+        report = _report(stored, queries, true_score, filters, cross, runners, timing, methods)
         report["calibration"] = calibration
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -153,26 +156,15 @@ def run(docs_path: Path, queries_path: Path, output: Path, n_queries: int = 300,
     return report
 
 
-def calibrate(idx, rows: list, original: np.ndarray, stored: SparseBatch, queries: SparseBatch,
-              rounds: int) -> tuple[dict, dict]:
-    """Times every GRID setting unfiltered (interleaved) and picks, per recall floor, the fastest reaching it (the
-    most accurate where none does). Returns the calibration report and the methods to run: SAFE plus
-    ``<name>@<floor>`` per approximate method."""
-    dm, qm = stored.to_scipy(), queries.to_scipy()
+def calibrate(runner: Callable[..., Runner], stored: SparseBatch, queries: SparseBatch,
+              true_score: Callable[[int, np.ndarray], np.ndarray], rounds: int) -> tuple[dict, dict]:
+    """Times every GRID setting unfiltered (interleaved, ``runner`` as in ``run``) and picks, per recall floor, the
+    fastest reaching it (the most accurate where none does). Returns the calibration report and the methods to run:
+    SAFE plus ``<name>@<floor>`` per approximate method."""
     truth, kth = exact_truth(stored, queries, 10)
-
-    def true_score(i: int, got: np.ndarray) -> np.ndarray:
-        return np.asarray((qm[i] @ dm[got].T).todense()).ravel()
-
-    def runner(method: str, params: dict) -> Runner:
-        def search(i: int) -> np.ndarray:
-            _, d = idx.search_one(*rows[i], k=10, method=method, params=params)
-            return original[d[d >= 0]]
-        return Runner(method, params, 0.0, 0, search)
-
     grid = [(name, method, params) for name, (method, settings) in GRID.items() for params in settings]
-    runners = [runner(method, params) for _, method, params in grid]
-    timing = time_runners(runners, len(rows), rounds)
+    runners = [runner(name, method, params, 10, None, {}) for name, method, params in grid]
+    timing = time_runners(runners, len(queries), rounds)
     points = [{"method": name, "params": params, "mean_ms": round(float(np.mean(timing[i]["lat"])), 4),
                "recall@10": round(recall_at_k(timing[i]["found"], truth, kth, true_score), 4)}
               for i, (name, _, params) in enumerate(grid)]
@@ -187,12 +179,8 @@ def calibrate(idx, rows: list, original: np.ndarray, stored: SparseBatch, querie
     return {"grid": points, "chosen": chosen}, methods
 
 
-def _report(stored: SparseBatch, queries: SparseBatch, filters: list[dict], cross: list[dict],
-            runners: list[Runner], timing: dict, methods: dict) -> dict:
-    dm, qm = stored.to_scipy(), queries.to_scipy()
-
-    def true_score(i: int, got: np.ndarray) -> np.ndarray:
-        return np.asarray((qm[i] @ dm[got].T).todense()).ravel()
+def _report(stored: SparseBatch, queries: SparseBatch, true_score: Callable[[int, np.ndarray], np.ndarray],
+            filters: list[dict], cross: list[dict], runners: list[Runner], timing: dict, methods: dict) -> dict:
 
     truths = []   # per filter: (top-10 document rows, -1 padded; the 10th score) over the allowed rows
     for f in filters:

@@ -52,6 +52,15 @@ def exact_truth(docs: SparseBatch, queries: SparseBatch, k: int) -> tuple[np.nda
     return top, kth
 
 
+def true_scores(docs: SparseBatch, queries: SparseBatch) -> Callable[[int, np.ndarray], np.ndarray]:
+    """score(i, rows): query i's float32 scores of the given document rows (scipy), for ``recall_at_k``."""
+    dm, qm = docs.to_scipy(), queries.to_scipy()
+
+    def score(i: int, got: np.ndarray) -> np.ndarray:
+        return np.asarray((qm[i] @ dm[got].T).todense()).ravel()
+    return score
+
+
 def recall_at_k(found: list[np.ndarray], truth: np.ndarray, kth: np.ndarray, true_score: Callable) -> float:
     """Mean over queries of |found hits scoring >= the true k-th score| / |true hits| (ties at the cut count)."""
     values = []
@@ -384,11 +393,7 @@ def run(docs_path: Path, queries_path: Path, k: int, output: Path, n_queries: in
         chosen = [s for s in SUITES if wanted is None or s.__name__.removesuffix("_suite") in wanted]
         runners = [r for suite in chosen for r in suite(ctx)]
         truth, kth = exact_truth(docs, queries, k)
-        dense_q = queries.to_scipy()
-        dm = docs.to_scipy()
-
-        def true_score(i: int, got: np.ndarray) -> np.ndarray:
-            return np.asarray((dense_q[i] @ dm[got].T).todense()).ravel()
+        true_score = true_scores(docs, queries)
 
         timing = time_runners(runners, len(queries), rounds)
         entries = []
