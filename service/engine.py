@@ -35,21 +35,6 @@ from lsr.service.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def bound_heap() -> None:
-    """Makes glibc return freed encoder activations to the system: batches of every size otherwise fragment the heap
-    and the resident memory of a busy service creeps up (measured: +80 MiB in 50 s of random batch sizes; flat with
-    this). Allocations from 128 KiB go to mmap, and free memory above 128 KiB at the heap top is trimmed."""
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc: nothing to tune
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_mmap_threshold, 128 * 1024)
-    libc.mallopt(m_trim_threshold, 128 * 1024)
-
-
 class QueryError(ValueError):
     """The request cannot be answered as asked (422)."""
 
@@ -103,7 +88,6 @@ class Engine:
             model = self.settings.model or self.index.model
             if not model:
                 raise NotReady("the index records no model; set LSR_MODEL to encode text")
-            bound_heap()
             if self.settings.device == "cpu":
                 from lsr.encoding.loader import load_query_encoder
 

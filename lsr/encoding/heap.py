@@ -5,6 +5,11 @@ forward pass page-faults its activations in again: ~34,000 faults per 64 scifact
 threads the faults of the two workers serialise on the process's memory map lock, and encoding ran at 1.33x its
 one-thread speed; with freed memory kept it runs at ~1.7x (BENCHMARKS.md, "CPU documents"). The cost is that the
 process keeps its peak working set instead of returning it between batches. Other C libraries are left alone.
+
+Both CPU encoders set it (the torch ``Encoder`` on a CPU device, the numpy ``QueryEncoder`` always), so a serving
+worker does too. The service used to do the opposite (128 KiB thresholds, to keep a torch encoder's resident
+memory flat): every document batch it encoded then page-faulted ~79,000 times per 64 documents, and text ingest
+over HTTP ran at 0.24x the encoder's own rate (0.57x with memory kept; BENCHMARKS.md, issue 16).
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ import numpy as np
 
 from lsr.core.sparse import SparseBatch
 from lsr.encoding import screen
+from lsr.encoding.heap import keep_freed_memory
 from lsr.encoding.models import DEFAULT_MODEL, resolve_model, vocab_fingerprint
 from lsr.encoding.texts import DOCUMENT_MAX_LENGTH, QUERY_MAX_LENGTH, EncodeStats, check_texts
 
@@ -359,6 +360,7 @@ class QueryEncoder:
         self._length = 0   # the tokenizer's truncation length
         self._encode_batch = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)   # fast: no offsets
         self._lock = threading.Lock()
+        keep_freed_memory()
 
     @classmethod
     def from_pretrained(cls, name_or_path: str = DEFAULT_MODEL, *, threads: int | None = None,
