@@ -391,9 +391,9 @@ def run(docs_path: Path, queries_path: Path, k: int, output: Path, n_queries: in
     try:
         wanted = None if suites is None else {n for s in suites for n in SUITE_GROUPS.get(s, (s,))}
         chosen = [s for s in SUITES if wanted is None or s.__name__.removesuffix("_suite") in wanted]
-        runners = [r for suite in chosen for r in suite(ctx)]
-        truth, kth = exact_truth(docs, queries, k)
+        truth, kth = exact_truth(docs, queries, k)   # before the builds: its transposed copy is gone by then
         true_score = true_scores(docs, queries)
+        runners = [r for suite in chosen for r in suite(ctx)]
 
         timing = time_runners(runners, len(queries), rounds)
         entries = []
