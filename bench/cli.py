@@ -14,6 +14,9 @@ import typer
 
 from lsr.cli.common import fail
 
+BMP_ALPHAS = (1.0, 0.95, 0.9, 0.8, 0.7, 0.6)   # the approximate grid of `bench index` and `bench scale run`
+BMP_BETAS = (1.0, 0.7, 0.5)
+
 app = typer.Typer(help="Benchmarks that print a table and write JSON.", no_args_is_help=True)
 
 
@@ -74,8 +77,8 @@ def bench_index(
     n_queries: int = typer.Option(1000, min=1, help="first N queries"),
     rounds: int = typer.Option(2, min=1, help="timed passes over the queries (interleaved across methods)"),
     block_size: list[int] = typer.Option([16, 32, 64, 128], "--block-size", help="bmp block sizes (repeat)"),
-    alpha: list[float] = typer.Option([1.0, 0.95, 0.9, 0.8, 0.7, 0.6], "--alpha", help="bmp alphas (repeat)"),
-    beta: list[float] = typer.Option([1.0, 0.7, 0.5], "--beta", help="bmp betas (repeat)"),
+    alpha: list[float] = typer.Option(list(BMP_ALPHAS), "--alpha", help="bmp alphas (repeat)"),
+    beta: list[float] = typer.Option(list(BMP_BETAS), "--beta", help="bmp betas (repeat)"),
     quantization: list[str] = typer.Option(["uint8", "float16", "float32"], "--quantization"),
     suite: Optional[list[str]] = typer.Option(None, "--suite", help="only these suites: scipy, ours "
                                                                      "(exact and bmp), exact, bmp, splade_index, "
@@ -340,6 +343,8 @@ def scale_run(
     n_queries: int = typer.Option(1000, min=1, help="first N unjudged queries"),
     rounds: int = typer.Option(2, min=1),
     block_size: list[int] = typer.Option([16, 32, 64, 128], "--block-size", help="bmp block sizes (repeat)"),
+    alpha: list[float] = typer.Option(list(BMP_ALPHAS), "--alpha", help="bmp alphas (repeat)"),
+    beta: list[float] = typer.Option(list(BMP_BETAS), "--beta", help="bmp betas (repeat)"),
     quantization: list[str] = typer.Option(["uint8", "float16", "float32"], "--quantization"),
     suite: Optional[list[str]] = typer.Option(None, "--suite", help="only these suites (see lsr bench index)"),
     seismic_grid: Optional[Path] = typer.Option(None, help="JSON overriding bench.seismic.DEFAULT_GRID"),
@@ -350,7 +355,8 @@ def scale_run(
     from lsr.eval.datasets import DatasetError
 
     _need(docs, queries, *([seismic_grid] if seismic_grid else []))
-    options = {"rounds": rounds, "block_sizes": tuple(block_size), "quantizations": tuple(quantization),
+    options = {"rounds": rounds, "block_sizes": tuple(block_size), "alphas": tuple(alpha), "betas": tuple(beta),
+               "quantizations": tuple(quantization),
                "suites": tuple(suite) if suite else None,
                "seismic_grid": json.loads(seismic_grid.read_text()) if seismic_grid else None}
     with reported(DatasetError, ValueError):
