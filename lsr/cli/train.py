@@ -66,6 +66,8 @@ def train(
     split: str = typer.Option(_default("split"), help="judgements of a BEIR folder: qrels/SPLIT.tsv"),
     seed: int = typer.Option(_default("seed")),
     epochs: int = typer.Option(_default("epochs"), min=1),
+    max_steps: int = typer.Option(_default("max_steps"), min=0, help="stop after this many steps, within an "
+                                   "epoch if need be (the recipe's CPU budget); 0: every epoch"),
     batch_size: int = typer.Option(_default("batch_size"), min=1, help="queries per step"),
     lr: float = typer.Option(_default("lr"), min=0.0),
     warmup: float = typer.Option(_default("warmup"), help="fraction of steps with a rising learning rate"),
@@ -102,6 +104,7 @@ def train(
 
     with reported(TrainingDataError, ModelLoadError, ValueError, FileExistsError, OSError):
         config = TrainConfig(dataset=dataset, output=str(output), model=model, split=split, seed=seed, epochs=epochs,
+                             max_steps=max_steps or None,
                              batch_size=batch_size, lr=lr, warmup=warmup, doc_max_length=doc_max_length,
                              query_max_length=query_max_length, hard_negatives=hard_negatives,
                              negative_depth=negative_depth, model_negatives=model_negatives, lambda_d=lambda_d,

@@ -18,6 +18,8 @@ class TrainConfig:
     split: str = "train"
     seed: int = 13
     epochs: int = 8                   # dev nDCG@10 still rose at epoch 8 (0.7717; 0.7519 at 4): BENCHMARKS.md
+    max_steps: Optional[int] = 400    # the CPU budget (~13 min here): 8 epochs of scifact are 368 steps; a larger
+                                      # collection stops within an epoch (its dev evaluation runs at the last step)
     batch_size: int = 16              # queries per step; each brings its positive and its hard negatives
     lr: float = 1e-4                  # dev nDCG@10 on scifact 0.7413 vs 0.7352 at 5e-5 (4 epochs, 128 tokens)
     weight_decay: float = 0.01
@@ -63,6 +65,9 @@ class TrainConfig:
                 raise ValueError(f"{name} is a fraction of the steps in [0, 1], got {getattr(self, name)!r}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.max_steps is not None and (isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int)
+                                           or self.max_steps < 1):
+            raise ValueError(f"max_steps must be a positive integer or None, got {self.max_steps!r}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be positive, got {self.threads}")
         if self.teacher_run is not None and not Path(self.teacher_run).is_file():

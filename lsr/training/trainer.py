@@ -216,7 +216,7 @@ class Trainer:
         idf = IdfQueries(model.tokenizer, prep.train.doc_texts, int(model.decoder.weight.shape[0]),
                          c.dev_max_length) if c.inference_free else None
         steps_per_epoch = math.ceil(len(prep.train) / c.batch_size)
-        total = steps_per_epoch * c.epochs
+        total = min(steps_per_epoch * c.epochs, c.max_steps or steps_per_epoch * c.epochs)
         optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         warm = max(1, int(c.warmup * total))
         schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -267,7 +267,7 @@ class Trainer:
             state["step"] = step + 1
             self.callbacks.step(StepReport(step + 1, total, epoch, loss.item(), doc_nnz, query_nnz,
                                            schedule.get_last_lr()[0]))
-            if state["step"] % steps_per_epoch == 0:
+            if state["step"] % steps_per_epoch == 0 or state["step"] == total:   # each epoch's end, and the last step
                 t = time.perf_counter()
                 with self.callbacks.stages(f"dev: {len(prep.dev.pool)} documents, {len(prep.dev.data)} queries",
                                            None):

@@ -58,6 +58,14 @@ def test_run_reports_steps_and_chooses_a_checkpoint_on_dev(trained):
     assert json.loads((out / "training.json").read_text())["chosen"] == record["chosen"]
 
 
+def test_a_step_budget_stops_within_an_epoch_and_evaluates_there(folder, tmp_path):
+    steps = []
+    record = train(tiny(folder, tmp_path / "cut", max_steps=4), TrainCallbacks(step=steps.append))
+    assert [s.step for s in steps] == [1, 2, 3, 4] and steps[-1].total == 4   # 2 epochs of 3 steps, cut at 4
+    assert [(h["epoch"], h["step"]) for h in record["dev"]] == [(1, 3), (2, 4)]   # the last step is evaluated too
+    assert record["chosen"] in record["dev"]
+
+
 def test_output_loads_in_encoder_index_search_eval_and_serve(trained, folder, tmp_path, encoder):
     from lsr.encoding.encoder import Encoder
     from lsr.service import Settings, create_app

@@ -116,6 +116,7 @@ def test_empty_triples_file_and_other_files_are_refused(tmp_path):
 
 @pytest.mark.parametrize("field, value, message", [
     ("epochs", 0, "epochs must be a positive integer"),
+    ("max_steps", 0, "max_steps must be a positive integer or None"),
     ("batch_size", 2.5, "batch_size must be a positive integer"),
     ("lr", float("nan"), "lr must be a finite number"),
     ("lambda_d", -1.0, "lambda_d must be"),
