@@ -249,7 +249,9 @@ def splade_index_suite(ctx: Context) -> list[Runner]:
 def bmp_levels(docs: SparseBatch, qint: SparseBatch) -> int:
     """The most document levels (<= 255) for which no query's best integer score reaches 2^16 (bmp sums in u16)."""
     top = float(docs.values.max())
-    best = float((qint.to_scipy() @ docs.to_scipy().T).max()) / top   # per level, before rounding
+    dense = qint.to_scipy().T.toarray()   # (vocabulary, queries): documents x queries in slices, never transposed
+    m, step = docs.to_scipy(), 100_000
+    best = max(float((m[lo:lo + step] @ dense).max(initial=0)) for lo in range(0, len(docs), step)) / top
     return int(max(1, min(255, np.floor(60000 / max(best, 1e-9)))))
 
 
@@ -265,7 +267,7 @@ def bmp_peer_suite(ctx: Context) -> list[Runner]:
     qint = SparseBatch.from_rows([(t, np.ceil(w / w.max() * 32) if len(w) else w) for t, w in rows],
                                  ctx.queries.vocab_size)
     levels = bmp_levels(reordered, qint)
-    dint = np.maximum(1, np.rint(reordered.values / reordered.values.max() * levels)).astype(np.int64)
+    dint = np.maximum(1, np.rint(reordered.values / reordered.values.max() * levels)).astype(np.int32)
     queries = [{str(t): int(w) for t, w in zip(*qint.row(i))} for i in range(len(qint))]
     runners = []
     for bs in ctx.block_sizes:
@@ -300,7 +302,9 @@ def _own_quantized_check(searcher, qint: SparseBatch, dint_docs: SparseBatch, di
     ok = 0
     for i in picks:
         t, w = qint.row(i)
-        want = np.sort((SparseBatch.from_rows([(t, w)], qint.vocab_size).to_scipy() @ m.T).toarray().ravel())[::-1][:k]
+        q = np.zeros(qint.vocab_size, dtype=np.float32)
+        q[t] = w
+        want = np.sort(m @ q)[::-1][:k]   # every document's integer score (m is documents x terms: no transpose)
         _, got = searcher.search({str(a): int(b) for a, b in zip(t, w)}, k, 1.0, 1.0)
         ok += np.array_equal(np.asarray(got, dtype=np.float64), want[want > 0][:len(got)]) and len(got) == (want > 0).sum()
     return round(ok / len(picks), 4)
