@@ -89,9 +89,12 @@ class Engine:
             if not model:
                 raise NotReady("the index records no model; set LSR_MODEL to encode text")
             if self.settings.device == "cpu":
+                from lsr.encoding.heap import release_freed_memory
                 from lsr.encoding.loader import load_query_encoder
 
                 encoder = load_query_encoder(model, threads=self.settings.encode_threads)
+                encoder.encode_queries(["warm up"])   # one-off work (the screen's packing, its centre) done here
+                release_freed_memory()                # and its temporaries returned: the heap keeps freed memory
             else:
                 import torch
 

@@ -31,3 +31,13 @@ def keep_freed_memory() -> bool:
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, _KEEP)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _KEEP))
+
+
+def release_freed_memory() -> bool:
+    """Hands the heap's free memory back to the system now (glibc ``malloc_trim``): for a long-lived process after
+    its one-off start-up work (loading weights, packing the screen), whose temporaries the kept heap would otherwise
+    hold for its lifetime. True where it applied."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    return bool(libc.malloc_trim(0))

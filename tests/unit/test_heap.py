@@ -53,6 +53,8 @@ index = Index.build(tempfile.mkdtemp() + '/ix', docs, ['a', 'b'], model='splade-
 engine = Engine(index, Settings(), Metrics())
 engine.load_encoder()
 assert engine.encoder is not None, engine.load_error
+from lsr.encoding import screen
+assert not screen.available() or "packed_decoder" in vars(engine.encoder.network)   # warmed up before the trim
 """
 LOADERS = {
     "torch": "from lsr.encoding.encoder import Encoder; Encoder.from_pretrained('splade-tiny', device='cpu')",
