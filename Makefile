@@ -37,8 +37,8 @@ browser:
 	    (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && \
 	     apt-get install -y -q chromium >/dev/null 2>&1)) || echo "chromium not installed: the search page test will be skipped"; }
 
-# The layers of pyproject.toml's [tool.importlinter], checked on the built wheel: an editable install maps index/,
-# service/, eval/ and cluster/ into lsr, which import-linter cannot see; the wheel holds the real lsr package.
+# The layers of pyproject.toml's [tool.importlinter], checked on the built wheel: what ships. (A bare `lint-imports`
+# in the repository checks the sources, where lsr/index, lsr/service, lsr/eval and lsr/cluster link to the folders.)
 lint: setup
 	rm -rf build/lint && $(BIN)/pip wheel -q --no-deps -w build/lint . && \
 	  $(BIN)/python -m zipfile -e build/lint/lsr-*.whl build/lint/site
