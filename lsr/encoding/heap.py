@@ -25,11 +25,19 @@ _KEEP = 1 << 30   # blocks up to 1 GiB come from the heap, and the heap is trimm
 
 
 @functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """The C library where it is glibc (whose malloc these settings are for), else None."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
+@functools.cache
 def keep_freed_memory() -> bool:
     """Once per process: glibc keeps freed blocks for reuse. True where it applied (glibc), False elsewhere."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    libc = _glibc()
+    if libc is None:
         return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, _KEEP)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _KEEP))
 
 
@@ -37,7 +45,5 @@ def release_freed_memory() -> bool:
     """Hands the heap's free memory back to the system now (glibc ``malloc_trim``): for a long-lived process after
     its one-off start-up work (loading weights, packing the screen), whose temporaries the kept heap would otherwise
     hold for its lifetime. True where it applied."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    return bool(libc.malloc_trim(0))
+    libc = _glibc()
+    return libc is not None and bool(libc.malloc_trim(0))

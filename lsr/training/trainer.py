@@ -216,7 +216,7 @@ class Trainer:
         idf = IdfQueries(model.tokenizer, prep.train.doc_texts, int(model.decoder.weight.shape[0]),
                          c.dev_max_length) if c.inference_free else None
         steps_per_epoch = math.ceil(len(prep.train) / c.batch_size)
-        total = min(steps_per_epoch * c.epochs, c.max_steps or steps_per_epoch * c.epochs)
+        total = min(steps_per_epoch * c.epochs, c.max_steps) if c.max_steps else steps_per_epoch * c.epochs
         optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         warm = max(1, int(c.warmup * total))
         schedule = torch.optim.lr_scheduler.LambdaLR(
