@@ -252,33 +252,53 @@ _POOL: ThreadPoolExecutor | None = None
 
 
 @functools.cache
-def _blas_controller():
+def _blas() -> tuple[tuple, tuple]:
+    """The BLAS libraries loaded (threadpoolctl's controllers): those whose thread limit belongs to the calling
+    thread (OpenBLAS on OpenMP), and those with one limit for the whole process."""
     from threadpoolctl import ThreadpoolController
 
-    return ThreadpoolController()
+    libs = ThreadpoolController().select(user_api="blas").lib_controllers
+    own = tuple(lib for lib in libs if getattr(lib, "threading_layer", None) == "openmp"
+                and lib.internal_api == "openblas")
+    return own, tuple(lib for lib in libs if lib not in own)
 
 
 _LIMIT_LOCK = threading.Lock()
-_limit: list = []   # [the active limiter, how many blocks are inside it]
+_shared: list = []   # [the process-wide limits as they were, how many blocks are inside the limit]
+
+
+def _set_limits(libs: tuple, counts: list[int]) -> None:
+    for lib, n in zip(libs, counts):
+        clear = getattr(type(lib), "clear_controlling_thread", None)
+        if clear is not None:   # threadpoolctl >= 3.8 ignores every thread but the first that ever set a limit
+            clear(force=True)
+        lib.set_num_threads(n)
 
 
 @contextlib.contextmanager
 def one_blas_thread():
     """Numpy's BLAS at one thread for a block (~10 us): OpenBLAS splits a product differently with more threads,
-    and the last bits of a vector would depend on the process's thread count (a Ray actor runs with one). The
-    limit is process-wide, so overlapping blocks of several threads share one: the last to leave restores it."""
+    and the last bits of a vector would depend on the process's thread count (a Ray actor runs with one). A
+    process-wide limit is shared by overlapping blocks of several threads, set by the first to enter from whichever
+    thread and restored by the last to leave (threadpoolctl alone would ignore a pool thread's limit, and a service
+    worker's vectors would differ from the main thread's)."""
+    own, shared = _blas()
+    previous = [lib.get_num_threads() for lib in own]
+    _set_limits(own, [1] * len(own))
     with _LIMIT_LOCK:
-        if not _limit:
-            _limit[:] = [_blas_controller().limit(limits=1, user_api="blas"), 0]
-        _limit[1] += 1
+        if not _shared:
+            _shared[:] = [[lib.get_num_threads() for lib in shared], 0]
+            _set_limits(shared, [1] * len(shared))
+        _shared[1] += 1
     try:
         yield
     finally:
+        _set_limits(own, previous)
         with _LIMIT_LOCK:
-            _limit[1] -= 1
-            if _limit[1] == 0:
-                _limit.pop(0).restore_original_limits()
-                _limit.clear()
+            _shared[1] -= 1
+            if _shared[1] == 0:
+                _set_limits(shared, _shared[0])
+                _shared.clear()
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:

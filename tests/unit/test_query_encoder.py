@@ -4,6 +4,7 @@ checkpoints of each covered architecture; the fallback to torch where it does no
 import json
 import math
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -60,8 +61,8 @@ def test_vectors_equal_the_torch_encoder(encoder, numpy_encoder, max_length, bat
 @pytest.mark.skipif(not screen.available(), reason="the screened head needs AVX2")
 def test_a_vector_does_not_depend_on_what_was_encoded_before(encoder, monkeypatch):
     """The screened head (where AVX2 is) and the float32 head agree within 1e-5, and a text's vector is the same
-    bit for bit whatever the encoder encoded before it and whatever the process's BLAS threads (the Ray front and a
-    local encoder must agree)."""
+    bit for bit whatever the encoder encoded before it, whatever the process's BLAS threads (the Ray front and a
+    local encoder must agree) and whichever thread encodes it (a service worker encodes on pool threads)."""
     fast = QueryEncoder.from_pretrained("splade-tiny")
     first = fast.encode_queries(TEXTS).to_scipy().toarray()
     fast.encode_queries([t for t in TEXTS * 40][:300])
@@ -69,6 +70,9 @@ def test_a_vector_does_not_depend_on_what_was_encoded_before(encoder, monkeypatc
     assert_same_vectors(QueryEncoder.from_pretrained("splade-tiny").encode_queries(TEXTS), first)
     with threadpool_limits(1, user_api="blas"):   # a process with one BLAS thread (a Ray replica) gets the same
         assert np.array_equal(fast.encode_queries(TEXTS).to_scipy().toarray(), first)
+    with ThreadPoolExecutor(2) as pool:
+        for vectors in pool.map(lambda _: fast.encode_queries(TEXTS).to_scipy().toarray(), range(4)):
+            assert np.array_equal(vectors, first)
     monkeypatch.setenv(screen.ISA_ENV, "generic")
     assert_same_vectors(fast.encode_queries(TEXTS), first)
 

@@ -1,5 +1,7 @@
 """The screened CPU head (``lsr.encoding.screen``): its bound, its vectors against float64 logits, the fallback."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -103,3 +105,31 @@ def test_screen_refuses_gradients_and_auto_trains_on_the_chunked_head():
     assert resolve_backend("auto", "cpu", grad=True) == "torch"
     splade_max_pool(hidden, weight, bias, mask).sum().backward()
     assert hidden.grad is not None and hidden.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("layer", ["process", "thread"])
+def test_one_blas_thread_holds_on_every_thread(monkeypatch, layer):
+    """Inside the block numpy's BLAS runs one thread on whichever thread enters it, blocks overlapping on several
+    threads included, and the limit is back afterwards. "thread": the path of an OpenBLAS whose limit is per thread
+    (OpenMP), taken here by one thread at a time."""
+    libs = screen._blas()[0] + screen._blas()[1]
+    if layer == "thread":
+        monkeypatch.setattr(screen, "_blas", lambda: (libs, ()))
+
+    def counts():
+        return [lib.get_num_threads() for lib in libs]
+
+    before = counts()
+    g = np.random.default_rng(0)
+    x, w = g.standard_normal((8, 128), dtype=np.float32), g.standard_normal((512, 128), dtype=np.float32)
+
+    def product(_=None):
+        with screen.one_blas_thread():
+            return x @ w.T, counts()
+
+    first, threads = product()
+    with ThreadPoolExecutor(1 if layer == "thread" else 3) as pool:
+        results = [product()] + list(pool.map(product, range(12)))
+    assert set(threads) == {1} and all(set(t) == {1} for _, t in results)
+    assert all(np.array_equal(p, first) for p, _ in results)
+    assert counts() == before
