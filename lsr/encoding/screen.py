@@ -333,7 +333,7 @@ class Centre:
     logits: np.ndarray
 
     @classmethod
-    def of(cls, states: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> "Centre":
+    def of(cls, states: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> Centre:
         """The centre of token states (n, H) float32, for the decoder ``weight`` (V, H) and ``bias``."""
         return _centres([states], weight, bias)[0]
 

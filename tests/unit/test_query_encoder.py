@@ -11,10 +11,10 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
+from lsr.encoding import screen
 from lsr.encoding.encoder import Encoder
 from lsr.encoding.loader import load_query_encoder
 from lsr.encoding.models import resolve_model
-from lsr.encoding import screen
 from lsr.encoding.query import Network, QueryEncoder, Unsupported, erf
 from lsr.encoding.texts import QUERY_MAX_LENGTH
 
