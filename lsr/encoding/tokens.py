@@ -8,6 +8,12 @@ encoder never reads), a text counts as truncated when its encoding has overflow,
 become arrays. The ids and masks are the ones ``tokenizer(texts, truncation=True, max_length=..., padding=True,
 pad_to_multiple_of=...)`` returns: the settings are copied from the transformers tokenizer onto a private copy of
 its Rust tokenizer, so nothing else sharing the transformers object sees them change.
+
+Text far past max_length is cut before tokenizing, at a space after ``CHARS_PER_TOKEN`` characters per kept token:
+the pre-tokenizers of BERT, byte-level BPE and SentencePiece models split at whitespace, so the cut text's first
+tokens are the full text's, and a cut text that still overflows was truncated either way. A batch where a cut text
+no longer overflows (very long words) is tokenized again uncut. Tokenizing a long document costs its length, not
+max_length: on full-length scifact the longest texts (first, as batches go longest first) held the GPU back.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+CHARS_PER_TOKEN = 8   # ~2x English WordPiece's 4.4 characters per token: a cut text still overflows, nearly always
 
 
 @dataclass(frozen=True)
@@ -46,11 +54,23 @@ class BatchTokenizer:
                                   pad_to_multiple_of=pad_to)
         self._encode = getattr(self._rust, "encode_batch_fast", self._rust.encode_batch)  # fast: no offsets
         self.max_length = max_length
+        # the first tokens survive only a right truncation: a left one keeps the text's end
+        self._cut_at = CHARS_PER_TOKEN * max_length if getattr(tokenizer, "truncation_side", "right") == "right" else 0
+
+    def _cut(self, text: str) -> str:
+        if not self._cut_at or len(text) <= self._cut_at:
+            return text
+        space = text.rfind(" ", 0, self._cut_at)
+        return text[:space] if space > 0 else text
 
     def __call__(self, texts: list[str]) -> TokenBatch:
         if not texts:
             raise ValueError("a batch needs at least one text")
-        encodings = self._encode(texts, add_special_tokens=True)
+        cut = [self._cut(t) for t in texts]
+        encodings = self._encode(cut, add_special_tokens=True)
+        if any(c is not t and not e.overflowing for c, t, e in zip(cut, texts, encodings)):
+            encodings = self._encode([t if c is not t and not e.overflowing else c
+                                      for c, t, e in zip(cut, texts, encodings)], add_special_tokens=True)
         return TokenBatch(np.array([e.ids for e in encodings], dtype=np.int64),
                           np.array([e.attention_mask for e in encodings], dtype=np.int64),
                           sum(1 for e in encodings if e.overflowing))

@@ -18,6 +18,9 @@ TEXTS = [
     "\u200b",                                                              # no token but the special ones
     "literal special tokens [PAD] [SEP] [CLS] [MASK] inside a text",
     "BRCA1 mutations increase the risk of breast and ovarian cancer in carriers. " * 3,
+    "Gene expression\nin tumour cells, measured by RNA-seq (n = 48), rose 2.5-fold. " * 60,   # cut before tokenizing
+    "x" * 3000,                                                            # nothing to cut at
+    ("z" * 120 + " ") * 40,                       # cut text no longer overflows: 1 token per 121 characters
 ]
 
 
@@ -33,6 +36,24 @@ def test_batch_tokenizer_equals_transformers(encoder, max_length, pad_to):
     assert np.array_equal(got.attention_mask, want["attention_mask"][first])
     lengths = [len(tok(t)["input_ids"]) for t in TEXTS]
     assert got.truncated == sum(n > max_length for n in lengths) > 0
+
+
+def test_cut_texts_give_a_byte_level_bpe_its_own_tokens():
+    """A RoBERTa-style tokenizer (byte-level BPE, trained here on the test texts) gets the same tokens after the
+    cut as transformers gives on the full texts."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    rust = Tokenizer(models.BPE())
+    rust.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    rust.train_from_iterator(TEXTS, trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "<pad>", "</s>"]))
+    rust.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    tok = PreTrainedTokenizerFast(tokenizer_object=rust, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+    for max_length in (16, 40):
+        want = tok(TEXTS, truncation=True, max_length=max_length, padding=True, return_token_type_ids=False)
+        got = BatchTokenizer(tok, max_length)(TEXTS)
+        assert np.array_equal(got.input_ids, np.array(want["input_ids"]))
+        assert got.truncated == sum(len(tok(t)["input_ids"]) > max_length for t in TEXTS)
 
 
 def test_batch_tokenizer_leaves_the_shared_tokenizer_alone(encoder):
@@ -59,8 +80,9 @@ def test_prefetched_batches_equal_plain_batches(encoder):
         runs.append(([(c, {k: v.clone() for k, v in b.items()}) for c, b in source(texts, order, 3, 16)],
                      encoder.stats.truncated, encoder.stats.tokens))
     (plain, *plain_stats), (fetched, *fetched_stats) = runs
-    assert plain_stats == fetched_stats and plain_stats[0] == 3 * 5
-    assert len(plain) == len(fetched) == 14
+    assert plain_stats == fetched_stats and plain_stats[0] == 5 * sum(
+        len(encoder.tokenizer(t)["input_ids"]) > 16 for t in TEXTS) > 0
+    assert len(plain) == len(fetched) == -(-len(texts) // 3)
     for (c1, b1), (c2, b2) in zip(plain, fetched):
         assert np.array_equal(c1, c2)
         assert b1.keys() == b2.keys() and all(torch.equal(b1[k], b2[k]) for k in b1)
@@ -70,7 +92,7 @@ def test_encode_through_prefetched_batches_gives_the_same_vectors(encoder, monke
     want = encoder.encode_documents(TEXTS, max_length=32, batch_size=3)
     monkeypatch.setattr(encoder, "_batches", encoder._prefetched_batches)
     got = encoder.encode_documents(TEXTS, max_length=32, batch_size=3)
-    assert encoder.stats.truncated == 2
+    assert encoder.stats.truncated == sum(len(encoder.tokenizer(t)["input_ids"]) > 32 for t in TEXTS) > 0
     for a, b in ((got.indptr, want.indptr), (got.indices, want.indices), (got.values, want.values)):
         assert np.array_equal(a, b)
 
