@@ -7,9 +7,13 @@
   load average sampled every 10 s (the machine is shared: the minutes are the loaded machine's), then the trained
   model on the test splits (``lsr.eval``: exact search, nDCG@10 and non-zeros per document) and its hybrid with
   BM25, beside the base model.
+- ``interpolate``: a trained model's weights averaged with its starting model's (WiSE-FT: ``alpha`` of the trained
+  ones), each mix on the dev split and the test splits: whether the base model's out-of-domain strength comes back.
 
     python -m bench.train_recipe dev --model splade-tiny --model models/r2 --output bench/results/train_dev.json
     python -m bench.train_recipe run --output models/scifact-tiny --json bench/results/train_recipe.json
+    python -m bench.train_recipe interpolate --trained models/scifact-tiny --alpha 0.3 --alpha 0.5 --alpha 0.7 \
+        --output bench/results/train_interpolate.json
 """
 
 from __future__ import annotations
@@ -47,6 +51,35 @@ def dev(models: list[str], dataset: str, out: str | None, **recipe) -> dict:
         log(m, doc["models"][m])
     if out:
         Path(out).write_text(json.dumps(doc, indent=1) + "\n")
+    return doc
+
+
+def interpolate(trained: str, base: str, alphas: list[float], dataset: str, tests: list[str]) -> dict:
+    """Each mix ``alpha * trained + (1 - alpha) * base`` written beside ``trained`` and evaluated; alpha 1 is the
+    trained model, 0 the base one."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from lsr.encoding.models import resolve_model
+
+    weights = {name: load_file(Path(resolve_model(name), "model.safetensors")) for name in (trained, base)}
+    if weights[trained].keys() != weights[base].keys():
+        raise SystemExit(f"{trained} and {base} do not have the same tensors")
+    folders = {}
+    for a in alphas:
+        folder = folders[a] = f"{trained.rstrip('/')}-interpolated-{a:g}"
+        shutil.copytree(trained, folder, dirs_exist_ok=True)
+        save_file({k: (a * v + (1 - a) * weights[base][k]).astype(v.dtype) for k, v in weights[trained].items()},
+                  Path(folder, "model.safetensors"))
+    folders.update({1.0: trained, 0.0: base})
+    order = sorted(folders)
+    doc = {"trained": trained, "base": base, "dev": dev([folders[a] for a in order], dataset, None), "mixes": []}
+    for a in order:
+        row = {"alpha": a, "dev": doc["dev"]["models"][folders[a]]}
+        row.update({ds: evaluate(folders[a], ds)[0]["metrics"]["nDCG@10"] for ds in tests})
+        log(json.dumps(row))
+        doc["mixes"].append(row)
     return doc
 
 
@@ -156,9 +189,21 @@ def main() -> None:
     r.add_argument("--no-base", action="store_true", help="skip the base model's evaluation")
     r.add_argument("--json", help="append the result to this JSON list")
     r.add_argument("--trained", help='JSON {"wall_s", "load"} of a run already in --output: evaluate it only')
+    i = sub.add_parser("interpolate")
+    i.add_argument("--trained", required=True, help="a trained model's folder")
+    i.add_argument("--base", default="splade-tiny", help="the model it started from")
+    i.add_argument("--alpha", action="append", type=float, required=True, help="share of the trained weights")
+    i.add_argument("--dataset", default="beir/scifact/train", help="whose dev split (the recipe's)")
+    i.add_argument("--test", action="append", default=None)
+    i.add_argument("--output", required=True, help="JSON file")
     args, extra = ap.parse_known_args()
     if args.cmd == "dev":
         dev(args.model, args.dataset, args.output)
+        return
+    if args.cmd == "interpolate":
+        doc = interpolate(args.trained, args.base, args.alpha, args.dataset,
+                          args.test or ["beir/scifact/test", "beir/nfcorpus/test"])
+        Path(args.output).write_text(json.dumps(doc, indent=1) + "\n")
         return
     doc = run(args.output, args.dataset, args.model, extra, args.test or ["beir/scifact/test", "beir/nfcorpus/test"],
               not args.no_base, json.loads(args.trained) if args.trained else None)
