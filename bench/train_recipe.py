@@ -45,8 +45,8 @@ def dev(models: list[str], dataset: str, out: str | None, **recipe) -> dict:
     for m in models:
         model = SpladeModel.from_pretrained(m)
         t = time.perf_counter()
-        res = prep.dev.evaluate(lambda x: model.encode_sparse(x, config.dev_max_length),
-                                lambda x: model.encode_sparse(x, config.query_max_length))
+        res = prep.dev.evaluate(lambda x, model=model: model.encode_sparse(x, config.dev_max_length),
+                                lambda x, model=model: model.encode_sparse(x, config.query_max_length))
         doc["models"][m] = {**res.as_dict(), "seconds": round(time.perf_counter() - t, 1)}
         log(m, doc["models"][m])
     if out:
