@@ -113,7 +113,8 @@ BAD = [   # (body lines, the line and what the 422 names)
     ([b'{"id": "n1", "title": "no text"}'], "line 1: document: Value error, give the document's 'text'"),
     ([b'{"id": "n1", "text": "a"}', b'', b'{"id": "n1", "text": "b"}'],
      "line 3: document ids must be unique within a request"),
-    ([b'["not", "a", "document"]'], "line 1: document: Input should be a valid dictionary"),
+    ([b'["not", "a", "document"]'], "line 1: document: Input should be an object"),
+    ([b'{"id": "n1", "text": "a\\ud800b"}'], "line 1: text: Value error, lone surrogate U+D800"),   # valid JSON
     ([b'{"id": "n1", "text": "x", "metadata": {"n": "many"}}', b'{"id": "n2", "text": "y", "metadata": {"n": 1}}'],
      "line 2: metadata.n: the index holds keyword values"),
 ]
