@@ -28,6 +28,9 @@ import time
 from pathlib import Path
 
 
+TESTS = ["beir/scifact/test", "beir/nfcorpus/test"]   # the test splits every report reads
+
+
 def log(*a) -> None:
     print(*a, flush=True)
 
@@ -202,10 +205,10 @@ def main() -> None:
         return
     if args.cmd == "interpolate":
         doc = interpolate(args.trained, args.base, args.alpha, args.dataset,
-                          args.test or ["beir/scifact/test", "beir/nfcorpus/test"])
+                          args.test or TESTS)
         Path(args.output).write_text(json.dumps(doc, indent=1) + "\n")
         return
-    doc = run(args.output, args.dataset, args.model, extra, args.test or ["beir/scifact/test", "beir/nfcorpus/test"],
+    doc = run(args.output, args.dataset, args.model, extra, args.test or TESTS,
               not args.no_base, json.loads(args.trained) if args.trained else None)
     if args.json:
         path = Path(args.json)

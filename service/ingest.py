@@ -76,19 +76,17 @@ class Incoming:
         if docs is not None:
             for i, doc in enumerate(docs):
                 self._keep(doc, f"body[{i}]")
-            if not self.docs:
-                raise IngestError("send at least one document")
-            return
-        try:
-            items = json.loads(body)
-        except ValueError as e:   # JSONDecodeError and UnicodeDecodeError
-            raise IngestError(f"the body is not JSON ({e}); send a JSON array of documents, or NDJSON with "
-                              f"Content-Type: {NDJSON}") from None
-        if not isinstance(items, list):
-            raise IngestError(f"the body must be a JSON array of documents (or NDJSON with Content-Type: {NDJSON}), "
-                              f"got a JSON {type(items).__name__}")
-        for i, item in enumerate(items):
-            self.add(item, f"body[{i}]")
+        else:
+            try:
+                items = json.loads(body)
+            except ValueError as e:   # JSONDecodeError and UnicodeDecodeError
+                raise IngestError(f"the body is not JSON ({e}); send a JSON array of documents, or NDJSON with "
+                                  f"Content-Type: {NDJSON}") from None
+            if not isinstance(items, list):
+                raise IngestError(f"the body must be a JSON array of documents (or NDJSON with Content-Type: "
+                                  f"{NDJSON}), got a JSON {type(items).__name__}")
+            for i, item in enumerate(items):
+                self.add(item, f"body[{i}]")
         if not self.docs:
             raise IngestError("send at least one document")
 

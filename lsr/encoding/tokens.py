@@ -68,9 +68,9 @@ class BatchTokenizer:
             raise ValueError("a batch needs at least one text")
         cut = [self._cut(t) for t in texts]
         encodings = self._encode(cut, add_special_tokens=True)
-        if any(c is not t and not e.overflowing for c, t, e in zip(cut, texts, encodings)):
-            encodings = self._encode([t if c is not t and not e.overflowing else c
-                                      for c, t, e in zip(cut, texts, encodings)], add_special_tokens=True)
+        short = [c is not t and not e.overflowing for c, t, e in zip(cut, texts, encodings)]   # cut too soon
+        if any(short):
+            encodings = self._encode([t if s else c for c, t, s in zip(cut, texts, short)], add_special_tokens=True)
         return TokenBatch(np.array([e.ids for e in encodings], dtype=np.int64),
                           np.array([e.attention_mask for e in encodings], dtype=np.int64),
                           sum(1 for e in encodings if e.overflowing))
