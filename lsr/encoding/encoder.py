@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 PREFETCH = 4  # GPU batches tokenized ahead of the model
 DOCUMENT_WINDOW_OVERLAP: int | None = None   # documents longer than max_length: truncated (None) or windowed
 WINDOW_KEY = "window_of"                     # a windowed batch's row -> text (position in the batch)
+PADDED_KEY = "padded"                        # a batch holds padding (known on the host: no device sync to find out)
 # Bumped whenever the encoder's arithmetic changes the vectors it makes (the evaluation's cache keys on it).
 NUMERICS_VERSION = "2026-12-screen-1"
 
@@ -234,8 +235,8 @@ class Encoder:
                                                           8 if cuda else None)
             self.stats.truncated += truncated
             self.stats.tokens += int(batch["attention_mask"].sum())
-            return chunk, {k: (v.pin_memory() if cuda else v).to(self.device, non_blocking=True)
-                           for k, v in batch.items()}
+            return chunk, {**{k: (v.pin_memory() if cuda else v).to(self.device, non_blocking=True)
+                              for k, v in batch.items()}, PADDED_KEY: not bool(batch["attention_mask"].all())}
 
         if len(chunks) <= 1:   # one batch (a query, a micro-batch): a thread hand-off would only add latency
             yield from map(prepare, chunks)
@@ -296,15 +297,21 @@ class Encoder:
                         ahead.append(pool.submit(prepare, nxt))
                     self.stats.truncated += truncated
                     self.stats.tokens += int(host["attention_mask"].sum())
-                    yield chunk, {k: v.to(self.device, non_blocking=True) for k, v in host.items()}
+                    yield chunk, {**{k: v.to(self.device, non_blocking=True) for k, v in host.items()},
+                                  PADDED_KEY: not bool(host["attention_mask"].all())}
             finally:
                 for f in ahead:
                     f.cancel()
 
     @torch.inference_mode()
-    def weights(self, batch: dict) -> torch.Tensor:
-        """Dense (B, V) float32 SPLADE weights of one tokenized batch."""
-        hidden = self.model(**batch).logits  # the decoder is an identity: transformed hidden states (B, L, H)
+    def weights(self, batch: dict, padded: bool = True) -> torch.Tensor:
+        """Dense (B, V) float32 SPLADE weights of one tokenized batch.
+
+        A batch without padding (``padded`` False, as most length-sorted batches of long documents are) reaches the
+        model without its all-ones attention mask: the same result, and no mask check that would make the host
+        wait for the GPU to finish the previous batch before it can queue this one."""
+        inputs = batch if padded else {"input_ids": batch["input_ids"]}
+        hidden = self.model(**inputs).logits  # the decoder is an identity: transformed hidden states (B, L, H)
         if self.pooling == "sum":
             return splade_sum_pool(hidden, self.weight, self.bias, batch["attention_mask"])
         return splade_max_pool(hidden, self.weight, self.bias, batch["attention_mask"], backend=self.head)
@@ -353,7 +360,7 @@ class Encoder:
             stream = self._batches(texts, order, batch_size, max_length)
         for chunk, batch in stream:
             window_of = batch.pop(WINDOW_KEY, None)
-            w = self.weights(batch)
+            w = self.weights(batch, batch.pop(PADDED_KEY, True))
             if window_of is not None:
                 w = _pool_windows(w, window_of, len(chunk))
             if top_k is not None and top_k < w.shape[1]:

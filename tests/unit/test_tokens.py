@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lsr.core.sparse import SparseBatch
-from lsr.encoding.encoder import _to_csr
+from lsr.encoding.encoder import PADDED_KEY, _to_csr
 from lsr.encoding.tokens import BatchTokenizer
 
 TEXTS = [
@@ -77,7 +77,8 @@ def test_prefetched_batches_equal_plain_batches(encoder):
     runs = []
     for source in (encoder._batches, encoder._prefetched_batches):
         encoder.stats.truncated = encoder.stats.tokens = 0
-        runs.append(([(c, {k: v.clone() for k, v in b.items()}) for c, b in source(texts, order, 3, 16)],
+        runs.append(([(c, {k: v.clone() if torch.is_tensor(v) else v for k, v in b.items()})
+                      for c, b in source(texts, order, 3, 16)],
                      encoder.stats.truncated, encoder.stats.tokens))
     (plain, *plain_stats), (fetched, *fetched_stats) = runs
     assert plain_stats == fetched_stats and plain_stats[0] == 5 * sum(
@@ -85,7 +86,17 @@ def test_prefetched_batches_equal_plain_batches(encoder):
     assert len(plain) == len(fetched) == -(-len(texts) // 3)
     for (c1, b1), (c2, b2) in zip(plain, fetched):
         assert np.array_equal(c1, c2)
-        assert b1.keys() == b2.keys() and all(torch.equal(b1[k], b2[k]) for k in b1)
+        assert b1.keys() == b2.keys() and b1.pop(PADDED_KEY) == b2.pop(PADDED_KEY)
+        assert all(torch.equal(b1[k], b2[k]) for k in b1)
+
+
+def test_a_batch_without_padding_skips_the_models_mask_with_the_same_weights(encoder):
+    long = [t * 20 for t in TEXTS[:3]]   # all truncated at 16 tokens: no padding
+    order = np.arange(len(long))
+    (_, full), = encoder._batches(long, order, 3, 16)
+    (_, short), = encoder._batches(long + ["a b"], np.arange(4), 4, 16)
+    assert full.pop(PADDED_KEY) is False and short.pop(PADDED_KEY) is True
+    assert torch.equal(encoder.weights(full, padded=False), encoder.weights(full, padded=True))
 
 
 def test_encode_through_prefetched_batches_gives_the_same_vectors(encoder, monkeypatch):
