@@ -8,10 +8,16 @@ import torch
 import torch.nn.functional as F
 
 
-def contrastive(q: torch.Tensor, docs: torch.Tensor) -> torch.Tensor:
+def contrastive(q: torch.Tensor, docs: torch.Tensor, judged: torch.Tensor | None = None) -> torch.Tensor:
     """InfoNCE: q (B, V) against docs (N, V), where docs[i] is query i's positive and every other row (other
-    queries' positives and all hard negatives) is a negative. Dot products, no temperature, as in SPLADE."""
+    queries' positives and all hard negatives) is a negative. Dot products, no temperature, as in SPLADE.
+
+    ``judged`` (B, N), True where a row other than query i's own positive is judged relevant to query i: such a row
+    is left out of that query's softmax instead of being pushed away. Collections with many judgements per query
+    need it: on nfcorpus a batch of 16 holds ~4 documents that are another batch query's positive."""
     scores = q @ docs.T
+    if judged is not None:
+        scores = scores.masked_fill(judged, float("-inf"))
     return F.cross_entropy(scores, torch.arange(len(q), device=q.device))
 
 
@@ -21,9 +27,10 @@ def flops(weights: torch.Tensor) -> torch.Tensor:
     return weights.mean(0).square().sum()
 
 
-def splade_loss(q: torch.Tensor, docs: torch.Tensor, lambda_q: float, lambda_d: float) -> torch.Tensor:
+def splade_loss(q: torch.Tensor, docs: torch.Tensor, lambda_q: float, lambda_d: float,
+                judged: torch.Tensor | None = None) -> torch.Tensor:
     """The ranking loss plus the FLOPS terms of both sides (a weight of 0 leaves a side unregularised)."""
-    loss = contrastive(q, docs) + lambda_d * flops(docs)
+    loss = contrastive(q, docs, judged) + lambda_d * flops(docs)
     return loss + lambda_q * flops(q) if lambda_q else loss
 
 

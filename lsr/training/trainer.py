@@ -127,6 +127,14 @@ def negative_pools(ranked, train: TrainingData) -> list[np.ndarray]:
             for r, given, pos in zip(ranked, train.negatives, train.positives)]
 
 
+def judged_elsewhere(train: TrainingData, queries: np.ndarray, doc_rows: np.ndarray) -> np.ndarray:
+    """(B, N) True where batch document j is judged relevant to batch query i but is not its positive (column i):
+    another query's positive, or a hard negative mined for another query."""
+    mask = np.stack([np.isin(doc_rows, train.positives[q]) for q in queries])
+    mask[np.arange(len(queries)), np.arange(len(queries))] = False
+    return mask
+
+
 class Trainer:
     """One run: ``run()`` trains (or resumes) and writes the output folder; returns the run's record."""
 
@@ -189,7 +197,8 @@ class Trainer:
         q = idf.dense(q_texts, c.query_max_length, d.device) if idf else model.encode(q_texts, c.query_max_length)
         reg_steps = int(c.flops_warmup * total)
         loss = objective.splade_loss(q, d, 0.0 if idf else objective.warmup(c.lambda_q, step, reg_steps),
-                                     objective.warmup(c.lambda_d, step, reg_steps))
+                                     objective.warmup(c.lambda_d, step, reg_steps),
+                                     torch.from_numpy(judged_elsewhere(prep.train, queries, doc_rows)).to(d.device))
         if prep.teacher and c.hard_negatives:
             B = len(queries)
             pos_s = (q * d[:B]).sum(1)

@@ -22,6 +22,29 @@ def test_contrastive_is_cross_entropy_over_all_documents():
     assert objective.contrastive(q, d).item() == pytest.approx(want.item(), rel=1e-6)
 
 
+def test_documents_judged_relevant_to_a_query_are_not_its_negatives():
+    g = torch.Generator().manual_seed(1)
+    q, d = torch.rand(3, 7, generator=g), torch.rand(6, 7, generator=g)
+    judged = torch.zeros(3, 6, dtype=torch.bool)
+    judged[0, 1] = judged[0, 4] = judged[2, 0] = True
+    scores = (q @ d.T).double()
+    keep = [[j for j in range(6) if not judged[i, j]] for i in range(3)]
+    want = -torch.stack([scores[i, keep[i]].log_softmax(0)[keep[i].index(i)] for i in range(3)]).mean()
+    got = objective.contrastive(q, d, judged)
+    assert got.item() == pytest.approx(want.item(), rel=1e-6) and got.item() < objective.contrastive(q, d).item()
+
+
+def test_judged_elsewhere_marks_other_queries_positives_not_the_own_column():
+    from lsr.training.trainer import judged_elsewhere
+
+    data = TrainingData([f"d{i}" for i in range(5)], ["t"] * 5, ["a", "b"], ["qa", "qb"],
+                        [np.array([0, 1]), np.array([1, 3])])
+    # batch: query a (positive 0), query b (positive 1); hard negatives 3 (for a) and 2 (for b)
+    mask = judged_elsewhere(data, np.array([0, 1]), np.array([0, 1, 3, 2]))
+    assert mask.tolist() == [[False, True, False, False],    # d1 is a's positive too, d3 is not
+                             [False, False, True, False]]    # its own column (d1) is the target; d3 is b's
+
+
 def test_flops_is_the_squared_mean_activation_summed_over_terms():
     w = torch.tensor([[1.0, 0.0, 2.0], [3.0, 0.0, 0.0]])
     assert objective.flops(w).item() == pytest.approx(2.0 ** 2 + 0 + 1.0 ** 2)
