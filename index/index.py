@@ -156,8 +156,10 @@ class Index:
         self._refresh_lock = threading.Lock()
         self._manifest_stat = file_identity(path / MANIFEST)
         self._stop_refreshing = threading.Event()
-        if refresh_interval:   # refreshes run on their own thread, never inside a search
-            threading.Thread(target=_refresh_loop, args=(weakref.ref(self), refresh_interval, self._stop_refreshing),
+        if refresh_interval:   # refreshes run on their own thread, never inside a search; every half interval, so
+            # that a write acknowledged just after one move is searchable after the next one, within the interval
+            threading.Thread(target=_refresh_loop, args=(weakref.ref(self), refresh_interval / 2,
+                                                         self._stop_refreshing),
                              name="lsr-refresh", daemon=True).start()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
@@ -252,9 +254,10 @@ class Index:
         ``lock_timeout`` seconds), replay the write-ahead log and accept writes; ``writer_options`` go to
         ``index.writer.Writer`` (``flush_docs``, ``flush_age``, ``merge_policy``, ``background_merges``,
         ``background_flushes``, ``build_threads``).
-        ``refresh_interval``: seconds between moves to the latest snapshot, made by a background thread so that no
-        search pays for one (0: every search first moves to the latest; None: only ``refresh()`` does). Default:
-        1 s when writable or following, else None (the opened generation stays).
+        ``refresh_interval``: seconds within which an acknowledged write becomes searchable: a background thread
+        moves to the latest snapshot every half interval (the other half leaves room for the move's own work), so
+        that no search pays for one (0: every search first moves to the latest; None: only ``refresh()`` does).
+        Default: 1 s when writable or following, else None (the opened generation stays).
         ``follow`` (read-only): also see the writes another process's writer has acknowledged but not committed
         yet, read from its write-ahead log (index/follower.py), at each refresh.
         """

@@ -245,8 +245,8 @@ class Engine:
         return [(d, s, d) for d, s in fuse(splade, bm25, req.hybrid, req.k + req.offset)[req.offset:]]
 
     def _snapshot(self) -> Snapshot:
-        """The snapshot searches use: the index's refresh thread moves it every ``refresh_interval`` (0: at each
-        call), so no search pays for building the writer's in-memory segment."""
+        """The snapshot searches use: the index's refresh thread moves it twice per ``refresh_interval`` (0: at
+        each call), so no search pays for building the writer's in-memory segment."""
         return self.index.snapshot()
 
     async def vector(self, req: SearchRequest) -> Row:

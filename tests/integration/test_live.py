@@ -141,6 +141,19 @@ def test_readers_keep_their_generation_until_refreshed(base, live_corpus):
     writer.close()
 
 
+def test_the_refresh_thread_moves_twice_per_interval(base, monkeypatch):
+    """refresh_interval bounds the time to searchable: a write acknowledged just after one move is searched after
+    the next, half an interval later, with the other half left for the move's own work."""
+    import lsr.index.index as module
+
+    periods = []
+    monkeypatch.setattr(module, "_refresh_loop", lambda index, period, stop: periods.append(period))
+    path, _ = base
+    for kw in ({"writable": True}, {"follow": True}):
+        Index.open(path, refresh_interval=0.8, **kw).close()
+    assert periods == [0.4, 0.4]
+
+
 def test_one_writer_at_a_time(base, live_corpus):
     path, _ = base
     vectors, ids, docs, _ = live_corpus
