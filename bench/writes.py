@@ -178,15 +178,21 @@ def _ingest(url: str, make, clients: int, seconds: float, acked: list, errors: l
     return time.monotonic() - start
 
 
-def _probe(url: str, corpus: Corpus, acked: list, stop: threading.Event, delays: list[float]) -> None:
-    """Every 0.25 s: the newest acknowledged document, searched by its own vector with a has_id filter on fresh
-    connections (any worker) until found; its delay after the acknowledgement."""
+def _probe(url: str, corpus: Corpus, acked: list, stop: threading.Event, delays: list[float],
+           when: list[float]) -> None:
+    """Every 0.25 s: the newest acknowledged document not probed yet, searched by its own vector with a has_id
+    filter on fresh connections (any worker) until found; its delay after the acknowledgement, and when (seconds
+    into the run) it was acknowledged, to set beside the segment timeline. (Once ingest stops the newest document
+    stays the same: probing it again would count the time since its acknowledgement, not its time to searchable.)"""
     import httpx
 
+    start, probed = time.monotonic(), None
     while not stop.wait(0.25):
-        if not acked:
+        if not acked or acked[-1] is probed:
             continue
-        at, _, docs = acked[-1]
+        probed = acked[-1]
+        at, _, docs = probed
+        when.append(round(at - start, 2))
         doc_id, row = docs[0]
         terms, weights = corpus.vectors.row(row)
         body = {"indices": terms.tolist(), "values": weights.tolist(), "k": 1,
@@ -305,10 +311,10 @@ def run(vectors: Path, texts: Path, output: Path, *, seconds: float = 20.0, per_
                 docs = corpus.take(per_request, "v")
                 return docs, ndjson([corpus.vector_doc(d, r) for d, r in docs])
 
-            acked, errors, during, delays, segments = [], [], [], [], []
+            acked, errors, during, delays, when, segments = [], [], [], [], [], []
             stop = threading.Event()
             side = [threading.Thread(target=_search_loop, args=(server.url, queries, stop, during)),
-                    threading.Thread(target=_probe, args=(server.url, corpus, acked, stop, delays)),
+                    threading.Thread(target=_probe, args=(server.url, corpus, acked, stop, delays, when)),
                     threading.Thread(target=_segments, args=(server.url, stop, segments))]
             for t in side:
                 t.start()
@@ -322,7 +328,9 @@ def run(vectors: Path, texts: Path, output: Path, *, seconds: float = 20.0, per_
                 "docs": docs, "docs_per_s": round(docs / wall, 1), "requests": _pct([a[1] for a in acked]),
                 "errors": errors[:10], "error_count": len(errors),
                 "searchable_after_ack": _pct(delays), "searchable_within_1s": sum(d <= 1000 for d in delays),
-                "probes": len(delays), "segments": segments,
+                "probes": len(delays), "probe_log": [[t, round(d) if d < float("inf") else None]
+                                                          for t, d in zip(when, delays)],
+                "segments": segments,
                 "search_idle": _pct(idle), "search_during_ingest": _pct(during),
                 "load": load_avg()}
             report["vector_ingest"]["search_p99_ratio"] = round(
