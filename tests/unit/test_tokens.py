@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lsr.core.sparse import SparseBatch
-from lsr.encoding.encoder import PADDED_KEY, _to_csr, takes_key_mask
+from lsr.encoding.encoder import PADDED_KEY, _to_csr
 from lsr.encoding.tokens import BatchTokenizer
 
 TEXTS = [
@@ -97,31 +97,6 @@ def test_a_batch_without_padding_skips_the_models_mask_with_the_same_weights(enc
     (_, short), = encoder._batches(long + ["a b"], np.arange(4), 4, 16)
     assert full.pop(PADDED_KEY) is False and short.pop(PADDED_KEY) is True
     assert torch.equal(encoder.weights(full, padded=False), encoder.weights(full, padded=True))
-
-
-def test_a_padded_batch_through_a_key_mask_gives_the_same_weights(encoder, monkeypatch):
-    (_, batch), = encoder._batches(TEXTS[:3], np.arange(3), 3, 32)
-    assert batch.pop(PADDED_KEY) is True
-    want = encoder.weights(batch, padded=True)
-    if not takes_key_mask(encoder.model, encoder.device):
-        pytest.skip("this transformers version does not take a 4D mask")
-    monkeypatch.setattr(encoder, "device", torch.device("cuda"))   # the key mask is used on CUDA only
-    monkeypatch.setattr(encoder, "_key_mask", True)
-    assert encoder._model_inputs(batch, True)["attention_mask"].shape == (3, 1, 1, batch["input_ids"].shape[1])
-    torch.testing.assert_close(encoder.weights(batch, padded=True), want, rtol=1e-5, atol=1e-5)
-
-
-def test_a_model_that_misreads_a_key_mask_keeps_the_2d_mask(encoder):
-    class Misreads(torch.nn.Module):   # treats any 4D mask as "attend everywhere"
-        def __init__(self, model):
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids, attention_mask=None):
-            return self.model(input_ids=input_ids, attention_mask=None if attention_mask is not None and
-                              attention_mask.dim() == 4 else attention_mask)
-
-    assert not takes_key_mask(Misreads(encoder.model), encoder.device)
 
 
 def test_encode_through_prefetched_batches_gives_the_same_vectors(encoder, monkeypatch):
