@@ -73,7 +73,10 @@ def train(
     warmup: float = typer.Option(_default("warmup"), help="fraction of steps with a rising learning rate"),
     doc_max_length: int = typer.Option(_default("doc_max_length"), min=8, help="document tokens in training"),
     query_max_length: int = typer.Option(_default("query_max_length"), min=4),
-    hard_negatives: int = typer.Option(_default("hard_negatives"), min=0, help="per query and step"),
+    hard_negatives: Optional[int] = typer.Option(None, min=0, help="per query and step (default: 1, or 0 where "
+                                                 "the training queries judge 10 or more documents each: dense, "
+                                                 "incomplete judgements make the miner's top unjudged documents "
+                                                 "often relevant)"),
     negative_depth: int = typer.Option(_default("negative_depth"), min=1, help="negatives come from BM25's top N "
                                        "(or the teacher run's)"),
     model_negatives: bool = typer.Option(_default("model_negatives"), help="after each epoch, mine negatives "

@@ -47,13 +47,20 @@ def weights(folder) -> dict[str, torch.Tensor]:
     return load_file(str(folder / "model.safetensors"))
 
 
+@pytest.mark.parametrize("collection, hard", [("scifact", 1), ("nfcorpus", 0)])
+def test_the_default_hard_negatives_follow_each_collections_judgements(ir_datasets_home, collection, hard):
+    from lsr.training.trainer import hard_negatives_for
+
+    assert hard_negatives_for(load_training_data(f"beir/{collection}/train", "train"), {}) == hard
+
+
 def test_run_reports_steps_and_chooses_a_checkpoint_on_dev(trained):
     out, record, steps = trained
     assert [s.step for s in steps] == list(range(1, 7)) and steps[-1].total == 6
     assert all(np.isfinite(s.loss) and s.doc_nnz > 0 and s.query_nnz > 0 for s in steps)
     assert [h["epoch"] for h in record["dev"]] == [1, 2]
     assert record["chosen"]["nDCG@10"] == max(h["nDCG@10"] for h in record["dev"])
-    assert record["train_queries"] == 12 and record["dev_queries"] == 4
+    assert record["train_queries"] == 12 and record["dev_queries"] == 4 and record["hard_negatives"] == 1
     assert not (out / ".train").exists()   # checkpoints go once the run is finished
     assert json.loads((out / "training.json").read_text())["chosen"] == record["chosen"]
 

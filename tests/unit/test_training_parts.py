@@ -151,3 +151,18 @@ def test_empty_triples_file_and_other_files_are_refused(tmp_path):
 def test_config_refuses_bad_parameters(field, value, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(dataset="beir/scifact/train", output="out", **{field: value})
+
+
+def _judging(per_query: list[int]) -> TrainingData:
+    docs = max(per_query) + 1
+    return TrainingData([f"d{i}" for i in range(docs)], ["t"] * docs, [f"q{i}" for i in range(len(per_query))],
+                        ["q"] * len(per_query), [np.arange(n, dtype=np.int64) for n in per_query])
+
+
+def test_hard_negatives_default_to_none_where_judgements_are_dense():
+    from lsr.training.trainer import DENSE_JUDGEMENTS, hard_negatives_for
+
+    assert hard_negatives_for(_judging([1, 1, 2]), {}) == 1                          # scifact-like: 1.1 per query
+    assert hard_negatives_for(_judging([DENSE_JUDGEMENTS - 1] * 3), {}) == 1
+    assert hard_negatives_for(_judging([DENSE_JUDGEMENTS] * 3), {}) == 0             # nfcorpus-like: 42.7
+    assert hard_negatives_for(_judging([40, 50]), {(0, 1): 2.0}) == 1                # a teacher labels its negatives
