@@ -130,9 +130,9 @@ def hard_negatives_for(train: TrainingData, teacher: dict) -> int:
     """The default number of mined hard negatives: one, but none where the training queries judge
     ``DENSE_JUDGEMENTS`` or more documents each on average. Such judgements are dense and incomplete, so the
     unjudged documents the miner ranks highest are often relevant: pushing them away cost nfcorpus (42.7 judged per
-    query) 0.011-0.018 nDCG@10 on its dev split and 0.011 on test, where scifact (1.1 per query) needs them (dev
-    0.7776 against 0.7688, test 0.6872 against 0.6482; BENCHMARKS.md, training runs 7-10). A teacher's scores label
-    the negatives themselves, so distillation keeps one."""
+    query) 0.011 nDCG@10 on its dev split and on test, where scifact (1.1 per query) needs them (dev 0.7776 against
+    0.7688, test 0.6872 against 0.6482; BENCHMARKS.md, training runs 7-11). A teacher's scores label the negatives
+    themselves, so distillation keeps one."""
     if teacher:
         return 1
     judged = np.mean([len(p) for p in train.positives]) if len(train) else 0.0
