@@ -35,6 +35,7 @@ def serve(
     (lsr/service/settings.py)."""
     import json
     import os
+    import shutil
     import tempfile
 
     import uvicorn
@@ -83,7 +84,10 @@ def serve(
         sockets = listeners.bind(host, port, workers)
     typer.echo(f"lsr serving on http://{host}:{sockets[0].getsockname()[1]} ({workers} workers, a socket each)",
                err=True)
-    Multiprocess(config, sockets=sockets).run()
+    try:
+        Multiprocess(config, sockets=sockets).run()
+    finally:
+        shutil.rmtree(sockets.folder, ignore_errors=True)   # the slots' lock files
 
 
 @app.command("serve-shards")

@@ -3,6 +3,7 @@ socket, clients that connect together all landed on one worker."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 from pathlib import Path
 
@@ -75,6 +76,7 @@ def test_each_worker_claims_its_own_socket_and_a_dead_ones_slot_is_free_again():
     taken.close()
     for s in sockets + third:
         s.close()
+    shutil.rmtree(sockets.folder)
 
 
 def test_a_port_in_use_is_refused(tmp_path):
