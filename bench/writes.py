@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.load import REPO, free_port, load_avg
+from lsr.service import listeners
 
 KEY = "bench-writes"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -103,6 +104,7 @@ class Server:
         self.log = tempfile.TemporaryFile()
         cmd = [sys.executable, "-m", "lsr", "serve", "--index", str(folder), "--port", str(self.port), "--workers",
                str(workers), "--log-level", "warning"]
+        self.sockets = workers if listeners.supported() else 1   # lsr serve's listeners: one per worker on Linux
         self.proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "LSR_API_KEYS": KEY, **(env or {})},
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -113,13 +115,27 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the server exited with {self.proc.returncode}: {self.output()[-2000:]}")
-            try:
-                if httpx.get(self.url + path, timeout=2).status_code == 200:
+            try:   # one worker answers; every worker listening (its own socket: lsr serve) before a client connects
+                if httpx.get(self.url + path, timeout=2).status_code == 200 and self.listening() >= self.sockets:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"the server did not answer {path} within {timeout:g} s")
+
+    def listening(self) -> int:
+        """Listening sockets on the server's port (one per worker once all have started; uvicorn's shared one: 1)."""
+        return sum(int(f[1].rsplit(":", 1)[1], 16) == self.port and f[3] == "0A"
+                   for table in ("tcp", "tcp6") for f in _proc_net(table))
+
+    def workers(self) -> list[int]:
+        """The worker processes' pids (children of uvicorn's supervisor started by multiprocessing)."""
+        pids = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        return [int(p) for p in pids if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+    def connections(self) -> list[int]:
+        """Per worker, the established connections to the server's port it holds (from /proc)."""
+        return [_held_connections(w, self.port) for w in self.workers()]
 
     def kill(self) -> None:
         os.killpg(self.proc.pid, signal.SIGKILL)
@@ -133,6 +149,24 @@ class Server:
     def output(self) -> str:
         self.log.seek(0)
         return self.log.read().decode(errors="replace")
+
+
+def _held_connections(pid: int, port: int) -> int:
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = fd.readlink().name
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            held.add(target[8:-1])
+    return sum(int(f[1].rsplit(":", 1)[1], 16) == port and f[3] == "01" and f[9] in held   # 01: established
+               for table in ("tcp", "tcp6") for f in _proc_net(table))
+
+
+def _proc_net(table: str) -> list[list[str]]:
+    """The rows of /proc/net/tcp or tcp6: slot, local address, remote address, state (hex), ..., inode (field 9)."""
+    return [line.split() for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]]
 
 
 class SearchClient:
@@ -172,8 +206,10 @@ def _search_loop(url: str, bodies: list[dict], stop, conn) -> None:
     conn.send(out)
 
 
-def _ingest(url: str, make, clients: int, seconds: float, acked: list, errors: list) -> float:
-    """``clients`` threads posting ``make()`` -> (ids, body) until ``seconds`` pass; returns the wall time."""
+def _ingest(url: str, make, clients: int, seconds: float, acked: list, errors: list,
+            server: Server | None = None, dealt: list | None = None) -> float:
+    """``clients`` threads posting ``make()`` -> (ids, body) until ``seconds`` pass; returns the wall time. With
+    ``server``, ``dealt`` gets its connections per worker 2 s in (how the kernel dealt the clients)."""
     import httpx
 
     deadline = time.monotonic() + seconds
@@ -197,6 +233,9 @@ def _ingest(url: str, make, clients: int, seconds: float, acked: list, errors: l
     start = time.monotonic()
     for t in threads:
         t.start()
+    if server is not None and dealt is not None:
+        time.sleep(min(2.0, seconds / 2))
+        dealt.extend(server.connections())
     for t in threads:
         t.join()
     return time.monotonic() - start
@@ -338,7 +377,8 @@ def run(vectors: Path, texts: Path, output: Path, *, seconds: float = 20.0, per_
                     threading.Thread(target=_segments, args=(server.url, stop, segments))]
             for t in side:
                 t.start()
-            wall = _ingest(server.url, vector_batch, clients, seconds, acked, errors)
+            dealt: list[int] = []
+            wall = _ingest(server.url, vector_batch, clients, seconds, acked, errors, server, dealt)
             during = searching.stop()   # searches while ingest ran, none after
             time.sleep(2.0)   # the last acknowledgements' probes
             stop.set()
@@ -353,6 +393,7 @@ def run(vectors: Path, texts: Path, output: Path, *, seconds: float = 20.0, per_
                                                           for t, d in zip(when, delays)],
                 "segments": segments,
                 "search_idle": _pct(idle), "search_during_ingest": _pct(during),
+                "connections_per_worker": dealt,   # the ingest and search clients' and the prober's, as dealt
                 "load": load_avg()}
             report["vector_ingest"]["search_p99_ratio"] = round(
                 report["vector_ingest"]["search_during_ingest"]["p99_ms"] / report["vector_ingest"]["search_idle"][
@@ -362,10 +403,10 @@ def run(vectors: Path, texts: Path, output: Path, *, seconds: float = 20.0, per_
                 docs = corpus.take(20, "t")
                 return docs, ndjson([corpus.text_doc(d, r) for d, r in docs])
 
-            acked, errors = [], []
-            wall = _ingest(server.url, text_batch, clients, seconds, acked, errors)
+            acked, errors, dealt = [], [], []
+            wall = _ingest(server.url, text_batch, clients, seconds, acked, errors, server, dealt)
             docs = sum(len(a[2]) for a in acked)
-            report["text_ingest"] = {"docs": docs, "docs_per_s": round(docs / wall, 1),
+            report["text_ingest"] = {"docs": docs, "docs_per_s": round(docs / wall, 1), "connections_per_worker": dealt,
                                      "requests": _pct([a[1] for a in acked]), "error_count": len(errors),
                                      "vs_encoder": round(docs / wall / report["encoder_docs_per_s"], 2),
                                      "load": load_avg()}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import socket
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -16,25 +15,6 @@ from lsr.index import Index
 from lsr.service import listeners
 
 pytestmark = pytest.mark.slow
-
-
-def _connections(worker: int, port: int) -> int:
-    """Established connections to ``port`` whose socket ``worker`` holds (from /proc)."""
-    held = set()
-    for fd in Path(f"/proc/{worker}/fd").iterdir():
-        try:
-            target = fd.readlink().name
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            held.add(target[8:-1])
-    count = 0
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
-            f = line.split()
-            if int(f[1].rsplit(":", 1)[1], 16) == port and f[3] == "01" and f[9] in held:
-                count += 1
-    return count
 
 
 @pytest.mark.skipif(not listeners.supported(), reason="SO_REUSEPORT dealing is Linux's")
@@ -48,9 +28,7 @@ def test_connections_opened_together_reach_every_worker(tmp_path, live_corpus):
         server.wait("/healthz")
         for c in clients:   # 16 keep-alive connections: all on one worker has odds 2 / 2**16 when dealt evenly
             assert c.get("/healthz").status_code == 200
-        workers = [int(p) for p in Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()]
-        workers = [w for w in workers if Path(f"/proc/{w}/cmdline").read_bytes().find(b"spawn_main") >= 0]
-        held = [_connections(w, server.port) for w in workers]
+        held = server.connections()
         assert len(held) == 2 and sum(held) == 16 and min(held) > 0, held
     finally:
         for c in clients:
