@@ -125,8 +125,7 @@ class Server:
 
     def listening(self) -> int:
         """Listening sockets on the server's port (one per worker once all have started; uvicorn's shared one: 1)."""
-        return sum(int(f[1].rsplit(":", 1)[1], 16) == self.port and f[3] == "0A"
-                   for table in ("tcp", "tcp6") for f in _proc_net(table))
+        return len(_port_sockets(self.port, "0A"))
 
     def workers(self) -> list[int]:
         """The worker processes' pids (children of uvicorn's supervisor started by multiprocessing)."""
@@ -160,13 +159,15 @@ def _held_connections(pid: int, port: int) -> int:
             continue
         if target.startswith("socket:["):
             held.add(target[8:-1])
-    return sum(int(f[1].rsplit(":", 1)[1], 16) == port and f[3] == "01" and f[9] in held   # 01: established
-               for table in ("tcp", "tcp6") for f in _proc_net(table))
+    return len(held.intersection(_port_sockets(port, "01")))   # 01: established
 
 
-def _proc_net(table: str) -> list[list[str]]:
-    """The rows of /proc/net/tcp or tcp6: slot, local address, remote address, state (hex), ..., inode (field 9)."""
-    return [line.split() for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]]
+def _port_sockets(port: int, state: str) -> list[str]:
+    """Inodes of the TCP sockets on local ``port`` in ``state`` (hex, as /proc/net/tcp and tcp6 write it). A row
+    there: slot, local address, remote address, state, ..., inode (field 9)."""
+    rows = [line.split() for table in ("tcp", "tcp6")
+            for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]]
+    return [f[9] for f in rows if int(f[1].rsplit(":", 1)[1], 16) == port and f[3] == state]
 
 
 class SearchClient:

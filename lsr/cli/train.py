@@ -10,7 +10,7 @@ from typing import Iterator, Optional
 import typer
 
 from lsr.cli.common import echo_json, reported
-from lsr.training.config import TrainConfig
+from lsr.training.config import DENSE_JUDGEMENTS, TrainConfig
 
 app = typer.Typer()
 
@@ -74,9 +74,9 @@ def train(
     doc_max_length: int = typer.Option(_default("doc_max_length"), min=8, help="document tokens in training"),
     query_max_length: int = typer.Option(_default("query_max_length"), min=4),
     hard_negatives: Optional[int] = typer.Option(None, min=0, help="per query and step (default: 1, or 0 where "
-                                                 "the training queries judge 10 or more documents each: dense, "
-                                                 "incomplete judgements make the miner's top unjudged documents "
-                                                 "often relevant)"),
+                                                 f"the training queries judge {DENSE_JUDGEMENTS} or more documents "
+                                                 "each: dense, incomplete judgements make the miner's top unjudged "
+                                                 "documents often relevant)"),
     negative_depth: int = typer.Option(_default("negative_depth"), min=1, help="negatives come from BM25's top N "
                                        "(or the teacher run's)"),
     model_negatives: bool = typer.Option(_default("model_negatives"), help="after each epoch, mine negatives "

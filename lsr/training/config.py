@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Optional
 
 
+DENSE_JUDGEMENTS = 10   # judged documents per training query from which the miner's unjudged top are suspect
+
+
 @dataclass
 class TrainConfig:
     """A training run. Defaults are the CPU recipe chosen on scifact's dev split (BENCHMARKS.md, issue 19)."""

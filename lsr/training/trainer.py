@@ -24,7 +24,7 @@ import torch
 from lsr.core.atomic import atomic_open, atomic_write_text
 from lsr.core.progress import ProgressFactory, no_progress
 from lsr.training import objective
-from lsr.training.config import TrainConfig
+from lsr.training.config import DENSE_JUDGEMENTS, TrainConfig
 from lsr.training.data import TrainingData, TrainingDataError, load_training_data, split_dev
 from lsr.training.devset import DevSet
 from lsr.training.mining import BM25Miner, search
@@ -121,9 +121,6 @@ def prepare(config: TrainConfig, callbacks: TrainCallbacks) -> Prepared:
             mined = list(bm25.rank(train.query_texts, config.negative_depth))
     hard = config.hard_negatives if config.hard_negatives is not None else hard_negatives_for(train, teacher)
     return Prepared(train, dev_set, negative_pools(mined, train), hard, teacher)
-
-
-DENSE_JUDGEMENTS = 10   # judged documents per training query from which the miner's unjudged top are suspect
 
 
 def hard_negatives_for(train: TrainingData, teacher: dict) -> int:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lsr.training import objective
-from lsr.training.config import TrainConfig
+from lsr.training.config import DENSE_JUDGEMENTS, TrainConfig
 from lsr.training.data import TrainingData, TrainingDataError, load_training_data, split_dev
 
 
@@ -160,7 +160,7 @@ def _judging(per_query: list[int]) -> TrainingData:
 
 
 def test_hard_negatives_default_to_none_where_judgements_are_dense():
-    from lsr.training.trainer import DENSE_JUDGEMENTS, hard_negatives_for
+    from lsr.training.trainer import hard_negatives_for
 
     assert hard_negatives_for(_judging([1, 1, 2]), {}) == 1                          # scifact-like: 1.1 per query
     assert hard_negatives_for(_judging([DENSE_JUDGEMENTS - 1] * 3), {}) == 1
