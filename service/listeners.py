@@ -1,9 +1,11 @@
 """One listening socket per worker of ``lsr serve --workers N``, so the kernel spreads connections over the workers.
 
 uvicorn's workers share one listening socket, and the worker whose event loop wakes first accepts every connection
-waiting then: 4 keep-alive clients that connect together all land on one worker (measured with ``--workers 2``: 4
-of 4), and that worker's encoder does all their text ingest while the other's idles. Here the parent binds one socket
-per worker with SO_REUSEPORT, and the kernel deals new connections over the listening ones by their addresses.
+waiting then: clients that connect one after another all land on one worker (16 of 16 keep-alive clients in
+tests/slow/test_service_listeners.py), and so did 4 text-ingest clients connecting together while another process
+loaded the cores (4 of 4 with ``--workers 2``), whose encoder then did all their work while the other's idled. Here
+the parent binds one socket per worker with SO_REUSEPORT, and the kernel deals new connections over the listening
+ones by a hash of their addresses (random for a few connections: 4 all on one of 2 workers has odds 1 in 8).
 
 The sockets travel to the workers inside the list uvicorn hands each one (``Listeners``), and unpickling it in a
 worker is where the worker claims one: the first slot whose lock file it can flock (``slot-<i>`` in a private
