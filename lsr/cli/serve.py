@@ -35,7 +35,6 @@ def serve(
     (lsr/service/settings.py)."""
     import json
     import os
-    import shutil
     import tempfile
 
     import uvicorn
@@ -43,7 +42,6 @@ def serve(
 
     from lsr.index import Index, IndexCorrupt
     from lsr.index.wal import check_replay
-    from lsr.service import listeners
     from lsr.service.indexes import check_names, parse_index
     from lsr.service.settings import Settings
 
@@ -72,22 +70,8 @@ def serve(
              "be read)")
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="lsr-metrics-")  # /metrics sums workers
-    options = dict(factory=True, host=host, port=port, workers=workers, timeout_graceful_shutdown=graceful_timeout,
-                   log_level=log_level, access_log=False)
-    if workers == 1 or not listeners.supported():
-        uvicorn.run("lsr.service.app:from_env", **options)
-        return
-    from uvicorn.supervisors import Multiprocess   # uvicorn.run's own supervisor, given a socket per worker
-
-    config = uvicorn.Config("lsr.service.app:from_env", **options)
-    with reported(OSError):
-        sockets = listeners.bind(host, port, workers)
-    typer.echo(f"lsr serving on http://{host}:{sockets[0].getsockname()[1]} ({workers} workers, a socket each)",
-               err=True)
-    try:
-        Multiprocess(config, sockets=sockets).run()
-    finally:
-        shutil.rmtree(sockets.folder, ignore_errors=True)   # the slots' lock files
+    uvicorn.run("lsr.service.app:from_env", factory=True, host=host, port=port, workers=workers,
+                timeout_graceful_shutdown=graceful_timeout, log_level=log_level, access_log=False)
 
 
 @app.command("serve-shards")
