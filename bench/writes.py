@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.load import REPO, free_port, load_avg
+from lsr.service import listeners
 
 KEY = "bench-writes"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -103,6 +104,7 @@ class Server:
         self.log = tempfile.TemporaryFile()
         cmd = [sys.executable, "-m", "lsr", "serve", "--index", str(folder), "--port", str(self.port), "--workers",
                str(workers), "--log-level", "warning"]
+        self.sockets = workers if listeners.supported() else 1   # lsr serve's listeners: one per worker on Linux
         self.proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "LSR_API_KEYS": KEY, **(env or {})},
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -113,13 +115,17 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the server exited with {self.proc.returncode}: {self.output()[-2000:]}")
-            try:
-                if httpx.get(self.url + path, timeout=2).status_code == 200:
+            try:   # one worker answers; every worker listening (its own socket: lsr serve) before a client connects
+                if httpx.get(self.url + path, timeout=2).status_code == 200 and self.listening() >= self.sockets:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"the server did not answer {path} within {timeout:g} s")
+
+    def listening(self) -> int:
+        """Listening sockets on the server's port (one per worker once all have started; uvicorn's shared one: 1)."""
+        return len(_port_sockets(self.port, "0A"))
 
     def workers(self) -> list[int]:
         """The worker processes' pids (children of uvicorn's supervisor started by multiprocessing)."""
@@ -204,7 +210,7 @@ def _search_loop(url: str, bodies: list[dict], stop, conn) -> None:
 def _ingest(url: str, make, clients: int, seconds: float, acked: list, errors: list,
             server: Server | None = None, dealt: list | None = None) -> float:
     """``clients`` threads posting ``make()`` -> (ids, body) until ``seconds`` pass; returns the wall time. With
-    ``server``, ``dealt`` gets its connections per worker 2 s in (how the workers shared the clients)."""
+    ``server``, ``dealt`` gets its connections per worker 2 s in (how the kernel dealt the clients)."""
     import httpx
 
     deadline = time.monotonic() + seconds
@@ -388,7 +394,7 @@ def run(vectors: Path, texts: Path, output: Path, *, seconds: float = 20.0, per_
                                                           for t, d in zip(when, delays)],
                 "segments": segments,
                 "search_idle": _pct(idle), "search_during_ingest": _pct(during),
-                "connections_per_worker": dealt,   # the ingest and search clients and the prober, per worker
+                "connections_per_worker": dealt,   # the ingest and search clients' and the prober's, as dealt
                 "load": load_avg()}
             report["vector_ingest"]["search_p99_ratio"] = round(
                 report["vector_ingest"]["search_during_ingest"]["p99_ms"] / report["vector_ingest"]["search_idle"][

@@ -42,6 +42,7 @@ def serve(
 
     from lsr.index import Index, IndexCorrupt
     from lsr.index.wal import check_replay
+    from lsr.service import listeners
     from lsr.service.indexes import check_names, parse_index
     from lsr.service.settings import Settings
 
@@ -70,8 +71,21 @@ def serve(
              "be read)")
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="lsr-metrics-")  # /metrics sums workers
-    uvicorn.run("lsr.service.app:from_env", factory=True, host=host, port=port, workers=workers,
-                timeout_graceful_shutdown=graceful_timeout, log_level=log_level, access_log=False)
+    options = dict(factory=True, host=host, port=port, workers=workers, timeout_graceful_shutdown=graceful_timeout,
+                   log_level=log_level, access_log=False)
+    if workers == 1 or not listeners.supported():
+        uvicorn.run("lsr.service.app:from_env", **options)
+        return
+    from uvicorn.supervisors import Multiprocess   # uvicorn.run's own supervisor; each worker binds its own socket
+
+    with reported(OSError):
+        held = listeners.bind(host, port)
+    typer.echo(f"lsr serving on http://{host}:{held.placeholder.getsockname()[1]} ({workers} workers, a socket "
+               "each)", err=True)
+    try:
+        Multiprocess(uvicorn.Config("lsr.service.app:from_env", **options), sockets=held).run()
+    finally:
+        held.placeholder.close()
 
 
 @app.command("serve-shards")

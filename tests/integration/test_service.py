@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from concurrent.futures import ThreadPoolExecutor
@@ -747,7 +748,13 @@ def test_schemathesis_finds_no_server_error(server, tmp_path):
            "--max-response-time", "5", "-H", f"Authorization: Bearer {KEY}", "--no-color"]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks", "PYTHONPATH": str(REPO)}  # hostile text
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=150, cwd=tmp_path, env=env)  # its cache there
-    assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
+    if out.returncode < 0:
+        # schemathesis itself died of a signal (once in a CI run: a fatal error in its own threads, rc -6, mid-
+        # fuzzing; a server error exits 1): say so and run it once more, the server's answers checked as before
+        warnings.warn(f"schemathesis died of signal {-out.returncode}, run again: {out.stderr[:1500]}")
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=150, cwd=tmp_path, env=env)
+    # a crash's first lines say what it was (a fatal error's thread dump fills the rest): the head of stderr too
+    assert out.returncode == 0, out.stdout[-5000:] + out.stderr[:2500] + "\n[...]\n" + out.stderr[-1500:]
     assert " generated, " in out.stdout and "Tested: " in out.stdout
 
 
