@@ -43,7 +43,8 @@ Outcome = Row | BaseException
 class MicroBatcher:
     def __init__(self, encode: Callable[[list[str]], SparseBatch], *, window_ms: float, max_batch: int,
                  in_flight: Callable[[], int] = lambda: 0,
-                 observe: Callable[[int, float], None] = lambda n, seconds: None):
+                 observe: Callable[[int, float], None] = lambda n, seconds: None,
+                 document_threads: int | None = None):
         self._encode = encode
         self.window = window_ms / 1000.0
         self.max_batch = max_batch
@@ -52,6 +53,9 @@ class MicroBatcher:
         self._queue: asyncio.Queue[tuple[str, asyncio.Future]] | None = None
         self._task: asyncio.Task | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="lsr-encode")
+        self.document_threads = document_threads or 1
+        self._documents = self._pool if document_threads is None else \
+            ThreadPoolExecutor(document_threads, thread_name_prefix="lsr-encode-docs")
         self.batches = 0
         self.texts = 0
         self._expect = 0  # requests in flight when the previous batch finished
@@ -78,8 +82,10 @@ class MicroBatcher:
         return list(await asyncio.gather(*futures, return_exceptions=True))
 
     async def run(self, fn: Callable, *args):
-        """Runs other encoder work (documents to index) on the encoder's thread, between query batches."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        """Runs other encoder work (documents to index): on one of ``document_threads`` threads beside the query
+        batches' own, or, where that is None (an encoder not to be called from two threads at once), on the query
+        batches' thread between batches."""
+        return await asyncio.get_running_loop().run_in_executor(self._documents, fn, *args)
 
     async def _gather(self) -> list[tuple[str, asyncio.Future]]:
         batch = [await self._queue.get()]
@@ -151,7 +157,8 @@ class MicroBatcher:
                 pass
             queued = [self._queue.get_nowait() for _ in range(self._queue.qsize())]
             _fail(queued, BatcherClosed("the service is shutting down"))
-        self._pool.shutdown(wait=True)
+        for pool in {self._pool, self._documents}:
+            pool.shutdown(wait=True)
 
 
 def _fail(items: list[tuple[str, asyncio.Future]], error: BaseException) -> None:

@@ -1,8 +1,8 @@
-"""Document writes: the request's documents checked (service/ingest.py), their texts encoded on the query encoder's
-thread, then one write through the index's long-lived writer (service/writepath.py): a 2xx answer means the
-write-ahead log holds it on disk. Flushes and merges run on the writer's own threads, never inside a request.
-Every worker's searches see the write within the refresh interval; ``GET /documents/{id}`` refreshes first, so a
-client reads its own writes at once.
+"""Document writes: the request's documents checked (service/ingest.py), their texts encoded in pieces on the
+encoder's document threads (one request's texts spread over all of them), then one write through the index's
+long-lived writer (service/writepath.py): a 2xx answer means the write-ahead log holds it on disk. Flushes and
+merges run on the writer's own threads, never inside a request. Every worker's searches see the write within the
+refresh interval; ``GET /documents/{id}`` refreshes first, so a client reads its own writes at once.
 
 A writer whose log does not replay (IndexCorrupt) makes the service not ready (Engine.mark_damaged) and is answered
 503 with the reason and the way to recover; answers never name the index's path nor another writer's pid.
@@ -10,6 +10,7 @@ A writer whose log does not replay (IndexCorrupt) makes the service not ready (E
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -58,8 +59,9 @@ class Documents:
             if encoder is None:
                 raise NotReady(self.engine.load_error or "the encoder is still loading")
             try:
-                parts = [await self.engine.batcher.run(encoder.encode_documents, texts[lo:lo + self.batch])
-                         for lo in range(0, len(texts), self.batch)]
+                size = min(self.batch, -(-len(texts) // self.engine.batcher.document_threads))   # every thread
+                parts = await asyncio.gather(*[self.engine.batcher.run(encoder.encode_documents, texts[lo:lo + size])
+                                               for lo in range(0, len(texts), size)])
             except (ValueError, TypeError, UnicodeError) as e:
                 raise QueryError(f"the documents cannot be encoded: {type(e).__name__}: {e}") from e
             encoded = SparseBatch.concat(parts)

@@ -116,7 +116,9 @@ class Engine:
         self._tokens = list(vocab.tokens)
         self.batcher = MicroBatcher(encoder.encode_queries, window_ms=self.settings.batch_window_ms,
                                     max_batch=self.settings.max_encode_batch, in_flight=lambda: self.metrics.active,
-                                    observe=self.metrics.observe_encode)
+                                    observe=self.metrics.observe_encode,
+                                    document_threads=self.settings.document_threads if getattr(
+                                        encoder, "parallel_calls", False) else None)
         self.encoder = encoder
 
     @property

@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     encode_threads: int = Field(1, ge=1, description="threads of the encoder (numpy's BLAS, or torch); more help "
                                 "only on idle cores (oversubscribed OpenMP threads wait on each other: 10x slower "
                                 "measured here)")
+    document_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1,
+                                  description="threads that encode the texts of document writes at once, with the "
+                                  "numpy encoder (default: cores): a worker that holds every ingest connection still "
+                                  "uses every core (the torch encoder takes one batch at a time)")
 
     @field_validator("api_keys", mode="before")
     @classmethod

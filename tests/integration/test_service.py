@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -458,6 +459,57 @@ def test_lone_query_does_not_wait_for_the_window(encoder):
         return time.perf_counter() - start
 
     assert asyncio.run(run()) < 1.5
+
+
+def test_document_texts_encode_on_several_threads_at_once_and_a_text_write_equals_the_encoder(encoder):
+    """With document_threads, two document calls run at the same time (each waits for the other at a barrier), beside
+    the query thread; without (an encoder not to be called from two threads), they take the query thread in turn."""
+    def meet(barrier):
+        def encode(texts):
+            barrier.wait(timeout=10)   # broken (an error) unless another call is in flight meanwhile
+            return threading.current_thread().name
+        return encode
+
+    async def run(threads):
+        b = MicroBatcher(encoder.encode_queries, window_ms=1, max_batch=8, document_threads=threads)
+        try:
+            return await asyncio.gather(*[b.run(meet(barrier), ["t"]) for _ in range(2)]), await b.encode("a query")
+        finally:
+            await b.close()
+
+    barrier = threading.Barrier(2)
+    names, (terms, _) = asyncio.run(run(2))
+    assert len(set(names)) == 2 and all(n.startswith("lsr-encode-docs") for n in names) and len(terms) > 0
+    barrier = threading.Barrier(1)   # one at a time: each passes alone
+    names, _ = asyncio.run(run(None))
+    assert all(n.startswith("lsr-encode_") for n in names)
+
+
+def test_a_text_write_spread_over_document_threads_stores_the_encoders_vectors(tmp_path, index_dir):
+    """The app's own numpy encoder, 10 texts in one request cut into pieces over 2 document threads: each stored
+    vector is the text's own vector, quantized."""
+    from lsr.encoding.query import QueryEncoder
+
+    folder = tmp_path / "index"
+    shutil.copytree(index_dir, folder)
+    texts = [f"note {i}: the {w} keeper logs the {w} at dawn and at dusk" for i, w in
+             enumerate(["lighthouse", "harbour", "orchard", "granary", "archive"] * 2)]
+    with make_client(folder, api_keys=[KEY], refresh_interval=0, document_threads=2) as c:
+        for _ in range(600):   # the encoder loads in the background
+            if c.get("/readyz").status_code == 200:
+                break
+            time.sleep(0.1)
+        assert c.app.state.engine.batcher.document_threads == 2
+        r = c.post("/documents", json=[{"id": f"t{i}", "text": t} for i, t in enumerate(texts)],
+                   headers={"Authorization": f"Bearer {KEY}"})
+        assert r.status_code == 200, r.text
+    idx = Index.open(folder)
+    reference = QueryEncoder.from_pretrained("splade-tiny").encode_documents(texts)
+    for i in range(len(texts)):
+        terms, weights = idx.vector(f"t{i}")
+        ref_terms, ref_weights = reference.row(i)
+        assert set(terms) <= set(ref_terms) and set(ref_terms[ref_weights > idx.scale]) <= set(terms)
+        np.testing.assert_allclose(weights, ref_weights[np.isin(ref_terms, terms)], atol=idx.scale)
 
 
 # ---- hostile input and failures that stay their own (issue 17) ----------------------------------------------------
