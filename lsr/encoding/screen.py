@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TOKENS, VECTORS = 2, 4          # register tile: 2 tokens x 4 vectors of 8 columns (8 accumulators: no spills)
+TOKENS, VECTORS = 1, 4          # register tile: 1 token x 4 vectors of 8 columns (see _kernel: no spills)
 COLUMNS = 8 * VECTORS           # columns per block of the packed weight
 GROUP = 4                       # quads of k (16 products per column) summed in int16 before widening to int32
 LEVELS_D, LEVELS_W = 63, 31     # |D| <= 63 stored as D + 64 in [1, 127]; |q| <= 31: a group sum stays < 2^15
@@ -73,7 +73,12 @@ def _kernel():
     D is (tokens, K4) int32, each four uint8 d[4k..4k+3] + 64, tokens a multiple of TOKENS, K4 a multiple of GROUP;
     W is packed (blocks, K4, COLUMNS, 4) int8; out receives COLUMNS int32 maxima per block. ``vpmaddubsw`` multiplies
     32 byte pairs and adds neighbours into int16 (127 * 31 * 2 * GROUP < 2^15: never saturates), ``vpmaddwd`` by 1
-    widens each column's pair of int16 sums into int32."""
+    widens each column's pair of int16 sums into int32.
+
+    One token per pass keeps the accumulators, maxima and splats in the 16 ymm registers. Two tokens per pass (to
+    load each weight vector once for both) spilled ~20 vectors per iteration to the stack, and its speed then depended
+    on where the caller's stack lay: 4.4-12.3 ms a call over 24 call depths against a steady 4.5-4.8 ms now, and a
+    service worker's text ingest ran 41-45 against 61-74 documents per CPU-second (BENCHMARKS.md, issue 16)."""
     import llvmlite.binding as llvm
     from llvmlite import ir
 
