@@ -133,3 +133,26 @@ def test_one_blas_thread_holds_on_every_thread(monkeypatch, layer):
     assert set(threads) == {1} and all(set(t) == {1} for _, t in results)
     assert all(np.array_equal(p, first) for p, _ in results)
     assert counts() == before
+
+
+@needs_avx2
+def test_the_kernel_loop_keeps_everything_in_registers(monkeypatch):
+    """Two tokens per pass made LLVM spill ~20 vectors an iteration to the stack, and the kernel then ran up to
+    2.4 x slower depending on where the caller's stack lay (BENCHMARKS.md, issue 16): its machine code may touch the
+    stack only in its prologue and epilogue."""
+    import llvmlite.binding as llvm
+
+    compile_engine, assembly = llvm.create_mcjit_compiler, []
+
+    def capture(module, machine):
+        assembly.append(machine.emit_assembly(module))
+        return compile_engine(module, machine)
+
+    monkeypatch.setattr(llvm, "create_mcjit_compiler", capture)
+    screen._kernel.cache_clear()
+    try:
+        screen._kernel()
+    finally:
+        screen._kernel.cache_clear()   # the next caller compiles it as usual
+    stack = [line for line in assembly[0].splitlines() if "(%rsp)" in line or "(%rbp)" in line]
+    assert len(stack) <= 4, stack
