@@ -461,7 +461,7 @@ def test_lone_query_does_not_wait_for_the_window(encoder):
     assert asyncio.run(run()) < 1.5
 
 
-def test_document_texts_encode_on_several_threads_at_once_and_a_text_write_equals_the_encoder(encoder):
+def test_document_texts_encode_on_several_threads_at_once(encoder):
     """With document_threads, two document calls run at the same time (each waits for the other at a barrier), beside
     the query thread; without (an encoder not to be called from two threads), they take the query thread in turn."""
     def meet(barrier):
@@ -470,18 +470,16 @@ def test_document_texts_encode_on_several_threads_at_once_and_a_text_write_equal
             return threading.current_thread().name
         return encode
 
-    async def run(threads):
+    async def run(threads, barrier):
         b = MicroBatcher(encoder.encode_queries, window_ms=1, max_batch=8, document_threads=threads)
         try:
             return await asyncio.gather(*[b.run(meet(barrier), ["t"]) for _ in range(2)]), await b.encode("a query")
         finally:
             await b.close()
 
-    barrier = threading.Barrier(2)
-    names, (terms, _) = asyncio.run(run(2))
+    names, (terms, _) = asyncio.run(run(2, threading.Barrier(2)))
     assert len(set(names)) == 2 and all(n.startswith("lsr-encode-docs") for n in names) and len(terms) > 0
-    barrier = threading.Barrier(1)   # one at a time: each passes alone
-    names, _ = asyncio.run(run(None))
+    names, _ = asyncio.run(run(None, threading.Barrier(1)))   # one at a time: each passes alone
     assert all(n.startswith("lsr-encode_") for n in names)
 
 
