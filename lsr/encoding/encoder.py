@@ -94,6 +94,8 @@ class Encoder:
         self.idf = None if idf is None else self._check_idf(idf)
         self.stats = EncodeStats()
         self._side_stream: torch.cuda.Stream | None = None
+        # SDPA takes a (B, 1, 1, L) key mask as it is; a 2D mask makes transformers check it on the device first
+        self.key_mask = device.type == "cuda" and getattr(self.model.config, "_attn_implementation", None) == "sdpa"
         self._batch_tokenizers: dict[tuple[int, int | None], BatchTokenizer | None] = {}
         self._numpy_queries: QueryEncoder | None | bool = None   # False: the model is not covered
 
@@ -309,8 +311,15 @@ class Encoder:
 
         A batch without padding (``padded`` False: length-sorted batches of texts past max_length, 41% of
         scifact's) reaches the model without its all-ones attention mask: the same result, and no mask check that
-        would make the host wait for the GPU to finish the previous batch before it can queue this one."""
-        inputs = batch if padded else {"input_ids": batch["input_ids"]}
+        would make the host wait for the GPU to finish the previous batch before it can queue this one. A padded
+        batch's mask goes in as a (B, 1, 1, L) key mask where attention is SDPA (``key_mask``, on CUDA), for the same
+        reason: transformers hands a 4D mask to attention unchecked."""
+        if not padded:
+            inputs = {"input_ids": batch["input_ids"]}
+        elif self.key_mask:
+            inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"][:, None, None, :].bool()}
+        else:
+            inputs = batch
         hidden = self.model(**inputs).logits  # the decoder is an identity: transformed hidden states (B, L, H)
         if self.pooling == "sum":
             return splade_sum_pool(hidden, self.weight, self.bias, batch["attention_mask"])

@@ -126,3 +126,14 @@ def test_packed_csr_equals_dense():
     for a, b in ((got.indptr, want.indptr), (got.indices, want.indices), (got.values, want.values)):
         assert np.array_equal(a, b)
     assert _to_csr(torch.zeros(0, 50), 50).indptr.tolist() == [0]
+
+
+def test_a_padded_batch_through_a_key_mask_gives_the_mask_s_weights(encoder, monkeypatch):
+    """The CUDA path's (B, 1, 1, L) key mask, forced on the CPU: the padded rows keep the 2D mask's weights."""
+    (_, batch), = encoder._batches(TEXTS, np.arange(len(TEXTS)), len(TEXTS), 32)
+    assert batch.pop(PADDED_KEY) is True
+    want = encoder.weights(batch, padded=True)
+    monkeypatch.setattr(encoder, "key_mask", True)
+    got = encoder.weights(batch, padded=True)
+    unmasked = encoder.weights(batch, padded=False)    # pads attended to: other weights, so the mask is used
+    assert torch.allclose(got, want, atol=1e-5) and not torch.allclose(unmasked, want, atol=1e-3)
