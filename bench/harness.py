@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -25,11 +24,11 @@ class Runner:
 
 @dataclass
 class Context:
-    docs: SparseBatch
+    reordered: SparseBatch     # the documents in ``order``: the only copy held, which every suite indexes
     queries: SparseBatch
     k: int
     workdir: Path
-    order: np.ndarray          # graph-bisection order (new position -> original doc), shared by ours and peers
+    order: np.ndarray          # graph-bisection order (new position -> original doc): suites answer original numbers
     reorder_s: float
     block_sizes: list[int]
     alphas: list[float]
@@ -37,11 +36,6 @@ class Context:
     quantizations: list[str]
     batch: list[dict] = field(default_factory=list)    # 2-thread batch speedups, filled by our suite
     seismic_grid: dict = field(default_factory=dict)   # overrides of bench.seismic.DEFAULT_GRID
-
-    @cached_property
-    def reordered(self) -> SparseBatch:
-        """The documents in ``order``, made once: every suite indexes this copy (at 1M documents it is 1.5 GB)."""
-        return self.docs.take(self.order)
 
 
 def timed(f: Callable) -> tuple[object, float]:

@@ -35,7 +35,7 @@ def _folder_bytes(path: Path) -> int:
 
 # ---- ground truth -------------------------------------------------------------------------------------------------
 def exact_truth(docs: SparseBatch, queries: SparseBatch, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(top-k original doc numbers, true score of every query's k-th hit) from scipy float32 products."""
+    """(top-k doc numbers of ``docs``, true score of every query's k-th hit) from scipy float32 products."""
     chunk = max(1, min(256, 2**26 // max(len(docs), 1)))   # dense score blocks of at most 256 MB
     dt = docs.to_scipy().T.tocsr()
     top = np.full((len(queries), k), -1, dtype=np.int64)
@@ -52,12 +52,17 @@ def exact_truth(docs: SparseBatch, queries: SparseBatch, k: int) -> tuple[np.nda
     return top, kth
 
 
-def true_scores(docs: SparseBatch, queries: SparseBatch) -> Callable[[int, np.ndarray], np.ndarray]:
-    """score(i, rows): query i's float32 scores of the given document rows (scipy), for ``recall_at_k``."""
+def true_scores(docs: SparseBatch, queries: SparseBatch,
+                order: np.ndarray | None = None) -> Callable[[int, np.ndarray], np.ndarray]:
+    """score(i, rows): query i's float32 scores of the given original document numbers (scipy), for
+    ``recall_at_k``; ``docs`` are in ``order`` (new position -> original number; None: the original order)."""
     dm, qm = docs.to_scipy(), queries.to_scipy()
+    position = np.arange(len(docs))
+    if order is not None:
+        position[order] = np.arange(len(order))
 
     def score(i: int, got: np.ndarray) -> np.ndarray:
-        return np.asarray((qm[i] @ dm[got].T).todense()).ravel()
+        return np.asarray((qm[i] @ dm[position[got]].T).todense()).ravel()
     return score
 
 
@@ -78,14 +83,14 @@ def recall_at_k(found: list[np.ndarray], truth: np.ndarray, kth: np.ndarray, tru
 # ---- suites -------------------------------------------------------------------------------------------------------
 def scipy_suite(ctx: Context) -> list[Runner]:
     """Brute force: one sparse row times the term-major matrix, then argpartition."""
-    dt, build_s = timed(lambda: ctx.docs.to_scipy().T.tocsr())
+    dt, build_s = timed(lambda: ctx.reordered.to_scipy().T.tocsr())
     q = ctx.queries.to_scipy()
     k = ctx.k
 
     def search(i: int) -> np.ndarray:
         s = (q[i] @ dt).toarray().ravel()
         top = np.argpartition(-s, k)[:k]
-        return top[np.argsort(-s[top])]
+        return ctx.order[top[np.argsort(-s[top])]]
 
     nbytes = dt.data.nbytes + dt.indices.nbytes + dt.indptr.nbytes
     return [Runner("scipy", {"layout": "term-major csr, float32"}, build_s, nbytes, search)]
@@ -226,9 +231,9 @@ def splade_index_suite(ctx: Context) -> list[Runner]:
         from splade_index.numba.retrieve_utils import _retrieve_internal_jitted_parallel as retrieve
     except ImportError:
         return []
-    csc, build_s = timed(lambda: ctx.docs.to_scipy().tocsc())
+    csc, build_s = timed(lambda: ctx.reordered.to_scipy().tocsc())
     data, indptr, indices = csc.data.astype(np.float32), csc.indptr, csc.indices
-    n, k = len(ctx.docs), ctx.k
+    n, k = len(ctx.reordered), ctx.k
     f32, i32 = np.dtype("float32"), np.dtype("int32")
 
     def search(i: int) -> np.ndarray:
@@ -239,7 +244,7 @@ def splade_index_suite(ctx: Context) -> list[Runner]:
             _, docs = retrieve(t, w, np.array([0, len(t)], np.int32), k, True, f32, i32, data, indptr, indices, n)
         finally:
             numba.set_num_threads(threads)
-        return docs[0].astype(np.int64)
+        return ctx.order[docs[0][docs[0] >= 0]]
 
     search(0)   # compile outside the timing
     nbytes = data.nbytes + indptr.nbytes + indices.nbytes
@@ -388,6 +393,8 @@ def run(docs_path: Path, queries_path: Path, k: int, output: Path, n_queries: in
     if n_queries:
         queries = queries.take(np.arange(min(n_queries, len(queries))))
     order, reorder_s = timed(lambda: bisection_order(ForwardIndex.from_vectors(docs, "float32")))
+    n_docs = len(docs)
+    docs = docs.take(order)   # the original order is not kept: at 1M passages each copy is 2.4 GB
     tmp = Path(tempfile.mkdtemp(prefix="lsr-bench-index-", dir=workdir))
     ctx = Context(docs, queries, k, tmp, order, reorder_s, list(block_sizes), list(alphas), list(betas),
                   list(quantizations), seismic_grid=seismic_grid or {})
@@ -396,7 +403,8 @@ def run(docs_path: Path, queries_path: Path, k: int, output: Path, n_queries: in
         wanted = None if suites is None else {n for s in suites for n in SUITE_GROUPS.get(s, (s,))}
         chosen = [s for s in SUITES if wanted is None or s.__name__.removesuffix("_suite") in wanted]
         truth, kth = exact_truth(docs, queries, k)   # before the builds: its transposed copy is gone by then
-        true_score = true_scores(docs, queries)
+        truth = np.where(truth >= 0, order[np.maximum(truth, 0)], -1)   # original document numbers
+        true_score = true_scores(docs, queries, order)
         runners = [r for suite in chosen for r in suite(ctx)]
 
         timing = time_runners(runners, len(queries), rounds)
@@ -409,7 +417,7 @@ def run(docs_path: Path, queries_path: Path, k: int, output: Path, n_queries: in
                             "build_s": round(r.build_s, 2), "index_bytes": int(r.index_bytes), **r.extra})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    report = {"docs": len(docs), "queries": len(queries), "k": k, "methods": entries, "batch": ctx.batch,
+    report = {"docs": n_docs, "queries": len(queries), "k": k, "methods": entries, "batch": ctx.batch,
               "targets": targets(entries, ctx.batch),
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_before": load_before,
                           "load_after": os.getloadavg(), "rounds": rounds, "docs_file": str(docs_path),
