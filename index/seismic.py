@@ -258,8 +258,10 @@ def _build_lists(terms, post_indptr, post_docs, post_values, kept, centroid_frac
         n_records += nr
         n_bytes += nbytes
         n_samples += ns
-    return (counts, docs_out, block_sizes[:n_blocks], block_scale[:n_blocks], record_terms[:n_records],
-            record_sizes[:n_records], entries[:n_bytes], samples[:n_samples], fence[:n_samples])
+    # copies: the buffers are sized for every kept posting or grown by doubling, and would stay held until placed
+    return (counts, docs_out, block_sizes[:n_blocks].copy(), block_scale[:n_blocks].copy(),
+            record_terms[:n_records].copy(), record_sizes[:n_records].copy(), entries[:n_bytes].copy(),
+            samples[:n_samples].copy(), fence[:n_samples].copy())
 
 
 @njit(cache=True, nogil=True)
@@ -301,7 +303,7 @@ def build_arrays(fwd_indptr: np.ndarray, fwd_terms: np.ndarray, fwd_values: np.n
                             fwd_indptr, fwd_terms, fwd_values, *cut, record_dtype)
 
     with ThreadPoolExecutor(threads) as pool:
-        results = list(pool.map(run, chunks))
+        results = [list(r) for r in pool.map(run, chunks)]
     per_term = np.zeros((5, vocab_size), dtype=np.int64)
     for terms, (counts, *_) in zip(chunks, results):
         per_term[:, terms] = counts
@@ -312,6 +314,7 @@ def build_arrays(fwd_indptr: np.ndarray, fwd_terms: np.ndarray, fwd_values: np.n
         out = np.empty(offsets[kind][-1], dtype=results[0][1 + a].dtype)
         for terms, result in zip(chunks, results):
             _place(terms, result[0][kind], result[1 + a], offsets[kind], out)
+            result[1 + a] = None   # placed: freed now, so the build peaks near one copy of the arrays, not two
         outs.append(out)
     docs, block_sizes, block_scale, record_terms, record_sizes, entries, samples, fence = outs
     list_blocks, list_records, list_entries, list_samples = offsets[1:]
