@@ -8,12 +8,16 @@ import logging
 import threading
 from typing import Callable
 
+from lsr.core.priority import lower_thread_priority
+
 log = logging.getLogger(__name__)
 
 
 class Background:
-    def __init__(self, step: Callable[[], bool], name: str, interval: float | None = None):
+    def __init__(self, step: Callable[[], bool], name: str, interval: float | None = None, nice: int = 0):
+        """``nice``: added to the thread's nice value (``lsr.core.priority``), and so to its build threads'."""
         self._step = step
+        self._nice = nice
         self._interval = interval
         self._wake = threading.Event()
         self._stop = False
@@ -25,6 +29,7 @@ class Background:
         self._wake.set()
 
     def _run(self) -> None:
+        lower_thread_priority(self._nice)
         while True:
             self._wake.wait(self._interval)
             self._wake.clear()

@@ -117,13 +117,13 @@ class Writer:
     def open(cls, path: Path, *, verify: bool = True, lock_timeout: float = 0.0, flush_docs: int = 10_000,
              flush_age: float | None = None, merge_policy: TieredMergePolicy | None = None,
              background_merges: bool = True, background_flushes: bool = True,
-             build_threads: int | None = None) -> "Writer":
+             build_threads: int | None = None, upkeep_nice: int = 10) -> "Writer":
         """Takes the writer lock, removes what a crash left behind, replays the log after the manifest's wal_seq.
         ``flush_docs`` / ``flush_age``: the flusher thread commits the buffer once it holds that many documents, or
         once its oldest write is that many seconds old (None: by size only); ``background_flushes=False`` flushes a
         full buffer on the thread of the write that fills it instead (deterministic segments, for tests and bulk
         loads). ``build_threads``: Numba threads of flushes and merges (default: all cores but one, left to
-        searches)."""
+        searches). ``upkeep_nice``: the flusher's and merger's threads run that much nicer than searches (Linux)."""
         validate.integer("flush_docs", flush_docs, 1)
         if flush_age is not None:
             validate.number("flush_age", flush_age, 0, low_open=True)
@@ -131,6 +131,7 @@ class Writer:
                 raise ValueError("flush_age needs background_flushes: only the flusher thread flushes by age")
         if build_threads is not None:
             validate.integer("build_threads", build_threads, 1)
+        validate.integer("upkeep_nice", upkeep_nice, 0, 19)
         build_threads = build_threads or max(1, (os.cpu_count() or 1) - 1)
         Manifest.read(path)   # a clear error for a folder that is not an index, before creating the lock file
         lock = WriterLock(path).acquire(lock_timeout)
@@ -144,9 +145,10 @@ class Writer:
             lock.release()
             raise
         if background_flushes:
-            writer._flusher = Background(writer.flush_due, "lsr-flush", flush_age / 4 if flush_age else None)
+            writer._flusher = Background(writer.flush_due, "lsr-flush", flush_age / 4 if flush_age else None,
+                                         upkeep_nice)
         if background_merges:
-            writer._merger = Background(writer.merge_once, "lsr-merge")
+            writer._merger = Background(writer.merge_once, "lsr-merge", nice=upkeep_nice)
             writer._merger.wake()
         return writer
 

@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from lsr.core.priority import lower_thread_priority
 from lsr.core.sparse import SparseBatch
 
 Row = tuple[np.ndarray, np.ndarray]
@@ -44,7 +45,7 @@ class MicroBatcher:
     def __init__(self, encode: Callable[[list[str]], SparseBatch], *, window_ms: float, max_batch: int,
                  in_flight: Callable[[], int] = lambda: 0,
                  observe: Callable[[int, float], None] = lambda n, seconds: None,
-                 document_threads: int | None = None):
+                 document_threads: int | None = None, document_nice: int = 0):
         self._encode = encode
         self.window = window_ms / 1000.0
         self.max_batch = max_batch
@@ -55,7 +56,8 @@ class MicroBatcher:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="lsr-encode")
         self.document_threads = document_threads or 1
         self._documents = self._pool if document_threads is None else \
-            ThreadPoolExecutor(document_threads, thread_name_prefix="lsr-encode-docs")
+            ThreadPoolExecutor(document_threads, thread_name_prefix="lsr-encode-docs", initializer=lower_thread_priority,
+                               initargs=(document_nice,))
         self.batches = 0
         self.texts = 0
         self._expect = 0  # requests in flight when the previous batch finished
@@ -83,7 +85,7 @@ class MicroBatcher:
 
     async def run(self, fn: Callable, *args):
         """Runs other encoder work (documents to index): on one of ``document_threads`` threads beside the query
-        batches' own, or, where that is None (an encoder not to be called from two threads at once), on the query
+        batches' own, ``document_nice`` nicer than them (``lsr.core.priority``), or, where that is None (an encoder not to be called from two threads at once), on the query
         batches' thread between batches."""
         return await asyncio.get_running_loop().run_in_executor(self._documents, fn, *args)
 

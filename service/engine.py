@@ -118,7 +118,8 @@ class Engine:
                                     max_batch=self.settings.max_encode_batch, in_flight=lambda: self.metrics.active,
                                     observe=self.metrics.observe_encode,
                                     document_threads=self.settings.document_threads if getattr(
-                                        encoder, "parallel_calls", False) else None)
+                                        encoder, "parallel_calls", False) else None,
+                                    document_nice=self.settings.ingest_nice)
         self.encoder = encoder
 
     @property

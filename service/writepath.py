@@ -101,7 +101,7 @@ class WritePath:
     def _writable(folder: Path, settings: Settings) -> Index:
         return Index.open(folder, verify=settings.verify_checksums, writable=True, lock_timeout=0,
                           refresh_interval=settings.refresh_interval, flush_docs=settings.flush_docs,
-                          flush_age=settings.flush_age)
+                          flush_age=settings.flush_age, upkeep_nice=settings.ingest_nice)
 
     @property
     def owner(self) -> bool:
