@@ -366,7 +366,8 @@ def scale_run(
 
 @scale_app.command("growth")
 def scale_growth(
-    reports: Path = typer.Option(Path("bench/results/scale"), help="folder of the <documents>.json reports"),
+    reports: list[Path] = typer.Option([Path("bench/results/scale")], help="folder of the <documents>.json reports "
+                                       "(repeat: runs of other suites; one size's reports pool their methods)"),
     plot: Path = typer.Option(Path("bench/results/scale/growth.png")),
 ) -> None:
     """Latency against corpus size per method (fastest setting per size): growth.json beside the plot, and a PNG."""
@@ -374,9 +375,9 @@ def scale_growth(
     from bench.scale import growth
     from lsr.core.atomic import atomic_write_text
 
-    found = [json.loads(p.read_text()) for p in sorted(reports.glob("*.json")) if p.stem.isdigit()]
+    found = [json.loads(p.read_text()) for folder in reports for p in sorted(folder.glob("*.json")) if p.stem.isdigit()]
     if not found:
-        fail(f"{reports}: no <documents>.json report (run `lsr bench scale run` first)")
+        fail(f"{', '.join(map(str, reports))}: no <documents>.json report (run `lsr bench scale run` first)")
     series = growth(found)
     name = found[0].get("corpus", {}).get("name", "")
     growth_plot(series, plot, title=f"{name}: latency against corpus size".lstrip(": "))

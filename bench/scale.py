@@ -113,13 +113,17 @@ SERIES = {   # label -> (method name, which of its settings)
 
 
 def growth(reports: list[dict]) -> dict[str, list[dict]]:
-    """Per series, the fastest qualifying setting at each size: docs, mean and p99 ms, recall, the setting."""
+    """Per series, the fastest qualifying setting at each size: docs, mean and p99 ms, recall, the setting. Reports
+    of one size (runs of different suites) pool their methods."""
+    by_size: dict[int, list[dict]] = {}
+    for report in reports:
+        by_size.setdefault(report["docs"], []).extend(report["methods"])
     out: dict[str, list[dict]] = {}
-    for report in sorted(reports, key=lambda r: r["docs"]):
+    for docs in sorted(by_size):
         for label, (name, cond) in SERIES.items():
-            e = _fastest(report["methods"], name, cond)
+            e = _fastest(by_size[docs], name, cond)
             if e:
-                out.setdefault(label, []).append({"docs": report["docs"], "mean_ms": e["mean_ms"], "p99_ms": e["p99_ms"],
+                out.setdefault(label, []).append({"docs": docs, "mean_ms": e["mean_ms"], "p99_ms": e["p99_ms"],
                                                   "recall@10": e["recall@10"], "params": e["params"]})
     return out
 

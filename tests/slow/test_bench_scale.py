@@ -56,6 +56,18 @@ def test_scale_reports_growth_and_judged_queries(tmp_path):
     series = json.loads((out / "growth.json").read_text())
     assert [p["docs"] for p in series["exact (uint8)"]] == [100, 300]
     assert (out / "growth.png").stat().st_size > 10_000
+    # another suite's run of one size, in its own folder: its methods join that size's, no size repeats
+    other = tmp_path / "scale-peer"
+    other.mkdir()
+    report = json.loads((out / "300.json").read_text())
+    report["methods"] = [{**e, "name": "peer-bmp", "mean_ms": 99.0} for e in report["methods"] if e["name"] == "bmp"]
+    (other / "300.json").write_text(json.dumps(report))
+    r = runner.invoke(app, ["bench", "scale", "growth", "--reports", str(out), "--reports", str(other), "--plot",
+                            str(tmp_path / "pooled.png")])
+    assert r.exit_code == 0, r.output
+    pooled = json.loads((tmp_path / "pooled.json").read_text())
+    assert [p["docs"] for p in pooled["exact (uint8)"]] == [100, 300] and pooled["exact (uint8)"] == series["exact (uint8)"]
+    assert [(p["docs"], p["mean_ms"]) for p in pooled["peer-bmp safe"]] == [(300, 99.0)]
     r = runner.invoke(app, ["bench", "scale", "judged", "--docs", str(tmp_path / "d.npz"), "--queries",
                             str(tmp_path / "q.npz"), "--corpus", str(corpus), "--report", str(out / "300.json"),
                             "--output", str(out / "judged.json")])
