@@ -9,7 +9,8 @@
    acknowledgement; /stats every second gives the segment count over the run.
 3. Text ingest: the same clients post the windows texts (20 per request), encoded by the service's workers;
    against the encoder's own documents/s (the service's numpy encoder, one thread, in as many processes as the
-   server has workers, on the same texts), measured just before the server starts.
+   server has workers, on the same texts), measured just before the server starts. Then half as long again with the
+   search client going on: search p99 during text ingest against idle, and the ingest rate it leaves.
 4. /healthz under the heaviest search load the limits allow: 4 clients post /search/batch at max_batch queries of
    max_k hits; another client times /healthz.
 5. Kills (``kill_trial``): the whole server (its process group) is SIGKILLed at a random moment while 4 clients
@@ -404,13 +405,21 @@ def run(vectors: Path, texts: Path, output: Path, *, seconds: float = 20.0, per_
                 docs = corpus.take(20, "t")
                 return docs, ndjson([corpus.text_doc(d, r) for d, r in docs])
 
-            acked, errors, dealt = [], [], []
-            wall = _ingest(server.url, text_batch, clients, seconds, acked, errors, server, dealt)
-            docs = sum(len(a[2]) for a in acked)
-            report["text_ingest"] = {"docs": docs, "docs_per_s": round(docs / wall, 1), "connections_per_worker": dealt,
-                                     "requests": _pct([a[1] for a in acked]), "error_count": len(errors),
-                                     "vs_encoder": round(docs / wall / report["encoder_docs_per_s"], 2),
-                                     "load": load_avg()}
+            def text_run(run_s: float, searching: SearchClient | None = None) -> dict:
+                acked, errors, dealt = [], [], []
+                wall = _ingest(server.url, text_batch, clients, run_s, acked, errors, server, dealt)
+                docs = sum(len(a[2]) for a in acked)
+                out = {"docs": docs, "docs_per_s": round(docs / wall, 1), "connections_per_worker": dealt,
+                       "requests": _pct([a[1] for a in acked]), "error_count": len(errors),
+                       "vs_encoder": round(docs / wall / report["encoder_docs_per_s"], 2)}
+                if searching is not None:   # the encoder's threads on every core: searches must still come first
+                    during = _pct(searching.stop())
+                    out.update(search_during_ingest=during, search_p99_ratio=round(during["p99_ms"] / _pct(idle)[
+                        "p99_ms"], 2))
+                return {**out, "load": load_avg()}
+
+            report["text_ingest"] = text_run(seconds)
+            report["text_ingest_with_searches"] = text_run(seconds / 2, SearchClient(server.url, queries))
             heavy = {"queries": [{**queries[i], "k": 1000} for i in range(64)]}
             report["healthz_under_search_load"] = {**healthz_under_load(server.url, heavy, clients, seconds / 2),
                                                    "load": load_avg()}
