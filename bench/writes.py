@@ -397,9 +397,11 @@ def run(vectors: Path, texts: Path, output: Path, *, seconds: float = 20.0, per_
                 "search_idle": _pct(idle), "search_during_ingest": _pct(during),
                 "connections_per_worker": dealt,   # the ingest and search clients' and the prober's, as dealt
                 "load": load_avg()}
-            report["vector_ingest"]["search_p99_ratio"] = round(
-                report["vector_ingest"]["search_during_ingest"]["p99_ms"] / report["vector_ingest"]["search_idle"][
-                    "p99_ms"], 2)
+
+            def p99_ratio(during: dict) -> float:   # search p99 during ingest against idle
+                return round(during["p99_ms"] / report["vector_ingest"]["search_idle"]["p99_ms"], 2)
+
+            report["vector_ingest"]["search_p99_ratio"] = p99_ratio(report["vector_ingest"]["search_during_ingest"])
 
             def text_batch():
                 docs = corpus.take(20, "t")
@@ -414,8 +416,7 @@ def run(vectors: Path, texts: Path, output: Path, *, seconds: float = 20.0, per_
                        "vs_encoder": round(docs / wall / report["encoder_docs_per_s"], 2)}
                 if searching is not None:   # the encoder's threads on every core: searches must still come first
                     during = _pct(searching.stop())
-                    out.update(search_during_ingest=during, search_p99_ratio=round(during["p99_ms"] / _pct(idle)[
-                        "p99_ms"], 2))
+                    out.update(search_during_ingest=during, search_p99_ratio=p99_ratio(during))
                 return {**out, "load": load_avg()}
 
             report["text_ingest"] = text_run(seconds)

@@ -146,7 +146,7 @@ class Writer:
             raise
         if background_flushes:
             writer._flusher = Background(writer.flush_due, "lsr-flush", flush_age / 4 if flush_age else None,
-                                         upkeep_nice)
+                                         nice=upkeep_nice)
         if background_merges:
             writer._merger = Background(writer.merge_once, "lsr-merge", nice=upkeep_nice)
             writer._merger.wake()

@@ -56,8 +56,8 @@ class MicroBatcher:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="lsr-encode")
         self.document_threads = document_threads or 1
         self._documents = self._pool if document_threads is None else \
-            ThreadPoolExecutor(document_threads, thread_name_prefix="lsr-encode-docs", initializer=lower_thread_priority,
-                               initargs=(document_nice,))
+            ThreadPoolExecutor(document_threads, thread_name_prefix="lsr-encode-docs",
+                               initializer=lower_thread_priority, initargs=(document_nice,))
         self.batches = 0
         self.texts = 0
         self._expect = 0  # requests in flight when the previous batch finished
@@ -85,8 +85,8 @@ class MicroBatcher:
 
     async def run(self, fn: Callable, *args):
         """Runs other encoder work (documents to index): on one of ``document_threads`` threads beside the query
-        batches' own, ``document_nice`` nicer than them (``lsr.core.priority``), or, where that is None (an encoder not to be called from two threads at once), on the query
-        batches' thread between batches."""
+        batches' own, ``document_nice`` nicer than them (``lsr.core.priority``), or, where that is None (an encoder
+        not to be called from two threads at once), on the query batches' thread between batches."""
         return await asyncio.get_running_loop().run_in_executor(self._documents, fn, *args)
 
     async def _gather(self) -> list[tuple[str, asyncio.Future]]:

@@ -317,7 +317,8 @@ class Encoder:
         if not padded:
             inputs = {"input_ids": batch["input_ids"]}
         elif self.key_mask:
-            inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"][:, None, None, :].bool()}
+            keys = batch["attention_mask"][:, None, None, :].bool()
+            inputs = {"input_ids": batch["input_ids"], "attention_mask": keys}
         else:
             inputs = batch
         hidden = self.model(**inputs).logits  # the decoder is an identity: transformed hidden states (B, L, H)

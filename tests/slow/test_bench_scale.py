@@ -66,7 +66,7 @@ def test_scale_reports_growth_and_judged_queries(tmp_path):
                             str(tmp_path / "pooled.png")])
     assert r.exit_code == 0, r.output
     pooled = json.loads((tmp_path / "pooled.json").read_text())
-    assert [p["docs"] for p in pooled["exact (uint8)"]] == [100, 300] and pooled["exact (uint8)"] == series["exact (uint8)"]
+    assert pooled["exact (uint8)"] == series["exact (uint8)"]   # sizes 100 and 300, once each
     assert [(p["docs"], p["mean_ms"]) for p in pooled["peer-bmp safe"]] == [(300, 99.0)]
     r = runner.invoke(app, ["bench", "scale", "judged", "--docs", str(tmp_path / "d.npz"), "--queries",
                             str(tmp_path / "q.npz"), "--corpus", str(corpus), "--report", str(out / "300.json"),
