@@ -13,9 +13,9 @@ raises ``Unsupported``, and ``lsr.encoding.loader.load_query_encoder`` falls bac
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
-import math
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lsr.core.sparse import SparseBatch
-from lsr.encoding import screen
+from lsr.encoding import forward, screen
 from lsr.encoding.heap import keep_freed_memory
 from lsr.encoding.models import DEFAULT_MODEL, resolve_model, vocab_fingerprint
 from lsr.encoding.texts import DOCUMENT_MAX_LENGTH, QUERY_MAX_LENGTH, EncodeStats, check_texts
@@ -55,39 +55,10 @@ class Unsupported(ValueError):
     """The checkpoint is outside what the numpy forward covers (the torch Encoder handles it)."""
 
 
-def erf(x: np.ndarray) -> np.ndarray:
-    """float32 erf within 6e-7 (Abramowitz & Stegun 7.1.26, 1.5e-7, plus float32 rounding): the vectors still equal
-    torch's as closely as before (the float32 products differ more), at half the cost of scipy.special.erf, whose
-    import would add 0.3 s to a process that needs nothing else of scipy.special."""
-    a = np.abs(x)
-    t = 1.0 / (1.0 + np.float32(0.3275911) * a)
-    poly = ((((np.float32(1.061405429) * t - np.float32(1.453152027)) * t + np.float32(1.421413741)) * t
-             - np.float32(0.284496736)) * t + np.float32(0.254829592)) * t
-    return np.copysign(1.0 - poly * np.exp(-a * a), x)
-
-
-def _gelu(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1.0 + erf(x * np.float32(1 / math.sqrt(2))))
-
-
-def _gelu_tanh(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1.0 + np.tanh(np.float32(math.sqrt(2 / math.pi)) * (x + np.float32(0.044715) * x ** 3)))
-
-
-ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "gelu": _gelu, "gelu_new": _gelu_tanh, "gelu_pytorch_tanh": _gelu_tanh, "relu": lambda x: np.maximum(x, 0),
-}
-
-
 @dataclass(frozen=True)
 class Dense:
-    weight: np.ndarray   # (out, in), as stored: x @ weight.T runs on the transposed view, no copy
+    weight: np.ndarray   # (out, in), as stored
     bias: np.ndarray
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        y = x @ self.weight.T
-        y += self.bias
-        return y
 
 
 @dataclass(frozen=True)
@@ -95,11 +66,6 @@ class Norm:
     weight: np.ndarray
     bias: np.ndarray
     eps: float
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        centred = x - x.mean(-1, keepdims=True)
-        scale = 1.0 / np.sqrt((centred * centred).mean(-1, keepdims=True) + np.float32(self.eps))
-        return centred * scale * self.weight + self.bias
 
 
 @dataclass(frozen=True)
@@ -197,65 +163,47 @@ class Network:
     def vocab_size(self) -> int:
         return int(self.decoder.shape[1])
 
-    def hidden(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """The MLM head's transformed hidden states of the real tokens, (tokens, H), in row-major order of ``ids``.
+    def hidden(self, ids: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """The MLM head's transformed hidden states (tokens, H) of texts laid end to end: text s is the token ids
+        ``ids[starts[s]:starts[s + 1]]`` (int64)."""
+        act = forward.ACTIVATIONS[self.activation]
+        n0 = self.norm0
+        x = forward.embed(ids, starts, self.words, self.positions, self.token_type, n0.weight, n0.bias, n0.eps)
+        for f in self.layers:
+            x = forward.layer(x, starts, self.heads, f.query.weight, f.query.bias, f.key.weight, f.key.bias,
+                              f.value.weight, f.value.bias, f.out.weight, f.out.bias, f.norm1.weight, f.norm1.bias,
+                              f.up.weight, f.up.bias, f.down.weight, f.down.bias, f.norm2.weight, f.norm2.bias,
+                              f.norm2.eps, act)
+        t, tn = self.transform, self.transform_norm
+        return forward.transform(x, t.weight, t.bias, tn.weight, tn.bias, tn.eps, act)
 
-        ids and mask (B, L); a row's padding is masked out of attention and dropped before the head.
-        """
-        B, L = ids.shape
-        H = self.words.shape[1]
-        x = self.words[ids.reshape(-1)] + np.tile(self.positions[:L], (B, 1)) + self.token_type   # (B*L, H)
-        x = self.norm0(x)
-        act = ACTIVATIONS[self.activation]
-        d = H // self.heads
-        padded = not mask.all()
-        neg = np.where(mask, 0, np.finfo(np.float32).min).astype(np.float32)[:, None, None, :] if padded else None
-        scale = np.float32(1 / math.sqrt(d))
-        for layer in self.layers:
-            q, k, v = (f(x).reshape(B, L, self.heads, d).transpose(0, 2, 1, 3)
-                       for f in (layer.query, layer.key, layer.value))
-            scores = q @ k.transpose(0, 1, 3, 2)                      # (B, heads, L, L)
-            scores *= scale
-            if neg is not None:
-                scores += neg
-            scores -= scores.max(-1, keepdims=True)
-            np.exp(scores, out=scores)
-            scores /= scores.sum(-1, keepdims=True)
-            context = (scores @ v).transpose(0, 2, 1, 3).reshape(B * L, H)
-            x = layer.norm1(layer.out(context) + x)
-            x = layer.norm2(layer.down(act(layer.up(x))) + x)
-        if padded:
-            x = x[mask.reshape(-1)]
-        return self.transform_norm(act(self.transform(x)))
-
-    def splade(self, ids: np.ndarray, mask: np.ndarray, pooling: str = "max",
+    def splade(self, ids: np.ndarray, starts: np.ndarray, pooling: str = "max",
                centre: screen.Centre | None = None) -> np.ndarray:
-        """Dense (B, V) float32 SPLADE weights: log(1 + relu(logits)) max- (or sum-) pooled over the real tokens.
+        """Dense (texts, V) float32 SPLADE weights of texts laid end to end (as ``hidden``): log(1 + relu(logits))
+        max- (or sum-) pooled over each text's tokens.
 
         The (tokens, V) logits exist one vocabulary chunk at a time. For max pooling the bias is added after the max
-        (the same float32 result: rounding is monotonic) and log1p(relu) runs on the (B, V) maxima only.
+        (the same float32 result: rounding is monotonic) and log1p(relu) runs on the (texts, V) maxima only.
         Max pooling goes through ``lsr.encoding.screen`` wherever the CPU allows, always: a text's vector must not
         depend on what the process encoded before (the two heads differ in the last bits). ``centre``: the
         screen's fixed centre (``screen.Centre``); each text's own mean when None.
         """
-        h = self.hidden(ids, mask)
-        lengths = mask.sum(1)
-        starts = np.r_[0, np.cumsum(lengths)[:-1]]
+        h = self.hidden(ids, starts)
         if pooling == "max" and screen.available():   # the integer screen, then the survivors in float32
-            docs = [h[a:a + n] for a, n in zip(starts, lengths)]
+            docs = [h[a:b] for a, b in itertools.pairwise(starts)]
             return screen.max_pool(docs, self.decoder.T, self.decoder_bias, self.packed_decoder, centre=centre)
-        V = self.vocab_size
-        out = np.empty((len(ids), V), dtype=np.float32)
+        V, texts = self.vocab_size, len(starts) - 1
+        out = np.empty((texts, V), dtype=np.float32)
         step = max(256, min(V, _LOGITS_BYTES // (4 * max(len(h), 1))))
         for lo in range(0, V, step):
             hi = min(V, lo + step)
             logits = h @ self.decoder[:, lo:hi]
             if pooling == "max":
-                out[:, lo:hi] = logits.max(0) if len(ids) == 1 else np.maximum.reduceat(logits, starts, axis=0)
+                out[:, lo:hi] = logits.max(0) if texts == 1 else np.maximum.reduceat(logits, starts[:-1], axis=0)
             else:
                 logits += self.decoder_bias[lo:hi]
                 np.log1p(np.maximum(logits, 0, out=logits), out=logits)
-                out[:, lo:hi] = np.add.reduceat(logits, starts, axis=0)
+                out[:, lo:hi] = np.add.reduceat(logits, starts[:-1], axis=0)
         if pooling == "max":
             out += self.decoder_bias
             np.maximum(out, 0, out=out)
@@ -297,8 +245,8 @@ def _config_fields(model_type: str, config: dict) -> dict:
     else:
         fields = {"heads": config["n_heads"], "layers": config["n_layers"],
                   "activation": config.get("activation", "gelu"), "eps": 1e-12}
-    if fields["activation"] not in ACTIVATIONS:
-        raise Unsupported(f"activation {fields['activation']!r} (covered: {sorted(ACTIVATIONS)})")
+    if fields["activation"] not in forward.ACTIVATIONS:
+        raise Unsupported(f"activation {fields['activation']!r} (covered: {sorted(forward.ACTIVATIONS)})")
     return fields
 
 
@@ -359,7 +307,6 @@ class QueryEncoder:
         self.vocab_size = network.vocab_size
         self.vocab_fingerprint = vocab_fingerprint(tokenizer)
         self.stats = EncodeStats()
-        self._pad = tokenizer.padding["pad_id"] if tokenizer.padding else 0
         tokenizer.no_padding()
         self._length = 0   # the tokenizer's truncation length
         self._encode_batch = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)   # fast: no offsets
@@ -388,11 +335,11 @@ class QueryEncoder:
         if self.pooling != "max" or not screen.available():
             return None
         encodings = self._tokenize(list(CALIBRATION), len(self.network.positions))
+        ids, starts = _laid_end_to_end([e.ids for e in encodings])
         with screen.one_blas_thread():
-            states = [self.network.hidden(np.asarray([e.ids]), np.ones((1, len(e.ids)), dtype=bool))
-                      for e in encodings]
+            states = self.network.hidden(ids, starts)
         net = self.network
-        return screen.Centre.of(np.concatenate(states), net.decoder.T, net.decoder_bias)
+        return screen.Centre.of(states, net.decoder.T, net.decoder_bias)
 
     def vector_meta(self, max_length: int) -> dict:
         """What a vectors file records of the encoder that made it (as ``Encoder.vector_meta``)."""
@@ -418,39 +365,39 @@ class QueryEncoder:
     def encode(self, texts: Sequence[str], *, max_length: int, batch_size: int | None = None,
                top_k: int | None = None, min_weight: float | None = None,
                progress: Callable[[int], None] | None = None) -> SparseBatch:
-        """Vectors of ``texts`` in input order; blank texts give empty vectors. Batches are length-sorted; top_k
-        keeps the heaviest terms of each vector, min_weight drops smaller weights, progress(n) follows each batch."""
+        """Vectors of ``texts`` in input order; blank texts give empty vectors. top_k keeps the heaviest terms of each
+        vector, min_weight drops smaller weights, progress(n) follows each batch."""
         texts = check_texts(texts)
         if top_k is not None and top_k <= 0:
             raise ValueError(f"top_k must be positive, got {top_k}")
         batch_size = batch_size or self.batch_size
         kept = [i for i, t in enumerate(texts) if t.strip()]
         encodings = self._tokenize([texts[i] for i in kept], max_length) if kept else []
-        ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
-        lengths = np.array([len(x) for x in ids], dtype=np.int64)
+        lengths = [len(e.ids) for e in encodings]
         self.stats = EncodeStats(texts=len(texts), truncated=sum(bool(e.overflowing) for e in encodings),
-                                 tokens=int(lengths.sum()), max_length=max_length)
+                                 tokens=sum(lengths), max_length=max_length)
         rows: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int32), np.zeros(0, np.float32))] * len(texts)
-        order = np.argsort(-lengths, kind="stable")
         with screen.one_blas_thread():   # the same vector whatever the process's BLAS threads
-            for lo in range(0, len(order), batch_size):
-                chunk = order[lo:lo + batch_size]
-                width = int(lengths[chunk[0]])
-                batch = np.full((len(chunk), width), self._pad, dtype=np.int64)
-                for r, j in enumerate(chunk):
-                    batch[r, :lengths[j]] = ids[j]
-                weights = self.network.splade(batch, np.arange(width) < lengths[chunk][:, None], self.pooling,
-                                              self._centre)
-                for r, j in enumerate(chunk):
-                    rows[kept[j]] = _prune(weights[r], top_k, min_weight)
+            for lo in range(0, len(kept), batch_size):
+                ids, starts = _laid_end_to_end([e.ids for e in encodings[lo:lo + batch_size]])
+                weights = self.network.splade(ids, starts, self.pooling, self._centre)
+                for r, j in enumerate(kept[lo:lo + batch_size]):
+                    rows[j] = _prune(weights[r], top_k, min_weight)
                 if progress:
-                    progress(len(chunk))
+                    progress(len(weights))
         if progress and len(texts) > len(kept):
             progress(len(texts) - len(kept))
         if self.stats.truncated:
             log.info("%d of %d texts were longer than %d tokens and were truncated", self.stats.truncated,
                      len(texts), max_length)
         return SparseBatch.from_rows(rows, self.vocab_size)
+
+
+def _laid_end_to_end(token_ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Texts' token ids end to end (int64) and where each starts (texts + 1 offsets): ``Network.hidden``'s input."""
+    starts = np.zeros(len(token_ids) + 1, dtype=np.int64)
+    np.cumsum([len(t) for t in token_ids], out=starts[1:])
+    return np.fromiter((i for t in token_ids for i in t), np.int64, int(starts[-1])), starts
 
 
 def _prune(w: np.ndarray, top_k: int | None, min_weight: float | None) -> tuple[np.ndarray, np.ndarray]:

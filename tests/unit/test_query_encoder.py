@@ -15,7 +15,7 @@ from lsr.encoding import screen
 from lsr.encoding.encoder import Encoder
 from lsr.encoding.loader import load_query_encoder
 from lsr.encoding.models import resolve_model
-from lsr.encoding.query import Network, QueryEncoder, Unsupported, erf
+from lsr.encoding.query import Network, QueryEncoder, Unsupported
 from lsr.encoding.texts import QUERY_MAX_LENGTH
 
 LONG = "The mitochondria is the powerhouse of the cell. " * 40        # 402 tokens: longer than any max_length here
@@ -129,10 +129,12 @@ def test_empty_input(numpy_encoder):
     assert len(numpy_encoder.encode_queries([])) == 0 and numpy_encoder.stats.texts == 0
 
 
-def test_erf_within_float32_needs():
-    x = np.linspace(-7, 7, 20001, dtype=np.float32)
-    want = np.array([math.erf(v) for v in x.astype(np.float64)])
-    assert erf(x).dtype == np.float32 and np.abs(erf(x) - want).max() < 6e-7
+def test_a_text_attends_to_its_own_tokens_only(numpy_encoder):
+    """Texts of a batch lie end to end with no padding: each text's vector is the one it gets alone (to float32
+    rounding: BLAS sums a product's rows in another order for another number of rows)."""
+    together = numpy_encoder.encode_queries(TEXTS, batch_size=len(TEXTS)).to_scipy().toarray()
+    alone = np.concatenate([numpy_encoder.encode_queries([t]).to_scipy().toarray() for t in TEXTS])
+    assert np.array_equal(together > 0, alone > 0) and np.abs(together - alone).max() <= 1e-5
 
 
 # ---- other checkpoints of the covered architectures, and the fallback ----------------------------------------------
