@@ -13,7 +13,7 @@ from typing import Iterator
 from pydantic import TypeAdapter
 from pydantic_core import to_json
 
-from lsr.service.batcher import Row
+from lsr.service.batcher import Deferred, Row
 from lsr.service.engine import Answer, Engine
 from lsr.service.limits import STORED_FIELDS
 from lsr.service.models import BatchError, InvalidBatchQuery, QueryTerm, SearchRequest
@@ -22,7 +22,7 @@ _TERMS = TypeAdapter(list[QueryTerm])
 PIECE_BYTES = 1 << 16   # hits are written in groups of about this many bytes
 
 
-def search_pieces(engine: Engine, req: SearchRequest, row: Row) -> Iterator[bytes]:
+def search_pieces(engine: Engine, req: SearchRequest, row: Row | Deferred) -> Iterator[bytes]:
     """``SearchResponse`` of one query (its QueryError raised with the first piece)."""
     answer = engine.answer(req, row)
     yield b'{"hits":['

@@ -14,6 +14,7 @@ A damaged index (a write-ahead log that does not replay, found at start or by a 
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -25,8 +26,7 @@ from lsr.index import Index, IndexCorrupt, InvalidQuery, check_query
 from lsr.index.snapshot import Snapshot
 from lsr.index.wal import check_replay
 from lsr.encoding.vocabulary import Vocabulary
-from lsr.service.batcher import BatcherClosed, MicroBatcher, Row, TextRejected
-from lsr.service.limits import STORED_FIELDS
+from lsr.service.batcher import BatcherClosed, Deferred, MicroBatcher, Row, TextRejected
 from lsr.service.metrics import Metrics
 from lsr.service.models import BatchError, Contribution, InvalidBatchQuery, QueryTerm, SearchRequest
 from lsr.service.offload import Offload
@@ -119,7 +119,8 @@ class Engine:
                                     observe=self.metrics.observe_encode,
                                     document_threads=self.settings.document_threads if getattr(
                                         encoder, "parallel_calls", False) else None,
-                                    document_nice=self.settings.ingest_nice)
+                                    document_nice=self.settings.ingest_nice,
+                                    any_thread=getattr(encoder, "parallel_calls", False))
         self.encoder = encoder
 
     @property
@@ -167,7 +168,8 @@ class Engine:
 
     # ---- queries -------------------------------------------------------------------------------------------------
     def _sparse(self, req: SearchRequest) -> Row:
-        if req.vocab_fingerprint and self.index.vocab_fingerprint and req.vocab_fingerprint != self.index.vocab_fingerprint:
+        fingerprint = self.index.vocab_fingerprint
+        if req.vocab_fingerprint and fingerprint and req.vocab_fingerprint != fingerprint:
             raise QueryError(f"the query's vocabulary (fingerprint {req.vocab_fingerprint}) is not the index's "
                              f"({self.index.vocab_fingerprint}, model {self.index.model!r}); encode it with that model")
         if req.terms is not None:
@@ -252,8 +254,12 @@ class Engine:
         each call), so no search pays for building the writer's in-memory segment."""
         return self.index.snapshot()
 
-    async def vector(self, req: SearchRequest) -> Row:
-        """One request's query vector; its error is raised (the endpoint's 422 or 503)."""
+    async def vector(self, req: SearchRequest) -> Row | Deferred:
+        """One request's query vector; its error is raised (the endpoint's 422 or 503). A lone text comes back
+        deferred, to be encoded on the pool thread that answers it (``MicroBatcher.lone``)."""
+        if req.query is not None and self.batcher is not None and self.batcher.lone() and self.ready:
+            self._check_method(req)
+            return functools.partial(self.batcher.encode_here, req.query)
         (row,) = await self.vectors([req])
         if isinstance(row, BaseException):
             raise row
@@ -265,9 +271,9 @@ class Engine:
         vectors = iter(await self.vectors(valid))
         return [next(vectors) if isinstance(q, SearchRequest) else None for q in items]
 
-    def answer(self, req: SearchRequest, row: Row) -> Answer:
+    def answer(self, req: SearchRequest, row: Row | Deferred) -> Answer:
         """One query's answer in the latest snapshot (on the pool); QueryError raised."""
-        return self._answer(req, row, self._snapshot())
+        return self._answer(req, row() if callable(row) else row, self._snapshot())
 
     def answer_all(self, items: list[SearchRequest | InvalidBatchQuery],
                    rows: list[Row | BaseException | None]) -> list[Answer | BatchError]:

@@ -231,8 +231,9 @@ def upper_bounds(h: np.ndarray, mean: np.ndarray, centre: np.ndarray, pw: Packed
     With d = h - mean, s = max|d| / LEVELS_D, D = rint(d / s) and w = scale * (q + e), |e| <= 1/2:
       d . w = s * scale * (D . q + D . e + r . q + r . e),  |r| <= 1/2, so
       d . w <= s * scale * (max_t D_t . q + max_t |D_t|_1 / 2 + |q|_1 / 2 + K / 4).
-    D . q is exact in integers (the kernel's (D + 64) . q, less 64 * sum q). mean . w + bias and the exact float32 path itself round; ``margin`` covers both with
-    twice the textbook bound (K + 1) * 2^-24 * sum |x_k w_k|, itself at most the product of the 2-norms.
+    D . q is exact in integers (the kernel's (D + 64) . q, less 64 * sum q). mean . w + bias and the exact float32
+    path itself round; ``margin`` covers both with twice the textbook bound (K + 1) * 2^-24 * sum |x_k w_k|,
+    itself at most the product of the 2-norms.
     """
     n, H = h.shape
     K = pw.packed.shape[1] * 4
