@@ -6,9 +6,11 @@ and never with a path or a pid of the server (the engine's ``public``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
+from lsr.core.priority import lower_thread_priority
 from lsr.index import IndexCorrupt
 from lsr.index.backup import BackupError, BackupExists, BackupNotFound
 from lsr.service.access import AccessLog
@@ -72,6 +75,10 @@ def create_app(index_dir: str | Path | Mapping[str, str | Path] | None = None, s
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         defer_termination(settings.shutdown_drain_s)
+        # What this service hands to asyncio.to_thread is ingest work (parsing write bodies, the writer's applies,
+        # snapshots): niced like the rest of ingest, so searches get the cores first.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(
+            thread_name_prefix="lsr-ingest", initializer=lower_thread_priority, initargs=(settings.ingest_nice,)))
         threading.Thread(target=indexes.load_encoders, name="lsr-load-encoder", daemon=True).start()
         for s in indexes:
             await s.documents.path.start()

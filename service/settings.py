@@ -78,9 +78,9 @@ class Settings(BaseSettings):
                                   description="threads that encode the texts of document writes at once, with the "
                                   "numpy encoder (default: cores): a worker that holds every ingest connection still "
                                   "uses every core (the torch encoder takes one batch at a time)")
-    ingest_nice: int = Field(10, ge=0, le=19, description="ingest work (the document threads, the writer's flushes "
-                             "and merges) runs this much nicer than searches, which get the cores first when both "
-                             "want them (Linux; 0: same priority)")
+    ingest_nice: int = Field(10, ge=0, le=19, description="ingest work (parsing write bodies, the document "
+                             "threads, the writer's applies, flushes and merges) runs this much nicer than searches, "
+                             "which get the cores first when both want them (Linux; 0: same priority)")
 
     @field_validator("api_keys", mode="before")
     @classmethod

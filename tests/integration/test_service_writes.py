@@ -4,7 +4,10 @@ with ``lsr index --append``; bad input named by its line and nothing of the requ
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
+import threading
 import time
 
 import numpy as np
@@ -18,6 +21,7 @@ from lsr.core.sample import stdlib_passages
 from lsr.index import Index
 from lsr.index.quantize import quantize
 from lsr.service import Settings, create_app
+from lsr.service.ingest import Incoming
 from tests.live_check import bm25_reference
 
 KEY = "k-writes"
@@ -204,3 +208,24 @@ def test_live_hybrid_equals_bm25_from_scratch(folder, built, encoder, passages):
             want = fuse([splade, bm25_reference(texts, q, 50)], "rrf", weights=[0.5, 0.5], k=10, rrf_k=60.0)
             assert [h["id"] for h in got] == [d for d, _ in want], q
             np.testing.assert_allclose([h["score"] for h in got], [s for _, s in want], rtol=1e-6)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread's own nice value is Linux's")
+def test_write_bodies_are_parsed_and_applied_on_niced_ingest_threads(folder, built, encoder, passages, monkeypatch):
+    """What the service hands to asyncio.to_thread (parsing a body, the writer's apply) runs ``ingest_nice`` nicer
+    than the searches' threads."""
+    seen = []
+
+    def record(real):
+        def run(*args, **kw):
+            seen.append((threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+            return real(*args, **kw)
+        return run
+
+    monkeypatch.setattr(Incoming, "feed", record(Incoming.feed))
+    monkeypatch.setattr(Index, "upsert", record(Index.upsert))
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    with client(folder, encoder, ingest_nice=3) as c:
+        r = c.post("/documents", content=lines([vector_doc(passages[50], built[1], 50)]), headers=NDJSON)
+        assert r.status_code == 200, r.text
+    assert len(seen) >= 2 and all(n.startswith("lsr-ingest") and nice == min(19, base + 3) for n, nice in seen), seen
