@@ -30,6 +30,7 @@ import struct
 import tempfile
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Awaitable, Callable
@@ -215,8 +216,12 @@ class WritePath:
         async with self._taking:
             if self.owner:
                 return True
+            # not on the niced ingest pool (the loop's default executor): the threads the open starts (the refresh
+            # that makes writes searchable) take their opener's priority
             try:
-                index = await asyncio.to_thread(self._writable, self.folder, self.settings)
+                with ThreadPoolExecutor(1, thread_name_prefix="lsr-open") as opener:
+                    index = await asyncio.get_running_loop().run_in_executor(opener, self._writable, self.folder,
+                                                                             self.settings)
             except IndexLocked:
                 return False
             log.warning("took over the index's writer (its previous owner is gone)")
