@@ -77,6 +77,14 @@ def test_a_vector_does_not_depend_on_what_was_encoded_before(encoder, monkeypatc
     assert_same_vectors(fast.encode_queries(TEXTS), first)
 
 
+def test_sum_pooling_equals_torch():
+    """Sum pooling (the chunked float32 head, texts end to end) against the torch Encoder's."""
+    texts = [t for t in TEXTS if t != LONG]
+    want = Encoder.from_pretrained("splade-tiny", device="cpu", pooling="sum").encode(texts, max_length=32)
+    got = QueryEncoder.from_pretrained("splade-tiny", pooling="sum").encode_queries(texts, max_length=32, batch_size=3)
+    assert_same_vectors(got, want.to_scipy().toarray())
+
+
 def test_documents_equal_the_torch_encoders(encoder, numpy_encoder):
     """The service writes documents through the numpy encoder: they must stay the vectors `lsr index` makes."""
     want = encoder.encode_documents(TEXTS).to_scipy().toarray()
