@@ -50,16 +50,39 @@ def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return y
 
 
+# erf(z) = 1 - 1 / (1 + a1 z + ... + a6 z^6)^16 for z >= 0, within 3e-7 (Abramowitz & Stegun 7.1.28): no exp, so
+# the loop vectorizes (libm's erf does not without SVML: 3-4 x slower, 0.1 ms of a short query)
+_ERF = tuple(np.float32(a) for a in (0.0705230784, 0.0422820123, 0.0092705272, 0.0001520143, 0.0002765672,
+                                     0.0000430638))
+
+
+@njit(cache=True, nogil=True, fastmath={"nnan", "ninf", "nsz", "contract", "reassoc", "arcp"})
+def _gelu_erf(x: np.ndarray) -> None:
+    """GELU of x (n, m) float32, in place: 0.5 x (1 + erf(x / sqrt 2)), within 1e-6 of torch's."""
+    a1, a2, a3, a4, a5, a6 = _ERF
+    one = np.float32(1)
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            v = x[i, j]
+            z = abs(v) * np.float32(_SQRT_HALF)
+            p = one + z * (a1 + z * (a2 + z * (a3 + z * (a4 + z * (a5 + z * a6)))))
+            p *= p
+            p *= p
+            p *= p
+            p *= p
+            x[i, j] = np.float32(0.5) * v * (one + math.copysign(one - one / p, v))
+
+
 @njit(cache=True, nogil=True)
 def _activate(x: np.ndarray, code: int) -> None:
     """GELU (erf: 0, tanh: 1) or ReLU (2) of x (n, m), in place."""
-    n, m = x.shape
-    for i in range(n):
-        for j in range(m):
+    if code == 0:
+        _gelu_erf(x)
+        return
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
             v = np.float64(x[i, j])
-            if code == 0:
-                x[i, j] = 0.5 * v * (1.0 + math.erf(v * _SQRT_HALF))
-            elif code == 1:
+            if code == 1:
                 x[i, j] = 0.5 * v * (1.0 + math.tanh(_TANH_SCALE * (v + 0.044715 * v * v * v)))
             else:
                 x[i, j] = max(v, 0.0)

@@ -78,11 +78,14 @@ def test_a_vector_does_not_depend_on_what_was_encoded_before(encoder, monkeypatc
 
 
 def test_sum_pooling_equals_torch():
-    """Sum pooling (the chunked float32 head, texts end to end) against the torch Encoder's."""
+    """Sum pooling (the chunked float32 head, texts end to end) against the torch Encoder's: the same non-zeros,
+    each weight a sum over up to 32 tokens, each within 1e-6 of torch's."""
     texts = [t for t in TEXTS if t != LONG]
     want = Encoder.from_pretrained("splade-tiny", device="cpu", pooling="sum").encode(texts, max_length=32)
     got = QueryEncoder.from_pretrained("splade-tiny", pooling="sum").encode_queries(texts, max_length=32, batch_size=3)
-    assert_same_vectors(got, want.to_scipy().toarray())
+    got, want = got.validate().to_scipy().toarray(), want.to_scipy().toarray()
+    assert np.array_equal(got > 0, want > 0)
+    np.testing.assert_allclose(got, want, rtol=0, atol=32e-6)
 
 
 def test_documents_equal_the_torch_encoders(encoder, numpy_encoder):
