@@ -144,7 +144,13 @@ def test_sigkill_loses_nothing_acknowledged(live_corpus, tmp_path):
     rng = np.random.default_rng(0)
     kills, landed, runs, seed, warm = 0, {"flush": 0, "merge": 0}, 0, 0, 0
     deadline = time.monotonic() + 240
-    while kills < KILLS:
+
+    def more() -> bool:
+        """The kills asked for, and at least 5 landed in flushes and 5 in merges: a loaded host makes merges rarer
+        (3 of 50 once, in CI beside the other xdist worker), so kills go on until they did, within the deadline."""
+        return kills < KILLS or min(landed.values()) < 5
+
+    while more():
         # a fresh index and script of operations; rounds resume the script where the last one stopped
         ops = make_ops(ids, [d.text for d in docs], seed)
         data.with_suffix(".json").write_text(json.dumps(ops))
@@ -152,8 +158,8 @@ def test_sigkill_loses_nothing_acknowledged(live_corpus, tmp_path):
         path = tmp_path / f"index-{seed}"
         Index.build(path, vectors.take(np.arange(FIRST)), ids[:FIRST], texts=docs[:FIRST], methods=METHODS)
         done, ref = 0, None
-        while kills < KILLS and done < len(ops):
-            assert time.monotonic() < deadline, f"only {kills} kills in the time allowed"
+        while more() and done < len(ops):
+            assert time.monotonic() < deadline, f"only {kills} kills ({landed}) in the time allowed"
             ack = tmp_path / f"ack-{runs}"
             runs += 1
             proc = ctx.Process(target=child, args=(str(path), str(data), done, str(ack)))
