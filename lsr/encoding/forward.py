@@ -22,7 +22,7 @@ _SQRT_HALF = 1 / math.sqrt(2)
 _TANH_SCALE = math.sqrt(2 / math.pi)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> None:
     """LayerNorm of each row of x (n, H), in place."""
     n, H = x.shape
@@ -40,7 +40,7 @@ def _norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> No
             x[i, j] = np.float32((x[i, j] - mean) * scale) * weight[j] + bias[j]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """x @ weight.T + bias; weight (out, in) as a checkpoint stores it."""
     y = np.dot(x, weight.T)
@@ -56,7 +56,7 @@ _ERF = tuple(np.float32(a) for a in (0.0705230784, 0.0422820123, 0.0092705272, 0
                                      0.0000430638))
 
 
-@njit(cache=True, nogil=True, fastmath={"nnan", "ninf", "nsz", "contract", "reassoc", "arcp"})
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"nnan", "ninf", "nsz", "contract", "reassoc", "arcp"})
 def _gelu_erf(x: np.ndarray) -> None:
     """GELU of x (n, m) float32, in place: 0.5 x (1 + erf(x / sqrt 2)), within 1e-6 of torch's."""
     a1, a2, a3, a4, a5, a6 = _ERF
@@ -73,7 +73,7 @@ def _gelu_erf(x: np.ndarray) -> None:
             x[i, j] = np.float32(0.5) * v * (one + math.copysign(one - one / p, v))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _activate(x: np.ndarray, code: int) -> None:
     """GELU (erf: 0, tanh: 1) or ReLU (2) of x (n, m), in place."""
     if code == 0:
@@ -88,7 +88,7 @@ def _activate(x: np.ndarray, code: int) -> None:
                 x[i, j] = max(v, 0.0)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def embed(ids: np.ndarray, starts: np.ndarray, words: np.ndarray, positions: np.ndarray, token_type: np.ndarray,
           weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
     """The normed embeddings (tokens, H) of texts laid end to end: text s is ids[starts[s]:starts[s + 1]]."""
@@ -102,7 +102,7 @@ def embed(ids: np.ndarray, starts: np.ndarray, words: np.ndarray, positions: np.
     return x
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def layer(x: np.ndarray, starts: np.ndarray, heads: int, qw, qb, kw, kb, vw, vb, ow, ob, n1w, n1b, uw, ub, dw, db,
           n2w, n2b, eps: float, activation: int) -> np.ndarray:
     """One post-LayerNorm transformer block (BERT's and DistilBERT's) over x (tokens, H); each text attends to its
@@ -140,7 +140,7 @@ def layer(x: np.ndarray, starts: np.ndarray, heads: int, qw, qb, kw, kb, vw, vb,
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def transform(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, norm_weight: np.ndarray, norm_bias: np.ndarray,
               eps: float, activation: int) -> np.ndarray:
     """The MLM head's transform: LayerNorm(activation(x @ weight.T + bias))."""

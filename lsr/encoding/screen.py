@@ -224,9 +224,10 @@ def pack_weight(weight) -> PackedWeight:
 
 # ---- the screened head --------------------------------------------------------------------------------------------
 def upper_bounds(h: np.ndarray, mean: np.ndarray, centre: np.ndarray, pw: PackedWeight, bias_abs: np.ndarray | float,
-                 threads: int = 1) -> np.ndarray:
+                 threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """For one document's real tokens h (n, H) float32, their mean (H,) float32 and centre = W @ mean + bias (V,)
-    in float32: a bound >= the float32 max logit of every column (V,).
+    in float32: a bound >= the float32 max logit of every column (V,), and the columns whose bound is >= 0 (the
+    survivors, ascending int64). ``bias_abs``: the bias (its magnitude is what counts), or one bound for all.
 
     With d = h - mean, s = max|d| / LEVELS_D, D = rint(d / s) and w = scale * (q + e), |e| <= 1/2:
       d . w = s * scale * (D . q + D . e + r . q + r . e),  |r| <= 1/2, so
@@ -235,32 +236,61 @@ def upper_bounds(h: np.ndarray, mean: np.ndarray, centre: np.ndarray, pw: Packed
     path itself round; ``margin`` covers both with twice the textbook bound (K + 1) * 2^-24 * sum |x_k w_k|,
     itself at most the product of the 2-norms.
     """
-    n, H = h.shape
     K = pw.packed.shape[1] * 4
-    d = h.astype(np.float64) - mean.astype(np.float64)       # exact: a difference of two float32
-    span = float(np.abs(d).max()) if n else 0.0
-    s = span / LEVELS_D if span > 0 else 1.0
-    D = np.zeros((-(-n // TOKENS) * TOKENS, K), dtype=np.int64)
-    D[:n, :H] = np.rint(d / s)
-    D[n:] = D[n - 1]                                         # repeated tokens do not change a maximum
-    worst = float(np.abs(D).sum(1).max())
-    D = (D + OFFSET).astype(np.uint8)
+    D, s, worst, norms = _quantize(h, mean, K)
     best = np.empty(pw.packed.shape[0] * COLUMNS, dtype=np.int32)
     _run_kernel(D, pw.packed, best, threads)
-    norms = float(np.linalg.norm(h, axis=1).max()) + float(np.linalg.norm(mean))
-    bias_abs = np.broadcast_to(np.asarray(bias_abs, dtype=np.float64), pw.scale.shape)
+    if np.ndim(bias_abs) == 0:
+        bias_abs = np.full(pw.scale.shape, float(bias_abs))
     return _bounds(best, s, worst / 2 + K / 4, 2 * (K + 2) * 2.0 ** -24, norms, pw.scale, pw.offset, pw.l1, pw.norm,
                    centre, bias_abs)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
+def _quantize(h, mean, K):
+    """``upper_bounds``' first step in one pass over the tokens: D + OFFSET as uint8 (rows padded to a multiple of
+    TOKENS by repeating the last token, which does not change a maximum; columns to K with zeros), the step s,
+    max_t |D_t|_1 and max_t ||h_t|| + ||mean||."""
+    n, H = h.shape
+    span = 0.0
+    for i in range(n):
+        for j in range(H):
+            span = max(span, abs(np.float64(h[i, j]) - np.float64(mean[j])))   # exact: a difference of two float32
+    s = span / LEVELS_D if span > 0 else 1.0
+    rows = -(-n // TOKENS) * TOKENS
+    D = np.full((rows, K), OFFSET, dtype=np.uint8)
+    worst, top_norm = 0.0, 0.0
+    for i in range(n):
+        l1, sq = 0.0, 0.0
+        for j in range(H):
+            q = np.rint((np.float64(h[i, j]) - np.float64(mean[j])) / s)
+            D[i, j] = np.uint8(q + OFFSET)
+            l1 += abs(q)
+            sq += np.float64(h[i, j]) ** 2
+        worst = max(worst, l1)
+        top_norm = max(top_norm, np.sqrt(sq))
+    for i in range(n, rows):
+        D[i] = D[n - 1]
+    mean_sq = 0.0
+    for j in range(H):
+        mean_sq += np.float64(mean[j]) ** 2
+    return D, s, worst, top_norm + np.sqrt(mean_sq)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _bounds(best, s, slack, gamma, norms, scale, offset, l1, norm, centre, bias_abs):
-    """``upper_bounds``' last step in one pass over the columns (as numpy expressions it was ~10 passes)."""
+    """``upper_bounds``' last step in one pass over the columns, with the survivors (as numpy expressions it was
+    ~10 passes and a ``flatnonzero``)."""
     out = np.empty(scale.shape[0])
+    keep = np.empty(scale.shape[0], dtype=np.int64)
+    kept = 0
     for v in range(scale.shape[0]):
-        margin = gamma * (norm[v] * norms + 2 * bias_abs[v])
+        margin = gamma * (norm[v] * norms + 2 * abs(np.float64(bias_abs[v])))
         out[v] = s * scale[v] * (best[v] - offset[v] + slack + l1[v] / 2) + centre[v] + margin
-    return out
+        if out[v] >= 0:
+            keep[kept] = v
+            kept += 1
+    return out, keep[:kept]
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -270,6 +300,8 @@ _POOL: ThreadPoolExecutor | None = None
 def _blas() -> tuple[tuple, tuple]:
     """The BLAS libraries loaded (threadpoolctl's controllers): those whose thread limit belongs to the calling
     thread (OpenBLAS on OpenMP), and those with one limit for the whole process."""
+    # the BLAS of Numba's np.dot (lsr.encoding.forward), a second OpenBLAS: listed only once loaded
+    import scipy.linalg.cython_blas  # noqa: F401
     from threadpoolctl import ThreadpoolController
 
     libs = ThreadpoolController().select(user_api="blas").lib_controllers
@@ -280,6 +312,7 @@ def _blas() -> tuple[tuple, tuple]:
 
 _LIMIT_LOCK = threading.Lock()
 _shared: list = []   # [the process-wide limits as they were, how many blocks are inside the limit]
+_nesting = threading.local()   # depth: how many blocks of one_blas_thread the calling thread is inside
 
 
 def _set_limits(libs: tuple, counts: list[int]) -> None:
@@ -296,7 +329,15 @@ def one_blas_thread():
     and the last bits of a vector would depend on the process's thread count (a Ray actor runs with one). A
     process-wide limit is shared by overlapping blocks of several threads, set by the first to enter from whichever
     thread and restored by the last to leave (threadpoolctl alone would ignore a pool thread's limit, and a service
-    worker's vectors would differ from the main thread's)."""
+    worker's vectors would differ from the main thread's). A block nested in another on the same thread costs
+    nothing: the outer one holds the limits."""
+    if getattr(_nesting, "depth", 0):
+        _nesting.depth += 1
+        try:
+            yield
+        finally:
+            _nesting.depth -= 1
+        return
     own, shared = _blas()
     previous = [lib.get_num_threads() for lib in own]
     _set_limits(own, [1] * len(own))
@@ -305,9 +346,11 @@ def one_blas_thread():
             _shared[:] = [[lib.get_num_threads() for lib in shared], 0]
             _set_limits(shared, [1] * len(shared))
         _shared[1] += 1
+    _nesting.depth = 1
     try:
         yield
     finally:
+        _nesting.depth = 0
         _set_limits(own, previous)
         with _LIMIT_LOCK:
             _shared[1] -= 1
@@ -354,38 +397,44 @@ class Centre:
 
 
 def max_pool(docs: list[np.ndarray], weight: np.ndarray, bias: np.ndarray | None, pw: PackedWeight,
-             threads: int = 1, out: np.ndarray | None = None, centre: Centre | None = None) -> np.ndarray:
+             threads: int = 1, centre: Centre | None = None) -> np.ndarray:
     """SPLADE weights (len(docs), V) float32 of each document's real token states (n_i, H) float32, equal to the
     float32 head's: screened in integers, the survivors computed from ``weight`` (V, H) float32 rows. Each document
     is centred on its own mean, or on ``centre`` for all."""
+    out = np.zeros((len(docs), weight.shape[0]), dtype=np.float32)
+    for i, (terms, weights) in enumerate(max_pool_rows(docs, weight, bias, pw, threads, centre)):
+        out[i, terms] = weights
+    return out
+
+
+def max_pool_rows(docs: list[np.ndarray], weight: np.ndarray, bias: np.ndarray | None, pw: PackedWeight,
+                  threads: int = 1, centre: Centre | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``max_pool`` as each document's non-zero terms (ascending int32) and their weights (float32): no (docs, V)
+    array to fill and scan again (a short query's vector has a few dozen terms of 30,522)."""
     if not available():
         raise RuntimeError(f"the screened CPU head needs AVX2 (this CPU: {_host_isa()}, {ISA_ENV}="
                            f"{os.environ.get(ISA_ENV, '')!r})")
     with one_blas_thread():
-        return _max_pool(docs, weight, bias, pw, threads, out, centre)
+        return _max_pool_rows(docs, weight, bias, pw, threads, centre)
 
 
-def _max_pool(docs, weight, bias, pw, threads, out, centre):
-    V = weight.shape[0]
-    out = np.zeros((len(docs), V), dtype=np.float32) if out is None else out
+def _max_pool_rows(docs, weight, bias, pw, threads, centre):
+    rows = [(np.zeros(0, np.int32), np.zeros(0, np.float32))] * len(docs)
     live = [i for i, h in enumerate(docs) if len(h)]
     if not live:
-        return out
+        return rows
     centres = _centres([docs[i] for i in live], weight, bias) if centre is None else [centre] * len(live)
-    bias_abs = 0.0 if bias is None else np.abs(bias).astype(np.float64)
+    bias_abs = 0.0 if bias is None else bias
 
     def pool(j: int, kernel_threads: int) -> None:
         h = docs[live[j]]
-        b = upper_bounds(h, centres[j].mean, centres[j].logits, pw, bias_abs, kernel_threads)
-        keep = np.flatnonzero(b >= 0)
-        if keep.size == 0:
-            return
+        _, keep = upper_bounds(h, centres[j].mean, centres[j].logits, pw, bias_abs, kernel_threads)
         logits = h @ weight[keep].T
         if bias is not None:
             logits += bias[keep]
         top = logits.max(0)
-        np.maximum(top, 0, out=top)
-        out[live[j], keep] = np.log1p(top)
+        positive = top > 0
+        rows[live[j]] = keep[positive].astype(np.int32), np.log1p(top[positive])
 
     # Several threads take whole documents (no barrier per document), or split one document's columns.
     if threads > 1 and len(live) >= threads:
@@ -393,7 +442,7 @@ def _max_pool(docs, weight, bias, pw, threads, out, centre):
     else:
         for j in range(len(live)):
             pool(j, threads)
-    return out
+    return rows
 
 
 def _centres(docs: list[np.ndarray], weight: np.ndarray, bias: np.ndarray | None) -> list[Centre]:

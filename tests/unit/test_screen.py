@@ -67,9 +67,10 @@ def test_bound_is_never_below_the_float64_max_logit(seed):
     pw = screen.pack_weight(weight)
     mean = h.mean(0, dtype=np.float32)
     centre = (weight @ torch.from_numpy(mean) + bias).double().numpy()
-    bound = screen.upper_bounds(h, mean, centre, pw, bias.abs().double().numpy())
+    bound, survivors = screen.upper_bounds(h, mean, centre, pw, bias.abs().double().numpy())
     exact = (hidden[0].double() @ weight.double().T + bias.double()).amax(0).numpy()
     assert np.all(bound >= exact)
+    assert np.array_equal(survivors, np.flatnonzero(bound >= 0))
     assert np.count_nonzero(bound >= 0) < 1.5 * np.count_nonzero(exact > 0) + 10, "the bound is tight"
 
 
