@@ -4,6 +4,8 @@ checkpoints of each covered architecture; the fallback to torch where it does no
 import json
 import math
 import shutil
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -75,6 +77,27 @@ def test_a_vector_does_not_depend_on_what_was_encoded_before(encoder, monkeypatc
             assert np.array_equal(vectors, first)
     monkeypatch.setenv(screen.ISA_ENV, "generic")
     assert_same_vectors(fast.encode_queries(TEXTS), first)
+
+
+def test_one_blas_thread_also_limits_the_blas_the_forward_loads_later():
+    """Numba's np.dot calls scipy's OpenBLAS, a second library loaded only when the forward first runs. A process
+    whose first one_blas_thread block came before that (as when the screen ran first) must still get the same
+    vector bit for bit at 1 BLAS thread and at the machine's count."""
+    code = ("import numpy as np\n"
+            "from threadpoolctl import threadpool_limits\n"
+            "from lsr.encoding import screen\n"
+            "with screen.one_blas_thread():\n"
+            "    pass\n"
+            "from lsr.encoding.query import QueryEncoder\n"
+            "enc = QueryEncoder.from_pretrained('splade-tiny')\n"
+            f"texts = {TEXTS!r}\n"
+            "with threadpool_limits(4, user_api='blas'):\n"
+            "    many = enc.encode_queries(texts).to_scipy().toarray()\n"
+            "with threadpool_limits(1, user_api='blas'):\n"
+            "    one = enc.encode_queries(texts).to_scipy().toarray()\n"
+            "assert np.array_equal(many, one), np.abs(many - one).max()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
 
 
 def test_sum_pooling_equals_torch():
