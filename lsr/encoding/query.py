@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lsr.core.sparse import SparseBatch
-from lsr.encoding import forward, screen
+from lsr.encoding import forward, gemm, screen
 from lsr.encoding.heap import keep_freed_memory
 from lsr.encoding.models import DEFAULT_MODEL, resolve_model, vocab_fingerprint
 from lsr.encoding.texts import DOCUMENT_MAX_LENGTH, QUERY_MAX_LENGTH, EncodeStats, check_texts
@@ -57,8 +57,16 @@ class Unsupported(ValueError):
 
 @dataclass(frozen=True)
 class Dense:
-    weight: np.ndarray   # (out, in), as stored
-    bias: np.ndarray
+    """A linear map y = x @ W.T + b, its weight packed for the forward's product kernel (``lsr.encoding.gemm``)."""
+
+    weight: np.ndarray   # (ceil(out / 16), in, 16) float32 panels
+    bias: np.ndarray     # (16 * ceil(out / 16),) float32, zero-padded
+    size: int            # out
+
+    @classmethod
+    def of(cls, weight: np.ndarray, bias: np.ndarray) -> Dense:
+        """From a checkpoint's (out, in) weight and (out,) bias (a copy: the checkpoint's arrays may be freed)."""
+        return cls(*gemm.pack(weight, bias), int(weight.shape[0]))
 
 
 @dataclass(frozen=True)
@@ -72,9 +80,7 @@ class Norm:
 class Layer:
     """A post-LayerNorm transformer block, as BERT and DistilBERT share it."""
 
-    query: Dense
-    key: Dense
-    value: Dense
+    qkv: Dense   # query, key and value in one product: (3H, H)
     out: Dense
     norm1: Norm
     up: Dense
@@ -124,15 +130,16 @@ class Network:
                 raise Unsupported(f"{key} is {t.dtype}; the numpy forward runs float32 checkpoints")
             return t
 
-        def dense(prefix: str) -> Dense:
-            return Dense(get(f"{prefix}.weight"), get(f"{prefix}.bias"))
+        def dense(*prefixes: str) -> Dense:   # several: their outputs side by side
+            return Dense.of(*(np.concatenate([get(f"{p}.{t}") for p in prefixes]) for t in ("weight", "bias")))
 
         def norm(prefix: str) -> Norm:
             return Norm(get(f"{prefix}.weight"), get(f"{prefix}.bias"), fields["eps"])
 
         def layer(i: int) -> Layer:
             p = names["layer"].format(i=i)
-            return Layer(*(dense(p + names[r]) for r in ("query", "key", "value", "out")), norm(p + names["norm1"]),
+            return Layer(dense(*(p + names[r] for r in ("query", "key", "value"))), dense(p + names["out"]),
+                         norm(p + names["norm1"]),
                          dense(p + names["up"]), dense(p + names["down"]), norm(p + names["norm2"]))
 
         words = get(names["words"])
@@ -170,15 +177,15 @@ class Network:
         """The MLM head's transformed hidden states (tokens, H) of texts laid end to end: text s is the token ids
         ``ids[starts[s]:starts[s + 1]]`` (int64)."""
         act = forward.ACTIVATIONS[self.activation]
+        linear = gemm.kernel()[1]
         n0 = self.norm0
         x = forward.embed(ids, starts, self.words, self.positions, self.token_type, n0.weight, n0.bias, n0.eps)
         for f in self.layers:
-            x = forward.layer(x, starts, self.heads, f.query.weight, f.query.bias, f.key.weight, f.key.bias,
-                              f.value.weight, f.value.bias, f.out.weight, f.out.bias, f.norm1.weight, f.norm1.bias,
-                              f.up.weight, f.up.bias, f.down.weight, f.down.bias, f.norm2.weight, f.norm2.bias,
-                              f.norm2.eps, act)
+            x = forward.layer(x, starts, self.heads, f.qkv.weight, f.qkv.bias, f.out.weight, f.out.bias,
+                              f.norm1.weight, f.norm1.bias, f.up.weight, f.up.bias, f.up.size, f.down.weight,
+                              f.down.bias, f.norm2.weight, f.norm2.bias, f.norm2.eps, act, linear)
         t, tn = self.transform, self.transform_norm
-        return forward.transform(x, t.weight, t.bias, tn.weight, tn.bias, tn.eps, act)
+        return forward.transform(x, t.weight, t.bias, tn.weight, tn.bias, tn.eps, act, linear)
 
     def splade(self, ids: np.ndarray, starts: np.ndarray, pooling: str = "max",
                centre: screen.Centre | None = None) -> list[tuple[np.ndarray, np.ndarray]]:

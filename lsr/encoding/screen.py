@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from lsr.encoding import machine_code
+
 TOKENS, VECTORS = 1, 4          # register tile: 1 token x 4 vectors of 8 columns (see _kernel: no spills)
 COLUMNS = 8 * VECTORS           # columns per block of the packed weight
 GROUP = 4                       # quads of k (16 products per column) summed in int16 before widening to int32
@@ -80,15 +82,11 @@ def _kernel():
     load each weight vector once for both) spilled ~20 vectors per iteration to the stack, and its speed then depended
     on where the caller's stack lay: 4.4-12.3 ms a call over 24 call depths against a steady 4.5-4.8 ms now, and a
     service worker's text ingest ran 41-45 against 61-74 documents per CPU-second (BENCHMARKS.md, issue 16)."""
-    import llvmlite.binding as llvm
     from llvmlite import ir
 
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
     i8, i16, i32, i64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
     v32b, v16, v8 = ir.VectorType(i8, 32), ir.VectorType(i16, 16), ir.VectorType(i32, 8)
-    mod = ir.Module("lsr_screen")
-    mod.triple = llvm.get_process_triple()
+    mod = machine_code.new_module("lsr_screen")
     maddubs = ir.Function(mod, ir.FunctionType(v16, [v32b, v32b]), "llvm.x86.avx2.pmadd.ub.sw")
     pmadd = ir.Function(mod, ir.FunctionType(v8, [v16, v16]), "llvm.x86.avx2.pmadd.wd")
     smax = ir.Function(mod, ir.FunctionType(v8, [v8, v8]), "llvm.smax.v8i32")
@@ -99,33 +97,7 @@ def _kernel():
         a.add_attribute("noalias")
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     c64 = functools.partial(ir.Constant, i64)
-
-    def loop(start, stop, name, carried):
-        """Opens a counted loop; returns (index, carried phis, close(step, next values) -> phis after the loop)."""
-        pre = b.block
-        head, body, done = (b.append_basic_block(f"{name}_{s}") for s in ("head", "body", "done"))
-        b.branch(head)
-        b.position_at_end(head)
-        idx = b.phi(i64)
-        idx.add_incoming(start, pre)
-        phis = []
-        for c in carried:
-            p = b.phi(c.type)
-            p.add_incoming(c, pre)
-            phis.append(p)
-        b.cbranch(b.icmp_signed("<", idx, stop), body, done)
-        b.position_at_end(body)
-
-        def close(step, values):
-            idx.add_incoming(b.add(idx, c64(step)), b.block)
-            for p, v in zip(phis, values):
-                p.add_incoming(v, b.block)
-            b.branch(head)
-            b.position_at_end(done)
-            return phis
-
-        return idx, phis, close
-
+    loop = machine_code.Loops(b).open
     zero, lowest = ir.Constant(v8, [0] * 8), ir.Constant(v8, [-2 ** 31] * 8)
     ones = ir.Constant(v16, [1] * 16)
     block, _, close_blocks = loop(lo, hi, "block", [])
@@ -164,18 +136,8 @@ def _kernel():
     close_blocks(1, [])
     b.ret_void()
 
-    module = llvm.parse_assembly(str(mod))
-    module.verify()
-    features = llvm.get_host_cpu_features().flatten()
-    machine = llvm.Target.from_default_triple().create_target_machine(cpu=llvm.get_host_cpu_name(),
-                                                                      features=features, opt=3)
-    passes = llvm.create_pass_builder(machine, llvm.create_pipeline_tuning_options(speed_level=3))
-    passes.getModulePassManager().run(module, passes)
-    engine = llvm.create_mcjit_compiler(module, machine)
-    engine.finalize_object()
-    c_fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                            ctypes.c_int64, ctypes.c_void_p)(engine.get_function_address("screen_max"))
-    return engine, c_fn  # the engine owns the machine code: keep it alive with the function
+    return machine_code.compile_function(mod, "screen_max", [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
+                                         + [ctypes.c_int64] * 3 + [ctypes.c_void_p])
 
 
 # ---- the packed decoder -------------------------------------------------------------------------------------------
