@@ -397,16 +397,12 @@ def _max_pool_rows(docs, weight, bias, pw, threads, centre):
         return rows
     centres = _centres([docs[i] for i in live], weight, bias) if centre is None else [centre] * len(live)
     bias_abs = 0.0 if bias is None else bias
+    zero_bias = np.zeros(weight.shape[0], dtype=np.float32) if bias is None else None
 
     def pool(j: int, kernel_threads: int) -> None:
         h = docs[live[j]]
         _, keep = upper_bounds(h, centres[j].mean, centres[j].logits, pw, bias_abs, kernel_threads)
-        logits = h @ weight[keep].T
-        if bias is not None:
-            logits += bias[keep]
-        top = logits.max(0)
-        positive = top > 0
-        rows[live[j]] = keep[positive].astype(np.int32), np.log1p(top[positive])
+        rows[live[j]] = _survivors(h, weight, zero_bias if bias is None else bias, keep)
 
     # Several threads take whole documents (no barrier per document), or split one document's columns.
     if threads > 1 and len(live) >= threads:
@@ -415,6 +411,29 @@ def _max_pool_rows(docs, weight, bias, pw, threads, centre):
         for j in range(len(live)):
             pool(j, threads)
     return rows
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract", "reassoc"})
+def _survivors(h, weight, bias, keep):
+    """The survivors' exact float32 SPLADE weights: for each column v of ``keep``, log1p of max over the tokens of
+    h[t] . weight[v] + bias[v] where that is > 0; (terms int32, weights float32) of those. Rows of ``weight`` are
+    read in place (a numpy gather and product took ~3x as long for a query's ~150 survivors)."""
+    terms = np.empty(keep.shape[0], dtype=np.int32)
+    values = np.empty(keep.shape[0], dtype=np.float32)
+    count = 0
+    for v in keep:
+        top = np.float32(-np.inf)
+        for t in range(h.shape[0]):
+            dot = np.float32(0)
+            for j in range(h.shape[1]):
+                dot += h[t, j] * weight[v, j]
+            top = max(top, dot)
+        top += bias[v]
+        if top > 0:
+            terms[count] = v
+            values[count] = np.log1p(top)
+            count += 1
+    return terms[:count], values[:count]
 
 
 def _centres(docs: list[np.ndarray], weight: np.ndarray, bias: np.ndarray | None) -> list[Centre]:
