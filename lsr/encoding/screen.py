@@ -251,14 +251,15 @@ def _quantize(h, mean, K):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _bounds(best, s, slack, gamma, norms, scale, offset, l1, norm, centre, bias_abs):
-    """``upper_bounds``' last step in one pass over the columns, with the survivors (as numpy expressions it was
-    ~10 passes and a ``flatnonzero``)."""
+    """``upper_bounds``' last step, and the survivors (as numpy expressions it was ~10 passes and a
+    ``flatnonzero``). Two loops: the first vectorizes once the survivors' branch is out of it (105 -> 69 us)."""
     out = np.empty(scale.shape[0])
-    keep = np.empty(scale.shape[0], dtype=np.int64)
-    kept = 0
     for v in range(scale.shape[0]):
         margin = gamma * (norm[v] * norms + 2 * abs(np.float64(bias_abs[v])))
         out[v] = s * scale[v] * (best[v] - offset[v] + slack + l1[v] / 2) + centre[v] + margin
+    keep = np.empty(scale.shape[0], dtype=np.int64)
+    kept = 0
+    for v in range(scale.shape[0]):
         if out[v] >= 0:
             keep[kept] = v
             kept += 1
