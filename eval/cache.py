@@ -14,19 +14,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 
+from lsr.core.cache_dir import cache_dir
 from lsr.core.sparse import SparseBatch
 from lsr.core.vectors import VectorsFile, load_vectors, save_vectors
 
 log = logging.getLogger(__name__)
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("LSR_CACHE_DIR") or Path.home() / ".cache" / "lsr")
 
 
 def _slug(text: str) -> str:
@@ -45,7 +41,7 @@ def model_key(model: str) -> str:
 
 class VectorCache:
     def __init__(self, root: str | Path | None = None):
-        self.root = Path(root) if root is not None else default_cache_dir()
+        self.root = Path(root) if root is not None else cache_dir()
 
     def path(self, collection: str, model: str, kind: str, settings: dict, suffix: str = ".npz") -> Path:
         """``kind`` is "docs" or "queries" (or a model file's name); short hashes of the exact model and of the

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -566,14 +567,22 @@ class Index:
 
 
 def _refresh_loop(index: "weakref.ref[Index]", interval: float, stop: threading.Event) -> None:
-    """Refreshes the Index every ``interval`` seconds until it is closed or collected."""
-    while not stop.wait(interval):
+    """Starts a refresh of the Index every ``interval`` seconds, start to start, until it is closed or collected.
+
+    Start to start: with a fixed pause after each refresh, a write acknowledged just after one began waited for the
+    whole of it, the pause and the whole of the next, and under ingest load that went past the 1 s promise (1.06 s,
+    BENCHMARKS.md, issue 16). A refresh longer than the interval is followed by a pause of a tenth of one, so the
+    writer's other threads keep the CPU between them."""
+    pause = interval
+    while not stop.wait(pause):
         idx = index()
         if idx is None:
             return
+        started = time.monotonic()
         try:
             idx.refresh()
         except Exception:   # e.g. a reader racing a writer's cleanup: the next round tries again
             log.exception("refreshing %s failed", idx.path)
         del idx
+        pause = max(interval / 10, interval - (time.monotonic() - started))
 
