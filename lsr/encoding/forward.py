@@ -66,7 +66,9 @@ def _gelu_erf(x: np.ndarray) -> None:
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
             v = x[i, j]
-            z = abs(v) * np.float32(_SQRT_HALF)
+            # erf is 1 in float32 from z = 3.9 on; beyond z ~ 17 the power below overflows, and the vectorized
+            # reciprocal of inf (an estimate refined by a Newton step) is NaN, not 0
+            z = min(abs(v) * np.float32(_SQRT_HALF), np.float32(4))
             p = one + z * (a1 + z * (a2 + z * (a3 + z * (a4 + z * (a5 + z * a6)))))
             p *= p
             p *= p
