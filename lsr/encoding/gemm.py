@@ -58,13 +58,9 @@ def kernel():
     def vector_at(base, offset):
         return b.bitcast(b.gep(base, [offset]), v8.as_pointer())
 
-    def splat(value):
-        return b.shuffle_vector(b.insert_element(ir.Constant(v8, None), value, ir.Constant(i32, 0)),
-                                ir.Constant(v8, None), ir.Constant(v8i, [0] * 8))
-
-    def splat_i32(value):
-        return b.shuffle_vector(b.insert_element(ir.Constant(v8i, None), value, ir.Constant(i32, 0)),
-                                ir.Constant(v8i, None), ir.Constant(v8i, [0] * 8))
+    def splat(value, vector=v8):
+        return b.shuffle_vector(b.insert_element(ir.Constant(vector, None), value, ir.Constant(i32, 0)),
+                                ir.Constant(vector, None), ir.Constant(v8i, [0] * 8))
 
     def tile(p, first_row, rows: int) -> None:
         """Rows [first_row, first_row + rows) of y, panel p."""
@@ -86,7 +82,8 @@ def kernel():
             b.position_at_end(block)
             for h in (0, 1):
                 start = b.add(column, c64(8 * h))
-                mask = b.icmp_signed("<", lanes, splat_i32(b.trunc(b.sub(n, start), i32)))
+                if block is partial:   # the lanes left of y's n columns (none, some or all 8)
+                    mask = b.icmp_signed("<", lanes, splat(b.trunc(b.sub(n, start), i32), v8i))
                 for r in range(rows):
                     at_y = vector_at(y, b.add(b.mul(b.add(first_row, c64(r)), ldy), start))
                     if block is whole:
