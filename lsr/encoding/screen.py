@@ -397,13 +397,12 @@ def _max_pool_rows(docs, weight, bias, pw, threads, centre):
     if not live:
         return rows
     centres = _centres([docs[i] for i in live], weight, bias) if centre is None else [centre] * len(live)
-    bias_abs = 0.0 if bias is None else bias
-    zero_bias = np.zeros(weight.shape[0], dtype=np.float32) if bias is None else None
+    bias = np.zeros(weight.shape[0], dtype=np.float32) if bias is None else bias
 
     def pool(j: int, kernel_threads: int) -> None:
         h = docs[live[j]]
-        _, keep = upper_bounds(h, centres[j].mean, centres[j].logits, pw, bias_abs, kernel_threads)
-        rows[live[j]] = _survivors(h, weight, zero_bias if bias is None else bias, keep)
+        _, keep = upper_bounds(h, centres[j].mean, centres[j].logits, pw, bias, kernel_threads)
+        rows[live[j]] = _survivors(h, weight, bias, keep)
 
     # Several threads take whole documents (no barrier per document), or split one document's columns.
     if threads > 1 and len(live) >= threads:
