@@ -346,14 +346,15 @@ class Writer:
 
     def _commit(self, segments: list[Segment], wal_seq: int, masks: dict[str, np.ndarray]) -> None:
         """Writes a manifest of ``segments`` at ``wal_seq``; ``masks`` are their committed masks that changed (new
-        segments included). A segment whose committed mask covers it all is dropped."""
+        segments included). A segment whose committed mask covers it all is dropped, unless a merge is reading it:
+        that merge's commit replaces it (and finds its masks in the tables)."""
         generation = self._manifest.generation + 1
         listed = {info.name: info for info in self._manifest.segments}
         keep, infos = [], []
         for seg in segments:
             dead = masks.get(seg.name, self._committed.get(seg.name))
             count = int(dead.sum())
-            if count == seg.num_docs:
+            if count == seg.num_docs and seg.name not in self._merging:
                 continue
             info = listed[seg.name] if seg.name not in masks else replace(
                 seg.info, deletes=write_deletes(self.path, seg.name, generation, dead) if count else None)

@@ -287,6 +287,37 @@ def test_a_failed_flush_loses_nothing(base, live_corpus, tmp_path, monkeypatch):
     model.assert_holds(Index.open(path))
 
 
+
+def test_a_segment_emptied_by_deletes_during_its_merge(base, live_corpus, monkeypatch):
+    """Every document of a segment a merge is reading gets deleted and committed before the merge commits: the
+    merge still commits, and the emptied segment's documents stay deleted (it used to fail the merge with a
+    KeyError: the flush had dropped the emptied segment from the writer's tables under the merge)."""
+    import lsr.index.writer as writer_module
+
+    path, model = base
+    vectors, ids, docs, _ = live_corpus
+    idx = Index.open(path, writable=True, refresh_interval=0, background_merges=False)
+    idx.add(ids[200:260], vectors.take(np.arange(200, 260)), docs[200:260])
+    idx.flush()
+    assert len(idx.segments) == 2
+    build = writer_module.build_segment
+
+    def deleting_first(*a, **kw):   # the merge's build: meanwhile the second segment empties, and that commits
+        monkeypatch.setattr(writer_module, "build_segment", build)
+        assert idx.delete(ids[200:260]) == 60
+        idx.flush()
+        return build(*a, **kw)
+
+    monkeypatch.setattr(writer_module, "build_segment", deleting_first)
+    idx.compact()
+    model.put(ids[200:260], list(range(200, 260)), [d.text for d in docs[200:260]])
+    model.delete(ids[200:260])
+    idx.refresh()
+    assert len(idx.segments) == 1
+    model.assert_holds(idx)
+    idx.close()
+    model.assert_holds(Index.open(path))
+
 # ---- corruption -------------------------------------------------------------------------------------------------
 def test_torn_log_tail_is_ignored_up_to_the_last_complete_record(base, live_corpus, caplog):
     path, model = base
