@@ -32,3 +32,36 @@ def hostile(value) -> st.SearchStrategy:
 @schemathesis.hook
 def flatmap_body(context, body):
     return hostile(body)
+
+
+FILTER = "#/components/schemas/Filter"
+FILTER_DEPTH = 3   # deeper filters, up to the service's limit and past it, are tests/integration/test_filters.py's
+
+
+def _relinked(node, target: str | None):
+    """A copy of ``node`` whose alternatives naming the Filter schema name ``target`` instead, or are dropped when
+    ``target`` is None."""
+    if isinstance(node, list):
+        return [_relinked(item, target) for item in node]
+    if not isinstance(node, dict):
+        return node
+    copy = {}
+    for key, value in node.items():
+        if key in ("oneOf", "anyOf"):
+            value = [{"$ref": target} if alt == {"$ref": FILTER} else alt for alt in value
+                     if target is not None or alt != {"$ref": FILTER}]
+        copy[key] = _relinked(value, target)
+    return copy
+
+
+@schemathesis.hook
+def before_load_schema(context, raw_schema):
+    """Filters nest at most ``FILTER_DEPTH`` levels in generated requests. Schemathesis builds a recursive schema's
+    strategy level by level while it shrinks, and on the self-referencing Filter that ran past Python's recursion
+    limit (a clean-clone CI run: RecursionError in schemathesis itself, on POST /search/batch)."""
+    schemas = raw_schema["components"]["schemas"]
+    below = None
+    for level in range(FILTER_DEPTH - 1):
+        schemas[f"Filter{level}"] = _relinked(schemas["Filter"], below)
+        below = f"#/components/schemas/Filter{level}"
+    schemas["Filter"] = _relinked(schemas["Filter"], below)
