@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from bench.writes import AUTH, NDJSON, Corpus, Server, kill_trial, ndjson
+from bench.writes import AUTH, NDJSON, Corpus, Server, kill_trial
 from lsr.index import Index
 
 pytestmark = pytest.mark.slow
@@ -56,7 +56,7 @@ def test_the_writer_worker_dies_and_another_takes_over(tmp_path, corpus):
         with httpx.Client(base_url=server.url, timeout=30) as c:
             while not stop.is_set():
                 docs = corpus.take(10, tag)
-                body = ndjson([corpus.vector_doc(d, r) for d, r in docs])
+                body = corpus.vector_lines(docs)
                 for _ in range(50):   # a request its worker died with gets no answer: send it again
                     try:
                         if c.post("/documents", content=body, headers=NDJSON).status_code == 200:
