@@ -144,20 +144,23 @@ class Scan:
 
 def _complete(data: bytes, at: int) -> tuple[Record, int] | str:
     """The record at ``at`` and the offset after it, or why there is none: "torn" for a prefix of a record (or
-    zeros) that ends the data, else a description of the damage."""
-    rest = data[at:]
-    if len(rest) < _HEAD.size:
+    zeros) that ends the data, else a description of the damage. Only the record's own bytes are copied: a copy of
+    all the data after ``at`` made reading a log quadratic in its records."""
+    left = len(data) - at
+    if left < _HEAD.size:
+        rest = data[at:]
         return "torn" if MAGIC.startswith(rest[:4]) or not rest.strip(b"\0") else "not a record header"
     magic, length, crc = _HEAD.unpack_from(data, at)
-    body = data[at + _HEAD.size:at + _HEAD.size + length]
     if magic != MAGIC:
-        return "torn" if not rest.strip(b"\0") else "not a record header"
-    if len(body) < length:   # runs past the end: a torn append, unless the rest is a whole record
-        return "torn" if zlib.crc32(rest[_HEAD.size:]) != crc else "a complete record with a damaged length"
+        return "torn" if not data[at:].strip(b"\0") else "not a record header"
+    start = at + _HEAD.size
+    if left - _HEAD.size < length:   # runs past the end: a torn append, unless the rest is a whole record
+        return "torn" if zlib.crc32(memoryview(data)[start:]) != crc else "a complete record with a damaged length"
+    body = data[start:start + length]
     if length < _BODY.size or zlib.crc32(body) != crc:
         return "a complete record whose checksum fails"
     try:
-        return Record.decode(body), at + _HEAD.size + length
+        return Record.decode(body), start + length
     except ValueError as e:
         return str(e)
 
