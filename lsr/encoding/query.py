@@ -393,8 +393,8 @@ class QueryEncoder:
             for lo in range(0, len(kept), batch_size):
                 ids, starts = _laid_end_to_end([e.ids for e in encodings[lo:lo + batch_size]])
                 vectors = self.network.splade(ids, starts, self.pooling, self._centre)
-                for (terms, weights), j in zip(vectors, kept[lo:lo + batch_size]):
-                    rows[j] = _prune(terms, weights, top_k, min_weight)
+                for row, j in zip(vectors, kept[lo:lo + batch_size]):
+                    rows[j] = row
                 if progress:
                     progress(len(vectors))
         if progress and len(texts) > len(kept):
@@ -402,7 +402,7 @@ class QueryEncoder:
         if self.stats.truncated:
             log.info("%d of %d texts were longer than %d tokens and were truncated", self.stats.truncated,
                      len(texts), max_length)
-        return SparseBatch.from_rows(rows, self.vocab_size)
+        return SparseBatch.from_rows(rows, self.vocab_size).prune(top_k, min_weight)
 
 
 def _laid_end_to_end(token_ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -410,18 +410,6 @@ def _laid_end_to_end(token_ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray
     starts = np.zeros(len(token_ids) + 1, dtype=np.int64)
     np.cumsum([len(t) for t in token_ids], out=starts[1:])
     return np.fromiter((i for t in token_ids for i in t), np.int64, int(starts[-1])), starts
-
-
-def _prune(terms: np.ndarray, weights: np.ndarray, top_k: int | None,
-           min_weight: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """One vector's non-zero (terms, weights), optionally its top_k heaviest and those >= min_weight."""
-    if min_weight is not None:
-        keep = weights >= min_weight
-        terms, weights = terms[keep], weights[keep]
-    if top_k is not None and len(terms) > top_k:
-        top = np.sort(np.argpartition(weights, len(terms) - top_k)[len(terms) - top_k:])
-        terms, weights = terms[top], weights[top]
-    return terms, weights
 
 
 def limit_blas_threads(threads: int) -> None:
