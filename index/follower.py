@@ -90,20 +90,16 @@ class Follower:
         return True
 
     def _apply(self, record: Record) -> None:
-        for doc_id in record.ids:
-            if not self._buffer.remove(doc_id):
-                self._kill(doc_id)
+        for s, local in self._base.find_many([d for d in record.ids if not self._buffer.remove(d)]):
+            self._kill(s, local)
         if record.op == PUT:
             if self._scale is None:   # as the writer fixes it: from an empty index's first documents
                 self._scale = scale_for(record.vectors.values, self._base.manifest.quantization)
             self._buffer.put(record.ids, record.vectors, record.docs)
         self._seq = record.seq
 
-    def _kill(self, doc_id: str) -> None:
-        found = self._base.find(doc_id)
-        if found is None:
-            return
-        s, local = found
+    def _kill(self, s: int, local: int) -> None:
+        """Marks document ``local`` of committed segment ``s`` deleted, in this follower's copy of its mask."""
         name = self._base.segments[s].name
         if name not in self._dead:
             committed = self._base.dead[s]

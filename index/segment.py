@@ -20,7 +20,7 @@ import os
 import shutil
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -99,12 +99,21 @@ class Segment:
         return cache[method.name]
 
     def number_of(self, doc_id: str) -> int | None:
-        """The segment-local number of an external id (deleted or not), None when absent; the map is built once."""
+        """The segment-local number of an external id (deleted or not), None when absent."""
+        return self._number_map().get(doc_id)
+
+    def numbers_of(self, doc_ids: Sequence[str]) -> list[int | None]:
+        """``number_of`` of each id, in one pass (a follower looks up every id a log record names)."""
+        numbers = self._number_map()
+        return [numbers.get(d) for d in doc_ids]
+
+    def _number_map(self) -> dict[str, int]:
+        """External id -> local number, built once."""
         if self._numbers is None:
             with self._numbers_lock:
                 if self._numbers is None:
                     self._numbers = {d: i for i, d in enumerate(self.docs.ids())}
-        return self._numbers.get(doc_id)
+        return self._numbers
 
     @classmethod
     def open(cls, folder: Path, info: SegmentInfo, vocab_size: int, quantization: str,

@@ -29,7 +29,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numba as nb
 import numpy as np
@@ -99,13 +99,27 @@ class Snapshot:
             raise KeyError(f"document number {number} is deleted")
         return s, local
 
+    def find_many(self, doc_ids: Sequence[str]) -> list[tuple[int, int]]:
+        """(segment position, local number) of each live document among ``doc_ids``; ids with none are left out."""
+        found, pending = [], list(doc_ids)
+        for s, seg in enumerate(self.segments):
+            if not pending:
+                break
+            dead, rest = self.dead[s], []
+            for doc_id, local in zip(pending, seg.numbers_of(pending)):
+                if local is None:
+                    rest.append(doc_id)
+                elif dead is None or not dead[local]:
+                    found.append((s, local))
+                else:
+                    rest.append(doc_id)   # deleted here: a later segment may hold it live
+            pending = rest
+        return found
+
     def find(self, doc_id: str) -> tuple[int, int] | None:
         """(segment position, local number) of the live document with this external id, None when there is none."""
-        for s, seg in enumerate(self.segments):
-            local = seg.number_of(doc_id)
-            if local is not None and (self.dead[s] is None or not self.dead[s][local]):
-                return s, local
-        return None
+        found = self.find_many([doc_id])
+        return found[0] if found else None
 
     def doc_id(self, number: int) -> str:
         s, local = self.locate(int(number))

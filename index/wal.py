@@ -93,12 +93,9 @@ class Record:
                 raise ValueError(f"op {op}, {n} ids")
             docs = None
             if meta.get("docs") is not None:
-                if len(meta["docs"]) != n or not all(d is None or (len(d) in (2, 3) and all(
-                        isinstance(x, str) or x is None for x in d[:2]) and (
-                        len(d) == 2 or d[2] is None or isinstance(d[2], dict))) for d in meta["docs"]):
+                if len(meta["docs"]) != n:
                     raise ValueError("stored documents do not match the ids")
-                docs = [None if d is None else Document(i, d[1], d[0], d[2] if len(d) > 2 else None)
-                        for i, d in zip(ids, meta["docs"])]
+                docs = [_document(i, d) for i, d in zip(ids, meta["docs"])]
             vectors = None
             if op == PUT:
                 indptr = np.frombuffer(body, np.int64, n + 1, at)
@@ -112,6 +109,20 @@ class Record:
             return cls(seq, op, ids, vectors, docs)
         except (ValueError, TypeError, KeyError, IndexError, struct.error) as e:   # json errors are ValueErrors
             raise ValueError(f"not a write-ahead-log record ({e})") from e
+
+
+def _document(doc_id: str, stored: object) -> Document | None:
+    """A record's stored document: None, or [title, text] with its metadata after them when it has any."""
+    if stored is None:
+        return None
+    if type(stored) is not list or not 2 <= len(stored) <= 3:
+        raise ValueError("stored documents do not match the ids")
+    title, text, *rest = stored
+    metadata = rest[0] if rest else None
+    if not (title is None or type(title) is str) or not (text is None or type(text) is str) or not (
+            metadata is None or type(metadata) is dict):
+        raise ValueError("stored documents do not match the ids")
+    return Document(doc_id, text, title, metadata)
 
 
 @dataclass(frozen=True)
