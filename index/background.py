@@ -22,6 +22,7 @@ class Background:
         self._wake = threading.Event()
         self._stop = False
         self.error: BaseException | None = None   # the last failure (logged; retried on the next wake)
+        self.failures = 0                          # failed steps since start (the writer's stats report them)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -41,6 +42,7 @@ class Background:
                 self.error = None
             except Exception as e:   # a failed step leaves the index as it was: report it, keep serving
                 self.error = e
+                self.failures += 1
                 log.exception("background %s failed", self._thread.name)
 
     def stop(self) -> None:

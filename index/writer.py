@@ -181,7 +181,10 @@ class Writer:
         with self._mutex:
             return {"buffered": len(self._buffer) + len(self._frozen or ()), "flushes": self.flushes,
                     "merges": self.merges, "merging": len(self._merging) > 0, "wal_seq": self._seq,
-                    "fsyncs": self._wal.fsyncs}
+                    "fsyncs": self._wal.fsyncs,
+                    # background steps that failed (each logged with its traceback; the index stays as it was)
+                    "flush_failures": self._flusher.failures if self._flusher else 0,
+                    "merge_failures": self._merger.failures if self._merger else 0}
 
     # ---- writes -------------------------------------------------------------------------------------------------
     @property

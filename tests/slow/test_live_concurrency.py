@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from lsr.index import Index
+from lsr.core.documents import Document
 from lsr.index.merge import TieredMergePolicy
 from lsr.index.quantize import dequantize, quantize
 from tests.live_check import Model
@@ -161,3 +162,43 @@ def test_searches_during_ingestion_and_merges(live_corpus, tmp_path):
         truth.check(entry["seq"], np.array(entry["scores"]), entry["ids"])
     assert len({e["generation"] for e in seen["seen"]}) >= 3
     idx.close()
+
+
+def test_upkeep_keeps_up_with_churn(live_corpus, tmp_path):
+    """Background flushes (by size and by age) and merges while batches are added, replaced and deleted whole, so
+    segments empty while merges read them: no background step fails, and the index then holds exactly the model's
+    documents, before and after a reopen."""
+    vectors, ids, docs, _ = live_corpus
+    path = tmp_path / "idx"
+    Index.build(path, vectors.take(np.arange(FIRST)), ids[:FIRST], texts=docs[:FIRST], methods=["exact", "bmp"])
+    model = Model(vectors, docs)
+    model.put(ids[:FIRST], list(range(FIRST)), [d.text for d in docs[:FIRST]])
+    idx = Index.open(path, writable=True, refresh_interval=0, flush_docs=25, flush_age=0.05,
+                     merge_policy=TieredMergePolicy(segments_per_tier=2, floor_docs=10))
+    rng = np.random.default_rng(11)
+    batches, row = [ids[:FIRST]], FIRST
+    while row < len(ids):
+        r = rng.random()
+        if r < 0.5:
+            batch = ids[row:row + 20]
+            idx.upsert(batch, vectors.take(np.arange(row, row + len(batch))), docs[row:row + len(batch)])
+            model.put(batch, list(range(row, row + len(batch))), [d.text for d in docs[row:row + len(batch)]])
+            batches.append(batch)
+            row += len(batch)
+        elif r < 0.75:   # a whole earlier batch: often a whole segment
+            batch = batches[rng.integers(len(batches))]
+            idx.delete(batch)
+            model.delete(batch)
+        else:            # an earlier batch again, with other vectors and texts
+            batch = batches[rng.integers(len(batches))]
+            rows = [int(x) for x in rng.integers(0, len(ids), len(batch))]
+            idx.upsert(batch, vectors.take(np.array(rows)), [Document(d, f"again {d}") for d in batch])
+            model.put(batch, rows, [f"again {d}" for d in batch])
+        time.sleep(float(rng.uniform(0, 0.03)))   # room for the flusher and the merger to run between writes
+    stats = idx.stats()
+    assert stats["flush_failures"] == 0 and stats["merge_failures"] == 0, stats
+    assert stats["flushes"] >= 5 and stats["merges"] >= 2, stats
+    idx.refresh()
+    model.assert_holds(idx)
+    idx.close()
+    model.assert_holds(Index.open(path))
