@@ -65,6 +65,14 @@ class Buffer:
             self.batches[loc[0]].alive[loc[1]] = False
         return loc is not None
 
+    def since(self, first: int) -> "Buffer":
+        """A buffer of the batches from ``first`` on, their rows live as they are now (a follower keeps the records
+        a new commit does not hold)."""
+        out = Buffer(self.vocab_size)
+        for batch in self.batches[first:]:
+            out._append(_Batch(batch.ids, batch.vectors, batch.docs, batch.alive.copy()))
+        return out
+
     def absorb(self, older: "Buffer") -> None:
         """Takes back the documents of ``older`` (a failed flush's) that this buffer has not replaced since."""
         for batch in older.batches:

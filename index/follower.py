@@ -31,17 +31,39 @@ class Follower:
         self.path = path
         self._verify = verify
         self._stat = file_identity(path / MANIFEST)
-        self._reset(Snapshot.open(path, verify))
+        self._start(Snapshot.open(path, verify))
 
-    def _reset(self, base: Snapshot) -> None:
-        self._base = base
+    def _start(self, base: Snapshot) -> None:
+        """Follows from the committed generation ``base``: an empty buffer, the log read from its ``wal_seq`` on."""
         m = base.manifest
+        self._base = base
         self._scale = m.scale if m.scale is not None else (base.segments[0].scale if base.segments else None)
         self._buffer = Buffer(m.vocab_size)
+        self._records: list[tuple[int, list[str], int | None]] = []   # (seq, ids, buffer batch) applied since
         self._dead: dict[str, np.ndarray] = {}    # copies of committed masks that later records changed
         self._seq = m.wal_seq
         self._position: tuple[Path, int] | None = None   # the file and offset after the last record applied
         self._snap = base
+
+    def _move(self, base: Snapshot) -> None:
+        """Moves onto ``base``, a newer committed generation. The records after its ``wal_seq`` that this follower
+        has applied are kept, as their buffer batches: only their ids are looked up again, in the new segments.
+        Reading them from the log again made the refresh after each flush take seconds under ingest (the records
+        logged while the flush built its segment, decoded and indexed again)."""
+        m = base.manifest
+        kept = [r for r in self._records if r[0] > m.wal_seq] if m.generation > self._base.manifest.generation else []
+        if not kept or kept[0][0] != m.wal_seq + 1:   # nothing applied past the commit: from the log
+            self._start(base)
+            return
+        buffer, seq, position = self._buffer, self._seq, self._position
+        self._start(base)
+        first = min((b for _, _, b in kept if b is not None), default=len(buffer.batches))
+        self._buffer = buffer.since(first)
+        self._records = [(n, ids, None if b is None else b - first) for n, ids, b in kept]
+        self._seq, self._position = seq, position
+        for s, local in base.find_many([d for _, ids, _ in kept for d in ids]):
+            self._kill(s, local)
+        self._publish()
 
     @property
     def seq(self) -> int:
@@ -53,7 +75,7 @@ class Follower:
             stat = file_identity(self.path / MANIFEST)
             if stat != self._stat:
                 self._stat = stat
-                self._reset(Snapshot.open(self.path, self._verify, reuse={s.name: s for s in self._base.segments}))
+                self._move(Snapshot.open(self.path, self._verify, reuse={s.name: s for s in self._base.segments}))
             if self._tail():
                 break
         return self._snap
@@ -92,10 +114,13 @@ class Follower:
     def _apply(self, record: Record) -> None:
         for s, local in self._base.find_many([d for d in record.ids if not self._buffer.remove(d)]):
             self._kill(s, local)
+        batch = None
         if record.op == PUT:
             if self._scale is None:   # as the writer fixes it: from an empty index's first documents
                 self._scale = scale_for(record.vectors.values, self._base.manifest.quantization)
+            batch = len(self._buffer.batches)
             self._buffer.put(record.ids, record.vectors, record.docs)
+        self._records.append((record.seq, record.ids, batch))
         self._seq = record.seq
 
     def _kill(self, s: int, local: int) -> None:

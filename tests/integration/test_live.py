@@ -474,6 +474,56 @@ def test_a_follower_sees_acknowledged_writes_before_their_commit(base, live_corp
     assert reader.refresh() and reader.document("late")["text"] == docs[1].text
 
 
+
+def test_a_follower_keeps_the_records_a_new_commit_does_not_hold(base, live_corpus, monkeypatch):
+    """A flush commits at record 1 while records 2-4 come in, and the follower has applied all four: on the new
+    generation it keeps 2-4 as it had them, reading none of them from the log again, and still ends where the
+    writer is: record 3 replaces a document the flush committed, record 4 deletes one of the first build."""
+    import lsr.index.follower as follower_module
+    import lsr.index.writer as writer_module
+
+    path, model = base
+    vectors, ids, docs, _ = live_corpus
+    writer = Index.open(path, writable=True, refresh_interval=None, flush_docs=10**6, background_merges=False)
+    reader = Index.open(path, follow=True, refresh_interval=None)
+    rows = np.arange(200, 220)
+    writer.add(ids[200:220], vectors.take(rows), docs[200:220])                                  # record 1
+    model.put(ids[200:220], list(rows), [d.text for d in docs[200:220]])
+    build = writer_module.build_segment
+
+    def writing_meanwhile(*a, **kw):   # the flush's build: records 2-4 arrive, and the follower reads them
+        monkeypatch.setattr(writer_module, "build_segment", build)
+        writer.add(ids[220:230], vectors.take(np.arange(220, 230)), docs[220:230])                  # record 2
+        writer.upsert([ids[205]], vectors.take(np.arange(7, 8)), [Document(ids[205], "replaced")])  # record 3
+        writer.delete([ids[3]])                                                                      # record 4
+        assert reader.refresh() and reader.snapshot().seq == 4 and reader.generation == 1
+        return build(*a, **kw)
+
+    monkeypatch.setattr(writer_module, "build_segment", writing_meanwhile)
+    writer.flush()
+    assert writer.manifest.wal_seq == 1
+    model.put(ids[220:230], list(range(220, 230)), [d.text for d in docs[220:230]])
+    model.put([ids[205]], [7], ["replaced"])
+    model.delete([ids[3]])
+    read = []
+    real = follower_module.read_records
+
+    def counted(*a):
+        records, end = real(*a)
+        read.extend(r.seq for r in records)
+        return records, end
+
+    monkeypatch.setattr(follower_module, "read_records", counted)
+    assert reader.refresh() and reader.generation == 2 and reader.snapshot().seq == 4
+    assert read == []   # 2-4 kept, not read again
+    model.assert_holds(reader)
+    writer.add(["after"], vectors.take(np.arange(1)), [Document("after", docs[0].text)])           # record 5
+    model.put(["after"], [0], [docs[0].text])
+    assert reader.refresh() and read == [5]
+    model.assert_holds(reader)
+    writer.close()
+    model.assert_holds(Index.open(path))
+
 def test_concurrent_writes_share_fsyncs_and_all_are_durable(base, live_corpus, monkeypatch):
     """Group commit: on a slow disk (each fsync 20 ms), writes waiting at once share one fsync; every acknowledged
     write is in the log (a writer reopened on it without any commit finds them all)."""
