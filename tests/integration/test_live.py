@@ -475,6 +475,37 @@ def test_a_follower_sees_acknowledged_writes_before_their_commit(base, live_corp
 
 
 
+def test_a_follower_hashes_what_it_opens_not_the_segments_committed_while_it_follows(base, live_corpus,
+                                                                                        monkeypatch):
+    """A follower checks every file's sha256 when it opens, but a segment the writer commits while it follows is
+    checked by size and arrays only (its bytes are the page cache the writer just filled); a truncated one is still
+    refused."""
+    import lsr.index.segment as segment_module
+
+    path, _ = base
+    vectors, ids, docs, _ = live_corpus
+    hashed = []
+    real = segment_module.sha256_file
+    monkeypatch.setattr(segment_module, "sha256_file", lambda p: hashed.append(p.parent.name) or real(p))
+    follower = Index.open(path, follow=True, refresh_interval=None)
+    first = set(hashed)
+    assert first and all(name.startswith("seg-") for name in first)
+    writer = Index.open(path, writable=True, refresh_interval=None)
+    hashed.clear()
+    for lo, hi in ((200, 260), (260, 300)):
+        writer.add(ids[lo:hi], vectors.take(np.arange(lo, hi)), docs[lo:hi])
+        writer.flush()
+        if lo == 200:
+            assert follower.refresh() and follower.num_docs == 260
+    assert [name for name in hashed if not name.endswith(".tmp")] == []   # the writer hashes what it builds
+    newest = max((p for p in path.iterdir() if p.name.startswith("seg-")), key=lambda p: p.stat().st_mtime_ns)
+    victim = newest / "post_values.npy"
+    victim.write_bytes(victim.read_bytes()[:-8])
+    with pytest.raises(IndexCorrupt, match="truncated"):
+        follower.refresh()
+    writer.close()
+
+
 def test_a_follower_keeps_the_records_a_new_commit_does_not_hold(base, live_corpus, monkeypatch):
     """A flush commits at record 1 while records 2-4 come in, and the follower has applied all four: on the new
     generation it keeps 2-4 as it had them, reading none of them from the log again, and still ends where the
