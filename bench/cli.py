@@ -199,6 +199,8 @@ def bench_service_writes(
     clients: int = typer.Option(4, min=1),
     workers: int = typer.Option(2, min=1),
     kills: int = typer.Option(20, min=0, help="SIGKILLs of the whole server during ingest (0: none)"),
+    split: bool = typer.Option(False, help="also: pre-encoded ingest with writes and searches served apart (a "
+                                           "niced one-worker server takes the writes, another serves searches)"),
     output: Path = typer.Option(Path("bench/results/service_writes.json")),
 ) -> None:
     """The service as a write target: pre-encoded and text ingest, time to searchable, search and /healthz latency
@@ -207,9 +209,10 @@ def bench_service_writes(
 
     _need(docs, texts)
     r = run(docs, texts, output, seconds=seconds, per_request=per_request, clients=clients, workers=workers,
-            kills=kills)
+            kills=kills, split=split)
     typer.echo(json.dumps({k: r[k] for k in ("encoder_docs_per_s", "vector_ingest", "text_ingest",
-                                              "healthz_under_search_load", "kills") if k in r}, indent=1))
+                                              "healthz_under_search_load", "split_serving", "kills") if k in r},
+                          indent=1))
 
 
 @app.command("hardening")

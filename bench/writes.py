@@ -6,14 +6,17 @@
    texts, stored) while the search client goes on: documents/s acknowledged, request p50/p99, search p99 during
    ingest against idle; a prober takes the newest acknowledged document every 0.25 s and searches for it (a
    has_id filter, fresh connections: any worker) until it is found: its time to searchable after the
-   acknowledgement; /stats every second gives the segment count over the run.
+   acknowledgement; /stats every second gives the segment count over the run. Then, once no merge runs, the idle
+   searches again on the index ingest left: search p99 during ingest is also set against that idle p99, as the
+   index grows ~150x during ingest (a search over 150,000 documents is not one over 1,000).
 3. Text ingest: the same clients post the windows texts (20 per request), encoded by the service's workers;
    against the encoder's own documents/s (the service's numpy encoder, one thread, in as many processes as the
    server has workers, on the same texts), measured just before the server starts. Then half as long again with the
    search client going on: search p99 during text ingest against idle, and the ingest rate it leaves.
 4. /healthz under the heaviest search load the limits allow: 4 clients post /search/batch at max_batch queries of
    max_k hits; another client times /healthz.
-5. Kills (``kill_trial``): the whole server (its process group) is SIGKILLed at a random moment while 4 clients
+5. With ``split``: phase 2 again, on a fresh index, with writes and searches served apart (``split_trial``).
+6. Kills (``kill_trial``): the whole server (its process group) is SIGKILLed at a random moment while 4 clients
    ingest, and started again, ``kills`` times; then every acknowledged document must be there with its vector,
    and every request that got no answer must be there whole or not at all.
 """
@@ -109,12 +112,13 @@ def ndjson(docs: list[dict]) -> bytes:
 class Server:
     """``lsr serve --workers N`` in its own process group (a SIGKILL of the group takes the whole server)."""
 
-    def __init__(self, folder: Path, workers: int, env: dict[str, str] | None = None):
+    def __init__(self, folder: Path, workers: int, env: dict[str, str] | None = None, nice: int = 0):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.TemporaryFile()
         cmd = [sys.executable, "-m", "lsr", "serve", "--index", str(folder), "--port", str(self.port), "--workers",
                str(workers), "--log-level", "warning"]
+        cmd = ["nice", "-n", str(nice), *cmd] if nice else cmd
         self.sockets = workers if listeners.supported() else 1   # lsr serve's listeners: one per worker on Linux
         self.proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "LSR_API_KEYS": KEY, **(env or {})},
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -285,6 +289,20 @@ def _probe(url: str, corpus: Corpus, acked: list, stop: threading.Event, delays:
             delays.append(float("inf"))
 
 
+def _quiet(url: str, timeout: float = 120.0) -> float:
+    """Waits until the writer has no merge running (two owner answers in a row), so that searches measured next see the
+    index ingest left with nothing writing; the seconds it took."""
+    import httpx
+
+    start, calm = time.monotonic(), 0
+    while calm < 2 and time.monotonic() - start < timeout:
+        time.sleep(1.0)
+        writer = httpx.get(url + "/stats", timeout=30).json()["writer"]
+        if "merging" in writer:   # the owner's answer (another worker's names no merge)
+            calm = 0 if writer["merging"] else calm + 1
+    return round(time.monotonic() - start, 1)
+
+
 def _segments(url: str, stop: threading.Event, out: list[tuple[float, int, int]]) -> None:
     import httpx
 
@@ -357,8 +375,76 @@ def build(folder: Path, corpus: Corpus, start_docs: int) -> None:
                 methods=("exact", "bmp"), overwrite=True)
 
 
+def vector_phase(corpus: Corpus, queries: list[dict], ingest: Server, search: Server, *, seconds: float,
+                 per_request: int, clients: int) -> dict:
+    """Phase 2 (the module's docstring): idle searches, pre-encoded ingest to ``ingest`` while the searches, the
+    prober and /stats go to ``search`` (the same server, or one serving searches apart), then the idle searches
+    again once no merge runs."""
+    searching = SearchClient(search.url, queries)
+    time.sleep(seconds / 2)
+    idle = searching.stop()
+
+    def vector_batch():
+        docs = corpus.take(per_request, "v")
+        return docs, corpus.vector_lines(docs)
+
+    acked, errors, delays, when, segments = [], [], [], [], []
+    stop, searching = threading.Event(), SearchClient(search.url, queries)
+    side = [threading.Thread(target=_probe, args=(search.url, corpus, acked, stop, delays, when)),
+            threading.Thread(target=_segments, args=(search.url, stop, segments))]
+    for t in side:
+        t.start()
+    dealt: list[int] = []
+    wall = _ingest(ingest.url, vector_batch, clients, seconds, acked, errors, ingest, dealt)
+    during = searching.stop()   # searches while ingest ran, none after
+    time.sleep(2.0)   # the last acknowledgements' probes
+    stop.set()
+    for t in side:
+        t.join()
+    docs = sum(len(a[2]) for a in acked)
+    quiet_after = _quiet(ingest.url)
+    searching = SearchClient(search.url, queries)   # the same searches on the index ingest left, nothing writing
+    time.sleep(seconds / 2)
+    idle_after = searching.stop()
+    out = {"docs": docs, "docs_per_s": round(docs / wall, 1), "requests": _pct([a[1] for a in acked]),
+           "errors": errors[:10], "error_count": len(errors),
+           "searchable_after_ack": _pct(delays), "searchable_within_1s": sum(d <= 1000 for d in delays),
+           "probes": len(delays), "probe_log": [[t, round(d) if d < float("inf") else None]
+                                                for t, d in zip(when, delays)],
+           "segments": segments,
+           "search_idle": _pct(idle), "search_during_ingest": _pct(during), "search_idle_after": _pct(idle_after),
+           "quiet_after_s": quiet_after,
+           "connections_per_worker": dealt,   # the ingest clients' (and, one server, the others'), as dealt
+           "load": load_avg()}
+    out["search_p99_ratio"] = round(out["search_during_ingest"]["p99_ms"] / out["search_idle"]["p99_ms"], 2)
+    out["search_p99_ratio_vs_after"] = round(out["search_during_ingest"]["p99_ms"]
+                                             / out["search_idle_after"]["p99_ms"], 2)
+    return out
+
+
+def split_trial(folder: Path, corpus: Corpus, queries: list[dict], *, seconds: float, per_request: int,
+                clients: int, workers: int, nice: int = 10) -> dict:
+    """Phase 2 with writes and searches served apart, on one index: an ``lsr serve`` of one worker, ``nice``
+    niced, takes the writes (its worker owns the writer); another of ``workers`` serves the searches, its workers
+    following the writer's log. A search worker then spends its time on searches and on applying the log, not on
+    parsing and logging write requests."""
+    writer = Server(folder, 1, nice=nice)
+    searcher = None
+    try:
+        writer.wait()
+        searcher = Server(folder, workers)
+        searcher.wait()
+        out = vector_phase(corpus, queries, writer, searcher, seconds=seconds, per_request=per_request,
+                           clients=clients)
+    finally:
+        for server in (searcher, writer):
+            if server is not None:
+                server.stop()
+    return {"writer_workers": 1, "writer_nice": nice, "search_workers": workers, **out}
+
+
 def run(vectors: Path, texts: Path, output: Path, *, seconds: float = 20.0, per_request: int = 100,
-        clients: int = 4, workers: int = 2, start_docs: int = 1000, kills: int = 20) -> dict:
+        clients: int = 4, workers: int = 2, start_docs: int = 1000, kills: int = 20, split: bool = False) -> dict:
     corpus = Corpus.load(vectors, texts)
     queries = []
     for row in range(0, 200, 2):
@@ -375,43 +461,11 @@ def run(vectors: Path, texts: Path, output: Path, *, seconds: float = 20.0, per_
         server = Server(folder, workers)
         try:
             server.wait()
-            searching = SearchClient(server.url, queries)
-            time.sleep(seconds / 2)
-            idle = searching.stop()
+            report["vector_ingest"] = vector_phase(corpus, queries, server, server, seconds=seconds,
+                                                   per_request=per_request, clients=clients)
 
-            def vector_batch():
-                docs = corpus.take(per_request, "v")
-                return docs, corpus.vector_lines(docs)
-
-            acked, errors, delays, when, segments = [], [], [], [], []
-            stop, searching = threading.Event(), SearchClient(server.url, queries)
-            side = [threading.Thread(target=_probe, args=(server.url, corpus, acked, stop, delays, when)),
-                    threading.Thread(target=_segments, args=(server.url, stop, segments))]
-            for t in side:
-                t.start()
-            dealt: list[int] = []
-            wall = _ingest(server.url, vector_batch, clients, seconds, acked, errors, server, dealt)
-            during = searching.stop()   # searches while ingest ran, none after
-            time.sleep(2.0)   # the last acknowledgements' probes
-            stop.set()
-            for t in side:
-                t.join()
-            docs = sum(len(a[2]) for a in acked)
-            report["vector_ingest"] = {
-                "docs": docs, "docs_per_s": round(docs / wall, 1), "requests": _pct([a[1] for a in acked]),
-                "errors": errors[:10], "error_count": len(errors),
-                "searchable_after_ack": _pct(delays), "searchable_within_1s": sum(d <= 1000 for d in delays),
-                "probes": len(delays), "probe_log": [[t, round(d) if d < float("inf") else None]
-                                                          for t, d in zip(when, delays)],
-                "segments": segments,
-                "search_idle": _pct(idle), "search_during_ingest": _pct(during),
-                "connections_per_worker": dealt,   # the ingest and search clients' and the prober's, as dealt
-                "load": load_avg()}
-
-            def p99_ratio(during: dict) -> float:   # search p99 during ingest against idle
-                return round(during["p99_ms"] / report["vector_ingest"]["search_idle"]["p99_ms"], 2)
-
-            report["vector_ingest"]["search_p99_ratio"] = p99_ratio(report["vector_ingest"]["search_during_ingest"])
+            def p99_ratio(during: dict, idle: str = "search_idle") -> float:   # search p99 during ingest against idle
+                return round(during["p99_ms"] / report["vector_ingest"][idle]["p99_ms"], 2)
 
             def text_batch():
                 docs = corpus.take(20, "t")
@@ -426,7 +480,8 @@ def run(vectors: Path, texts: Path, output: Path, *, seconds: float = 20.0, per_
                        "vs_encoder": round(docs / wall / report["encoder_docs_per_s"], 2)}
                 if searching is not None:   # the encoder's threads on every core: searches must still come first
                     during = _pct(searching.stop())
-                    out.update(search_during_ingest=during, search_p99_ratio=p99_ratio(during))
+                    out.update(search_during_ingest=during, search_p99_ratio=p99_ratio(during),
+                               search_p99_ratio_vs_after=p99_ratio(during, "search_idle_after"))
                 return {**out, "load": load_avg()}
 
             report["text_ingest"] = text_run(seconds)
@@ -437,6 +492,12 @@ def run(vectors: Path, texts: Path, output: Path, *, seconds: float = 20.0, per_
             report["writer"] = __import__("httpx").get(server.url + "/stats", timeout=30).json()["writer"]
         finally:
             server.stop()
+    if split:
+        with tempfile.TemporaryDirectory(prefix="lsr-bench-split-") as tmp:
+            folder = Path(tmp) / "index"
+            build(folder, corpus, start_docs)
+            report["split_serving"] = split_trial(folder, corpus, queries, seconds=seconds, per_request=per_request,
+                                                  clients=clients, workers=workers)
     if kills:
         with tempfile.TemporaryDirectory(prefix="lsr-bench-kills-") as tmp:
             folder = Path(tmp) / "index"
