@@ -175,9 +175,9 @@ def http(index: Path, texts: list[str], workers: int, seconds: float, rounds: in
                 runs[kind].append(measured(server.url, kind_bodies, 1, seconds))
         sizes = rss_mb(server.proc.pid)
         parent_mb = sizes.get(server.proc.pid)
-        workers_mb = {pid: mb for pid, mb in sizes.items() if pid != server.proc.pid and _is_worker(pid)}
-        if workers == 1:   # uvicorn serves in the main process itself: it is the one worker
-            workers_mb = {server.proc.pid: parent_mb}
+        # with one worker uvicorn serves in the main process itself, which is then the worker
+        workers_mb = {server.proc.pid: parent_mb} if workers == 1 else {
+            pid: mb for pid, mb in sizes.items() if pid != server.proc.pid and _is_worker(pid)}
     finally:
         server.stop()
     median = {k: sorted(v, key=lambda r: r["p50_ms"])[len(v) // 2] for k, v in runs.items()}

@@ -416,10 +416,14 @@ def vector_phase(corpus: Corpus, queries: list[dict], ingest: Server, search: Se
            "quiet_after_s": quiet_after,
            "connections_per_worker": dealt,   # the ingest clients' (and, one server, the others'), as dealt
            "load": load_avg()}
-    out["search_p99_ratio"] = round(out["search_during_ingest"]["p99_ms"] / out["search_idle"]["p99_ms"], 2)
-    out["search_p99_ratio_vs_after"] = round(out["search_during_ingest"]["p99_ms"]
-                                             / out["search_idle_after"]["p99_ms"], 2)
-    return out
+    return {**out, **p99_ratios(out["search_during_ingest"], out)}
+
+
+def p99_ratios(during: dict, idle: dict) -> dict:
+    """Search p99 during ingest against the idle p99 at the start and on the index ingest left (``idle`` holds
+    ``vector_phase``'s ``search_idle`` and ``search_idle_after``)."""
+    return {"search_p99_ratio": round(during["p99_ms"] / idle["search_idle"]["p99_ms"], 2),
+            "search_p99_ratio_vs_after": round(during["p99_ms"] / idle["search_idle_after"]["p99_ms"], 2)}
 
 
 def split_trial(folder: Path, corpus: Corpus, queries: list[dict], *, seconds: float, per_request: int,
@@ -464,9 +468,6 @@ def run(vectors: Path, texts: Path, output: Path, *, seconds: float = 20.0, per_
             report["vector_ingest"] = vector_phase(corpus, queries, server, server, seconds=seconds,
                                                    per_request=per_request, clients=clients)
 
-            def p99_ratio(during: dict, idle: str = "search_idle") -> float:   # search p99 during ingest against idle
-                return round(during["p99_ms"] / report["vector_ingest"][idle]["p99_ms"], 2)
-
             def text_batch():
                 docs = corpus.take(20, "t")
                 return docs, ndjson([corpus.text_doc(d, r) for d, r in docs])
@@ -480,8 +481,7 @@ def run(vectors: Path, texts: Path, output: Path, *, seconds: float = 20.0, per_
                        "vs_encoder": round(docs / wall / report["encoder_docs_per_s"], 2)}
                 if searching is not None:   # the encoder's threads on every core: searches must still come first
                     during = _pct(searching.stop())
-                    out.update(search_during_ingest=during, search_p99_ratio=p99_ratio(during),
-                               search_p99_ratio_vs_after=p99_ratio(during, "search_idle_after"))
+                    out.update(search_during_ingest=during, **p99_ratios(during, report["vector_ingest"]))
                 return {**out, "load": load_avg()}
 
             report["text_ingest"] = text_run(seconds)

@@ -474,7 +474,6 @@ def test_a_follower_sees_acknowledged_writes_before_their_commit(base, live_corp
     assert reader.refresh() and reader.document("late")["text"] == docs[1].text
 
 
-
 def test_a_follower_hashes_what_it_opens_not_the_segments_committed_while_it_follows(base, live_corpus,
                                                                                         monkeypatch):
     """A follower checks every file's sha256 when it opens, but a segment the writer commits while it follows is
@@ -554,6 +553,7 @@ def test_a_follower_keeps_the_records_a_new_commit_does_not_hold(base, live_corp
     model.assert_holds(reader)
     writer.close()
     model.assert_holds(Index.open(path))
+
 
 def test_concurrent_writes_share_fsyncs_and_all_are_durable(base, live_corpus, monkeypatch):
     """Group commit: on a slow disk (each fsync 20 ms), writes waiting at once share one fsync; every acknowledged
