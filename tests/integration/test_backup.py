@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,10 @@ def test_snapshots_taken_during_writes_restore_the_index_at_their_point(base, li
             models[idx.stats()["wal_seq"]] = model.copy()
             if lo >= 400:
                 half.set()
+            if lo % 100 == 0:   # a loaded machine may snapshot less often than this writes: wait for one here
+                seq, deadline = idx.stats()["wal_seq"], time.monotonic() + 120
+                while not any(b.wal_seq == seq for b in taken) and time.monotonic() < deadline:
+                    time.sleep(0.01)
 
     writer = threading.Thread(target=write)
     writer.start()
